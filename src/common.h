@@ -1,0 +1,53 @@
+/* Shared plumbing: error reporting, checked allocation, the scalar type. */
+#ifndef QK_COMMON_H
+#define QK_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* The model math is written once over `real`. The product builds it as float;
+ * the gradient-check tests build the same sources with QK_DOUBLE so finite
+ * differences can use a tight tolerance. */
+#ifdef QK_DOUBLE
+typedef double real;
+#define rexp exp
+#define rlog log
+#define rtanh tanh
+#define rsqrt sqrt
+#else
+typedef float real;
+#define rexp expf
+#define rlog logf
+#define rtanh tanhf
+#define rsqrt sqrtf
+#endif
+
+/* Exit status for bad input (config, corpus, checkpoint, arguments). */
+#define EXIT_BADINPUT 2
+
+/* A recoverable error travels back to the caller as a message; the command's
+ * main prints it as one line and exits with EXIT_BADINPUT. */
+typedef struct {
+    char msg[1024];
+} Error;
+
+/* Formats into err (if not NULL) and returns -1, so `return error_set(...)`. */
+int error_set(Error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Out of memory and I/O failures are not recoverable: one place reports them
+ * with the source position and exits with status 1. */
+_Noreturn void die_at(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define die(...) die_at(__FILE__, __LINE__, __VA_ARGS__)
+#define CHECK(cond, ...) do { if (!(cond)) die(__VA_ARGS__); } while (0)
+
+void *xmalloc_at(size_t n, const char *file, int line);
+void *xcalloc_at(size_t count, size_t size, const char *file, int line);
+#define xmalloc(n) xmalloc_at((n), __FILE__, __LINE__)
+#define xcalloc(c, s) xcalloc_at((c), (s), __FILE__, __LINE__)
+
+/* Wall-clock seconds from a monotonic clock. */
+double time_now(void);
+
+#endif

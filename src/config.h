@@ -1,0 +1,79 @@
+/* Run configuration: INI file (inih) + `section.key=value` overrides,
+ * validated in one place before any work starts. */
+#ifndef QK_CONFIG_H
+#define QK_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common.h"
+
+typedef enum { QK_UNTIED = 0, QK_TIED = 1 } QkMode;
+typedef enum { QK_INIT_INDEPENDENT = 0, QK_INIT_SYMMETRIC = 1 } QkInit;
+
+#define CONFIG_STR 1024
+/* Longest line accepted in a config file (bytes, without the newline). */
+#define CONFIG_LINE_MAX 4096
+
+typedef struct {
+    /* [run] */
+    char name[256];          /* run folder name under out_dir */
+    char out_dir[CONFIG_STR];/* default "runs" */
+    uint64_t seed;           /* PRNG seed */
+    int threads;             /* 0 = OpenMP default */
+    int overwrite;           /* replace an existing run folder */
+    int resume;              /* continue from the run's latest checkpoint */
+    /* [data] */
+    char data_path[CONFIG_STR]; /* UTF-8 text corpus */
+    double val_fraction;        /* last fraction of characters held out, (0,1) */
+    /* [model] */
+    int n_layer, n_head, n_embd, block_size;
+    int bias;                /* biases on q,k,v,o,fc,proj */
+    int tie_embeddings;      /* lm_head shares wte */
+    QkMode qk;               /* untied | tied */
+    QkInit qk_init;          /* independent | symmetric (W_K starts equal to W_Q) */
+    /* [train] */
+    int batch_size, steps;
+    double lr, min_lr;
+    int warmup_steps;
+    double weight_decay, beta1, beta2, grad_clip; /* grad_clip 0 = off */
+    int eval_every, eval_batches, log_every;
+    int stop_after;          /* 0 = run to `steps`; k = stop after step k as if interrupted */
+    char init_from[CONFIG_STR]; /* checkpoint to start from, "" = random init */
+    /* [log] */
+    char probe[CONFIG_STR];  /* probe text, "" = a fixed validation window */
+    int heatmap_every, checkpoint_every, keep_checkpoints;
+} Config;
+
+/* Fills every field with its default. */
+void config_defaults(Config *c);
+
+/* Loads defaults, then the INI file at path, then the overrides
+ * ("section.key=value" strings) in order; validates the result.
+ * On error returns -1 with a one-line message naming the file and line
+ * (or the override), the key, the bad value and what is allowed. */
+int config_load(Config *c, const char *path, int n_overrides, char **overrides, Error *err);
+
+/* Loads defaults, then INI text (e.g. the resolved config stored in a
+ * checkpoint) with the same rules as config_load; name stands for the file in
+ * messages and gives the default run name. Validates the result. */
+int config_load_string(Config *c, const char *text, const char *name, Error *err);
+
+/* Applies one "section.key=value" override (validated like file values). */
+int config_set(Config *c, const char *section, const char *key, const char *value,
+               const char *where, Error *err);
+
+/* Cross-key checks (n_embd % n_head, min_lr <= lr, ...). */
+int config_validate(const Config *c, const char *where, Error *err);
+
+/* Writes the resolved config as INI text (every key, in table order). */
+void config_write(const Config *c, FILE *f);
+
+/* The same text in a malloc'd string (for checkpoint metadata). */
+char *config_to_string(const Config *c);
+
+/* Names as written in config files ("untied", "symmetric", ...). */
+const char *config_qk_name(QkMode m);
+const char *config_qk_init_name(QkInit i);
+
+#endif

@@ -1,0 +1,54 @@
+/* Per-op forward and backward passes (llm.c style). Backward functions add
+ * into their d* outputs unless the comment says otherwise. Shapes: N = B*T
+ * rows, C channels, OC output channels. */
+#ifndef QK_LAYERS_H
+#define QK_LAYERS_H
+
+#include <stddef.h>
+
+#include "common.h"
+
+/* out[B,T,C] = wte[inp[b,t]] + wpe[t] */
+void encoder_forward(real *out, const int *inp, const real *wte, const real *wpe,
+                     int B, int T, int C);
+void encoder_backward(real *dwte, real *dwpe, const real *dout, const int *inp,
+                      int B, int T, int C);
+
+/* LayerNorm over the last dimension, eps 1e-5; mean and rstd saved [N]. */
+void layernorm_forward(real *out, real *mean, real *rstd, const real *inp,
+                       const real *weight, const real *bias, size_t N, int C);
+void layernorm_backward(real *dinp, real *dweight, real *dbias, const real *dout,
+                        const real *inp, const real *weight, const real *mean,
+                        const real *rstd, size_t N, int C);
+
+/* out[N,OC] = inp[N,C] weight[OC,C]^T + bias[OC] (bias may be NULL).
+ * accumulate != 0 adds to what out holds (used to fuse residual adds). */
+void matmul_forward(real *out, const real *inp, const real *weight, const real *bias,
+                    size_t N, int C, int OC, int accumulate);
+/* dinp = (accumulate_dinp ? dinp : 0) + dout weight; dweight += dout^T inp;
+ * dbias += column sums of dout (dbias may be NULL). */
+void matmul_backward(real *dinp, real *dweight, real *dbias, const real *dout,
+                     const real *inp, const real *weight, size_t N, int C, int OC,
+                     int accumulate_dinp);
+
+/* GELU, tanh approximation (PyTorch approximate="tanh"). */
+void gelu_forward(real *out, const real *inp, size_t n);
+/* dinp = dout * gelu'(inp) (overwrites dinp). */
+void gelu_backward(real *dinp, const real *inp, const real *dout, size_t n);
+
+/* probs[N,V] = softmax(logits); losses[N] = -log probs[target]. */
+void crossentropy_forward(real *probs, real *losses, const real *logits,
+                          const int *targets, size_t N, int V);
+/* dlogits = (probs - onehot(target)) * scale (overwrites; scale = 1/N for a
+ * mean loss). */
+void crossentropy_backward(real *dlogits, const real *probs, const int *targets,
+                           size_t N, int V, real scale);
+
+/* C[M,N] (+)= A[M,K] B[K,N]; A is read with strides (row sam, column sak) so a
+ * transposed A needs no copy; B and C are row-major with leading dims ldb, ldc.
+ * Every C element is summed over k in order 0..K-1 by one thread, so the
+ * result does not depend on the thread count. */
+void gemm(real *Cm, size_t ldc, const real *A, size_t sam, size_t sak,
+          const real *Bm, size_t ldb, size_t M, size_t K, size_t N, int accumulate);
+
+#endif

@@ -1,0 +1,51 @@
+/* train CONFIG [section.key=value ...]: trains a model, logging to runs/<name>/. */
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "train.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: train CONFIG [section.key=value ...]\n"
+            "  Trains the model described by the INI file CONFIG; every key can be\n"
+            "  overridden on the command line, e.g. train.steps=500 run.name=try2.\n"
+            "  Outputs go to <run.out_dir>/<run.name>/ (config.ini, metrics.csv, eval.csv).\n"
+            "  --overwrite   same as run.overwrite=true\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_BADINPUT : 0;
+    }
+    char *overrides[256];
+    int n = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--overwrite") == 0) a = "run.overwrite=true";
+        else if (a[0] == '-') {
+            fprintf(stderr, "qkscope: unknown option '%s' (see train --help)\n", a);
+            return EXIT_BADINPUT;
+        }
+        if (n == (int)(sizeof overrides / sizeof overrides[0])) {
+            fprintf(stderr, "qkscope: too many overrides (at most 256)\n");
+            return EXIT_BADINPUT;
+        }
+        overrides[n++] = (char *)a;
+    }
+    Config cfg;
+    Error err;
+    if (config_load(&cfg, argv[1], n, overrides, &err) != 0) {
+        fprintf(stderr, "qkscope: %s\n", err.msg);
+        return EXIT_BADINPUT;
+    }
+    Trainer t;
+    if (train_setup(&t, &cfg, &err) != 0) {
+        fprintf(stderr, "qkscope: %s\n", err.msg);
+        return EXIT_BADINPUT;
+    }
+    int rc = train_run(&t);
+    train_free(&t);
+    return rc;
+}

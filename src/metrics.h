@@ -1,0 +1,38 @@
+/* CSV logs of a run (metrics.csv, eval.csv, ...), written with libcsv, and
+ * the console progress line. */
+#ifndef QK_METRICS_H
+#define QK_METRICS_H
+
+#include <stdio.h>
+
+#include "common.h"
+
+typedef struct {
+    FILE *f;
+    char path[1400];
+    int ncols;  /* fields per row, from the header */
+    int col;    /* fields written in the current row */
+} CsvLog;
+
+/* Creates (truncating) the file and writes the header row. I/O failures die. */
+void csvlog_open(CsvLog *w, const char *path, const char *const *header, int ncols);
+/* Text fields go through libcsv's quoting; numbers are written bare. */
+void csvlog_str(CsvLog *w, const char *s);
+void csvlog_int(CsvLog *w, long long v);
+void csvlog_num(CsvLog *w, double v);
+/* Ends the row (checks the field count). */
+void csvlog_end_row(CsvLog *w);
+void csvlog_flush(CsvLog *w);
+void csvlog_close(CsvLog *w);
+
+/* Console progress: on a terminal one updating line, in a pipe plain lines. */
+typedef struct {
+    int tty;
+    int last_len;
+} Progress;
+
+void progress_init(Progress *p, FILE *f);
+/* Prints `text` as the progress line (final = 1 ends it with a newline on a tty). */
+void progress_show(Progress *p, const char *text, int final);
+
+#endif

@@ -1,0 +1,363 @@
+#include "model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attention.h"
+#include "layers.h"
+
+/* The parameter kinds, in memory order (stacked over layers) and, within a
+ * layer, in checkpoint order. */
+enum {
+    K_WTE, K_WPE,
+    K_LN1W, K_LN1B, K_WQ, K_BQ, K_WK, K_BK, K_WV, K_BV, K_WO, K_BO,
+    K_LN2W, K_LN2B, K_FCW, K_FCB, K_PROJW, K_PROJB,
+    K_LNFW, K_LNFB, K_LMHEAD, N_KINDS
+};
+
+static const struct {
+    size_t field;     /* offsetof in ParamTensors */
+    const char *name; /* checkpoint name (per-layer ones get "blocks.{l}.") */
+    int per_layer;
+} kinds[N_KINDS] = {
+    {offsetof(ParamTensors, wte), "wte.weight", 0},
+    {offsetof(ParamTensors, wpe), "wpe.weight", 0},
+    {offsetof(ParamTensors, ln1w), "ln1.weight", 1},
+    {offsetof(ParamTensors, ln1b), "ln1.bias", 1},
+    {offsetof(ParamTensors, wq), "attn.q.weight", 1},
+    {offsetof(ParamTensors, bq), "attn.q.bias", 1},
+    {offsetof(ParamTensors, wk), "attn.k.weight", 1},
+    {offsetof(ParamTensors, bk), "attn.k.bias", 1},
+    {offsetof(ParamTensors, wv), "attn.v.weight", 1},
+    {offsetof(ParamTensors, bv), "attn.v.bias", 1},
+    {offsetof(ParamTensors, wo), "attn.o.weight", 1},
+    {offsetof(ParamTensors, bo), "attn.o.bias", 1},
+    {offsetof(ParamTensors, ln2w), "ln2.weight", 1},
+    {offsetof(ParamTensors, ln2b), "ln2.bias", 1},
+    {offsetof(ParamTensors, fcw), "mlp.fc.weight", 1},
+    {offsetof(ParamTensors, fcb), "mlp.fc.bias", 1},
+    {offsetof(ParamTensors, projw), "mlp.proj.weight", 1},
+    {offsetof(ParamTensors, projb), "mlp.proj.bias", 1},
+    {offsetof(ParamTensors, lnfw), "ln_f.weight", 0},
+    {offsetof(ParamTensors, lnfb), "ln_f.bias", 0},
+    {offsetof(ParamTensors, lm_head), "lm_head.weight", 0},
+};
+
+/* Shape of one instance of a kind (one layer's slice); 0 rows when absent. */
+static void kind_dims(const ModelShape *s, int k, int *rows, int *cols) {
+    int C = s->C;
+    *cols = 0;
+    switch (k) {
+    case K_WTE: case K_LMHEAD:
+        *rows = (k == K_LMHEAD && s->tie_embeddings) ? 0 : s->V;
+        *cols = C;
+        break;
+    case K_WPE: *rows = s->maxT; *cols = C; break;
+    case K_LN1W: case K_LN1B: case K_LN2W: case K_LN2B: case K_LNFW: case K_LNFB:
+        *rows = C;
+        break;
+    case K_WQ: case K_WV: case K_WO: *rows = C; *cols = C; break;
+    case K_WK: *rows = s->qk_tied ? 0 : C; *cols = C; break;
+    case K_BQ: case K_BV: case K_BO: case K_PROJB: *rows = s->bias ? C : 0; break;
+    case K_BK: *rows = (s->bias && !s->qk_tied) ? C : 0; break;
+    case K_FCW: *rows = 4 * C; *cols = C; break;
+    case K_FCB: *rows = s->bias ? 4 * C : 0; break;
+    case K_PROJW: *rows = C; *cols = 4 * C; break;
+    default: *rows = 0;
+    }
+}
+
+static size_t kind_numel(const ModelShape *s, int k) {
+    int rows, cols;
+    kind_dims(s, k, &rows, &cols);
+    return (size_t)rows * (size_t)(cols ? cols : 1);
+}
+
+static size_t kind_count(const ModelShape *s, int k) {
+    return kinds[k].per_layer ? (size_t)s->L : 1;
+}
+
+/* Points every present kind of t into base (laid out in kind order);
+ * absent kinds are NULL. Returns the total element count. */
+static size_t params_point(ParamTensors *t, const ModelShape *s, real *base) {
+    size_t off = 0;
+    for (int k = 0; k < N_KINDS; k++) {
+        size_t n = kind_numel(s, k) * kind_count(s, k);
+        real **field = (real **)((char *)t + kinds[k].field);
+        *field = (n && base) ? base + off : NULL;
+        off += n;
+    }
+    return off;
+}
+
+/* Appends the view of kind k in layer l (skipped when the kind is absent). */
+static void view_add(Model *m, const size_t *base, int k, int l) {
+    const ModelShape *s = &m->shape;
+    size_t n = kind_numel(s, k);
+    if (!n) return;
+    ParamView *v = &m->views[m->n_views++];
+    int rows, cols;
+    kind_dims(s, k, &rows, &cols);
+    if (kinds[k].per_layer)
+        snprintf(v->name, sizeof v->name, "blocks.%d.%s", l, kinds[k].name);
+    else
+        snprintf(v->name, sizeof v->name, "%s", kinds[k].name);
+    v->offset = base[k] + (size_t)l * n;
+    v->numel = n;
+    v->ndim = cols ? 2 : 1;
+    v->shape[0] = rows;
+    v->shape[1] = cols;
+    v->decay = cols != 0;
+}
+
+/* Checkpoint order: embeddings, then each block's tensors, then ln_f and the
+ * head; the kinds enum is already in that order. */
+static void views_build(Model *m) {
+    const ModelShape *s = &m->shape;
+    m->views = xcalloc((size_t)N_KINDS * s->L + N_KINDS, sizeof(ParamView));
+    m->n_views = 0;
+    size_t base[N_KINDS], off = 0;
+    for (int k = 0; k < N_KINDS; k++) {
+        base[k] = off;
+        off += kind_numel(s, k) * kind_count(s, k);
+    }
+    for (int k = 0; k < K_LN1W; k++) view_add(m, base, k, 0);
+    for (int l = 0; l < s->L; l++)
+        for (int k = K_LN1W; k <= K_PROJB; k++) view_add(m, base, k, l);
+    for (int k = K_LNFW; k < N_KINDS; k++) view_add(m, base, k, 0);
+}
+
+/* Lays out the activations for B x T (counting only when base is NULL). */
+static size_t acts_point(Activations *a, const ModelShape *s, int B, int T, real *base) {
+    size_t L = s->L, BT = (size_t)B * T, C = s->C, NH = s->NH, V = s->V, off = 0;
+    struct { real **p; size_t n; } f[] = {
+        {&a->encoded, BT * C}, {&a->ln1, L * BT * C}, {&a->ln1_mean, L * BT},
+        {&a->ln1_rstd, L * BT}, {&a->q, L * BT * C}, {&a->k, L * BT * C},
+        {&a->v, L * BT * C}, {&a->att, L * B * NH * T * T}, {&a->atty, L * BT * C},
+        {&a->res2, L * BT * C}, {&a->ln2, L * BT * C}, {&a->ln2_mean, L * BT},
+        {&a->ln2_rstd, L * BT}, {&a->fch, L * BT * 4 * C}, {&a->fch_gelu, L * BT * 4 * C},
+        {&a->res3, L * BT * C}, {&a->lnf, BT * C}, {&a->lnf_mean, BT}, {&a->lnf_rstd, BT},
+        {&a->logits, BT * V}, {&a->probs, BT * V}, {&a->losses, BT},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        *f[i].p = base ? base + off : NULL;
+        off += f[i].n;
+    }
+    return off;
+}
+
+static size_t scratch_point(BackwardScratch *d, const ModelShape *s, int B, int T, real *base) {
+    size_t BT = (size_t)B * T, C = s->C, NH = s->NH, V = s->V, L = s->L, off = 0;
+    size_t tied = s->qk_tied ? 1 : 0;
+    struct { real **p; size_t n; } f[] = {
+        {&d->dres, BT * C}, {&d->dln, BT * C}, {&d->dq, BT * C}, {&d->dk, BT * C},
+        {&d->dv, BT * C}, {&d->datt, (size_t)B * NH * T}, {&d->datty, BT * C},
+        {&d->dfch, BT * 4 * C}, {&d->dfch_gelu, BT * 4 * C}, {&d->dlogits, BT * V},
+        {&d->dwk_path, tied * L * C * C}, {&d->dbk_path, tied * L * C},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        *f[i].p = (base && f[i].n) ? base + off : NULL;
+        off += f[i].n;
+    }
+    return off;
+}
+
+size_t model_memory_bytes(const ModelShape *s, int maxB) {
+    ParamTensors t;
+    Activations a;
+    BackwardScratch d;
+    size_t n = 4 * params_point(&t, s, NULL) + acts_point(&a, s, maxB, s->maxT, NULL) +
+               scratch_point(&d, s, maxB, s->maxT, NULL);
+    return n * sizeof(real);
+}
+
+void model_create(Model *m, const ModelShape *s, int maxB) {
+    memset(m, 0, sizeof *m);
+    m->shape = *s;
+    m->maxB = maxB;
+    m->n_params = params_point(&m->p, s, NULL);
+    m->params = xcalloc(m->n_params, sizeof(real));
+    m->grads = xcalloc(m->n_params, sizeof(real));
+    m->adam_m = xcalloc(m->n_params, sizeof(real));
+    m->adam_v = xcalloc(m->n_params, sizeof(real));
+    params_point(&m->p, s, m->params);
+    params_point(&m->g, s, m->grads);
+    params_point(&m->m, s, m->adam_m);
+    params_point(&m->v, s, m->adam_v);
+    /* In the parameter set, shared tensors alias their owner. */
+    if (s->qk_tied) {
+        m->p.wk = m->p.wq;
+        m->p.bk = m->p.bq;
+    }
+    if (s->tie_embeddings) m->p.lm_head = m->p.wte;
+    views_build(m);
+    m->acts_mem = xcalloc(acts_point(&m->acts, s, maxB, s->maxT, NULL), sizeof(real));
+    acts_point(&m->acts, s, maxB, s->maxT, m->acts_mem);
+    m->scr_mem = xcalloc(scratch_point(&m->scr, s, maxB, s->maxT, NULL), sizeof(real));
+    scratch_point(&m->scr, s, maxB, s->maxT, m->scr_mem);
+}
+
+void model_free(Model *m) {
+    free(m->params);
+    free(m->grads);
+    free(m->adam_m);
+    free(m->adam_v);
+    free(m->views);
+    free(m->acts_mem);
+    free(m->scr_mem);
+    memset(m, 0, sizeof *m);
+}
+
+void model_init_params(Model *m, Rng *r, int symmetric_qk) {
+    const ModelShape *s = &m->shape;
+    double resid_std = 0.02 / sqrt(2.0 * s->L);
+    for (int i = 0; i < m->n_views; i++) {
+        const ParamView *v = &m->views[i];
+        real *p = m->params + v->offset;
+        const char *dot = strrchr(v->name, '.');
+        if (v->ndim == 2) {
+            int resid = strstr(v->name, "attn.o.") || strstr(v->name, "mlp.proj.");
+            double std = resid ? resid_std : 0.02;
+            for (size_t j = 0; j < v->numel; j++) p[j] = (real)(std * rng_normal(r));
+        } else {
+            /* LayerNorm weights start at 1; every bias at 0 */
+            real val = (strstr(v->name, "ln") && strcmp(dot, ".weight") == 0) ? 1 : 0;
+            for (size_t j = 0; j < v->numel; j++) p[j] = val;
+        }
+    }
+    if (symmetric_qk && !s->qk_tied) {
+        memcpy(m->p.wk, m->p.wq, (size_t)s->L * s->C * s->C * sizeof(real));
+        if (s->bias) memcpy(m->p.bk, m->p.bq, (size_t)s->L * s->C * sizeof(real));
+    }
+}
+
+/* Layer l's slice of a stacked tensor, or NULL when the tensor is absent. */
+static real *at(real *base, int l, size_t stride) {
+    return base ? base + (size_t)l * stride : NULL;
+}
+
+real model_forward(Model *m, const int *inputs, const int *targets, int B, int T) {
+    const ModelShape *s = &m->shape;
+    CHECK(B >= 1 && B <= m->maxB && T >= 1 && T <= s->maxT,
+          "model_forward: B=%d T=%d outside the allocated %dx%d", B, T, m->maxB, s->maxT);
+    /* Activations are laid out for this B x T so layer strides stay dense. */
+    acts_point(&m->acts, s, B, T, m->acts_mem);
+    int C = s->C, NH = s->NH, V = s->V;
+    size_t BT = (size_t)B * T, CC = (size_t)C * C, BTC = BT * C;
+    ParamTensors *p = &m->p;
+    Activations *a = &m->acts;
+
+    encoder_forward(a->encoded, inputs, p->wte, p->wpe, B, T, C);
+    const real *resid = a->encoded;
+    for (int l = 0; l < s->L; l++) {
+        real *ln1 = a->ln1 + l * BTC, *q = a->q + l * BTC, *k = a->k + l * BTC;
+        real *v = a->v + l * BTC, *atty = a->atty + l * BTC, *res2 = a->res2 + l * BTC;
+        real *ln2 = a->ln2 + l * BTC, *res3 = a->res3 + l * BTC;
+        real *fch = a->fch + l * BTC * 4, *fchg = a->fch_gelu + l * BTC * 4;
+        real *att = a->att + (size_t)l * B * NH * T * T;
+
+        layernorm_forward(ln1, a->ln1_mean + l * BT, a->ln1_rstd + l * BT, resid,
+                          p->ln1w + l * C, p->ln1b + l * C, BT, C);
+        matmul_forward(q, ln1, p->wq + l * CC, at(p->bq, l, C), BT, C, C, 0);
+        matmul_forward(k, ln1, p->wk + l * CC, at(p->bk, l, C), BT, C, C, 0);
+        matmul_forward(v, ln1, p->wv + l * CC, at(p->bv, l, C), BT, C, C, 0);
+        attention_forward(atty, att, q, k, v, B, T, C, NH);
+        memcpy(res2, resid, BTC * sizeof(real)); /* the W_O matmul adds onto it */
+        matmul_forward(res2, atty, p->wo + l * CC, at(p->bo, l, C), BT, C, C, 1);
+
+        layernorm_forward(ln2, a->ln2_mean + l * BT, a->ln2_rstd + l * BT, res2,
+                          p->ln2w + l * C, p->ln2b + l * C, BT, C);
+        matmul_forward(fch, ln2, p->fcw + l * 4 * CC, at(p->fcb, l, 4 * (size_t)C), BT, C,
+                       4 * C, 0);
+        gelu_forward(fchg, fch, BTC * 4);
+        memcpy(res3, res2, BTC * sizeof(real));
+        matmul_forward(res3, fchg, p->projw + l * 4 * CC, at(p->projb, l, C), BT, 4 * C, C, 1);
+        resid = res3;
+    }
+    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, resid, p->lnfw, p->lnfb, BT, C);
+    matmul_forward(a->logits, a->lnf, p->lm_head, NULL, BT, C, V, 0);
+    crossentropy_forward(a->probs, a->losses, a->logits, targets, BT, V);
+
+    m->B = B;
+    m->T = T;
+    m->inputs = inputs;
+    m->targets = targets;
+    if (!targets) return 0;
+    double sum = 0;
+    for (size_t i = 0; i < BT; i++) sum += a->losses[i];
+    m->loss = (real)(sum / BT);
+    return m->loss;
+}
+
+void model_backward(Model *m) {
+    const ModelShape *s = &m->shape;
+    CHECK(m->targets, "model_backward: the last forward had no targets");
+    int B = m->B, T = m->T, C = s->C, NH = s->NH, V = s->V;
+    size_t BT = (size_t)B * T, CC = (size_t)C * C, BTC = BT * C;
+    scratch_point(&m->scr, s, B, T, m->scr_mem);
+    ParamTensors *p = &m->p, *g = &m->g;
+    Activations *a = &m->acts;
+    BackwardScratch *d = &m->scr;
+
+    memset(m->grads, 0, m->n_params * sizeof(real));
+    if (s->qk_tied) {
+        memset(d->dwk_path, 0, (size_t)s->L * CC * sizeof(real));
+        if (s->bias) memset(d->dbk_path, 0, (size_t)s->L * C * sizeof(real));
+    }
+
+    crossentropy_backward(d->dlogits, a->probs, m->targets, BT, V, (real)(1.0 / BT));
+    matmul_backward(d->dln, s->tie_embeddings ? g->wte : g->lm_head, NULL, d->dlogits, a->lnf,
+                    p->lm_head, BT, C, V, 0);
+    memset(d->dres, 0, BTC * sizeof(real));
+    layernorm_backward(d->dres, g->lnfw, g->lnfb, d->dln, a->res3 + (s->L - 1) * BTC, p->lnfw,
+                       a->lnf_mean, a->lnf_rstd, BT, C);
+
+    for (int l = s->L - 1; l >= 0; l--) {
+        const real *resid = l == 0 ? a->encoded : a->res3 + (l - 1) * BTC;
+        real *ln1 = a->ln1 + l * BTC, *q = a->q + l * BTC, *k = a->k + l * BTC;
+        real *v = a->v + l * BTC, *atty = a->atty + l * BTC, *res2 = a->res2 + l * BTC;
+        real *ln2 = a->ln2 + l * BTC;
+        real *fch = a->fch + l * BTC * 4, *fchg = a->fch_gelu + l * BTC * 4;
+        real *att = a->att + (size_t)l * B * NH * T * T;
+
+        /* MLP: dres holds dL/d(res3); layernorm_backward adds the branch's
+         * contribution so that afterwards dres = dL/d(res2). */
+        matmul_backward(d->dfch_gelu, g->projw + l * 4 * CC, at(g->projb, l, C), d->dres, fchg,
+                        p->projw + l * 4 * CC, BT, 4 * C, C, 0);
+        gelu_backward(d->dfch, fch, d->dfch_gelu, BTC * 4);
+        matmul_backward(d->dln, g->fcw + l * 4 * CC, at(g->fcb, l, 4 * (size_t)C), d->dfch, ln2,
+                        p->fcw + l * 4 * CC, BT, C, 4 * C, 0);
+        layernorm_backward(d->dres, g->ln2w + l * C, g->ln2b + l * C, d->dln, res2,
+                           p->ln2w + l * C, a->ln2_mean + l * BT, a->ln2_rstd + l * BT, BT, C);
+
+        /* Attention: afterwards dres = dL/d(block input). */
+        matmul_backward(d->datty, g->wo + l * CC, at(g->bo, l, C), d->dres, atty, p->wo + l * CC,
+                        BT, C, C, 0);
+        attention_backward(d->dq, d->dk, d->dv, d->datt, d->datty, q, k, v, att, B, T, C, NH);
+        real *gwk = s->qk_tied ? d->dwk_path + l * CC : g->wk + l * CC;
+        real *gbk = s->qk_tied ? at(d->dbk_path, l, C) : at(g->bk, l, C);
+        matmul_backward(d->dln, g->wq + l * CC, at(g->bq, l, C), d->dq, ln1, p->wq + l * CC,
+                        BT, C, C, 0);
+        matmul_backward(d->dln, gwk, gbk, d->dk, ln1, p->wk + l * CC, BT, C, C, 1);
+        matmul_backward(d->dln, g->wv + l * CC, at(g->bv, l, C), d->dv, ln1, p->wv + l * CC,
+                        BT, C, C, 1);
+        layernorm_backward(d->dres, g->ln1w + l * C, g->ln1b + l * C, d->dln, resid,
+                           p->ln1w + l * C, a->ln1_mean + l * BT, a->ln1_rstd + l * BT, BT, C);
+    }
+    encoder_backward(g->wte, g->wpe, d->dres, m->inputs, B, T, C);
+
+    /* Tied W_Q = W_K: the shared gradient is query path + key path. */
+    if (s->qk_tied) {
+        size_t n = (size_t)s->L * CC;
+        for (size_t i = 0; i < n; i++) g->wq[i] += d->dwk_path[i];
+        if (s->bias)
+            for (size_t i = 0; i < (size_t)s->L * C; i++) g->bq[i] += d->dbk_path[i];
+    }
+}
+
+double model_grad_norm(const Model *m) {
+    double s = 0;
+    for (size_t i = 0; i < m->n_params; i++) s += (double)m->grads[i] * m->grads[i];
+    return sqrt(s);
+}

@@ -1,0 +1,148 @@
+/* The GPT model: parameter layout with named views, forward and backward.
+ * Ops live in layers.c (embedding, matmul, layernorm, gelu, residual,
+ * cross-entropy) and attention.c; this file wires them into the network. */
+#ifndef QK_MODEL_H
+#define QK_MODEL_H
+
+#include <stddef.h>
+
+#include "common.h"
+#include "data.h"
+
+typedef struct {
+    int V;              /* vocabulary size */
+    int L;              /* layers */
+    int NH;             /* heads */
+    int C;              /* channels; head size is C / NH */
+    int maxT;           /* block_size */
+    int bias;           /* biases on q,k,v,o,fc,proj */
+    int tie_embeddings; /* lm_head is wte */
+    int qk_tied;        /* one matrix (and bias) serves as W_Q and W_K */
+} ModelShape;
+
+/* Pointers into one contiguous buffer (parameters, gradients or Adam moments
+ * share this layout). Per-layer tensors are stacked over layers. Absent
+ * tensors (biases when bias = 0, k when qk_tied, lm_head when tied) are NULL;
+ * in a parameter set, wk/bk then alias wq/bq and lm_head aliases wte. */
+typedef struct {
+    real *wte;     /* [V, C] */
+    real *wpe;     /* [maxT, C] */
+    real *ln1w;    /* [L, C] */
+    real *ln1b;    /* [L, C] */
+    real *wq;      /* [L, C, C]  nn.Linear layout [out, in] */
+    real *bq;      /* [L, C] */
+    real *wk;      /* [L, C, C] */
+    real *bk;      /* [L, C] */
+    real *wv;      /* [L, C, C] */
+    real *bv;      /* [L, C] */
+    real *wo;      /* [L, C, C] */
+    real *bo;      /* [L, C] */
+    real *ln2w;    /* [L, C] */
+    real *ln2b;    /* [L, C] */
+    real *fcw;     /* [L, 4C, C] */
+    real *fcb;     /* [L, 4C] */
+    real *projw;   /* [L, C, 4C] */
+    real *projb;   /* [L, C] */
+    real *lnfw;    /* [C] */
+    real *lnfb;    /* [C] */
+    real *lm_head; /* [V, C] */
+} ParamTensors;
+
+/* One named view per stored tensor, with the checkpoint name
+ * (e.g. "blocks.0.attn.q.weight"), in checkpoint order. */
+typedef struct {
+    char name[64];
+    size_t offset;   /* into the parameter buffer, in elements */
+    size_t numel;
+    int ndim;        /* 1 or 2 */
+    int shape[2];
+    int decay;       /* weight decay applies (matrices, embeddings included) */
+} ParamView;
+
+/* Activations saved by the forward pass for backward, sized for maxB x maxT. */
+typedef struct {
+    real *encoded;   /* [B, T, C] wte + wpe */
+    real *ln1;       /* [L, B, T, C] */
+    real *ln1_mean;  /* [L, B, T] */
+    real *ln1_rstd;  /* [L, B, T] */
+    real *q;         /* [L, B, T, C] */
+    real *k;         /* [L, B, T, C] */
+    real *v;         /* [L, B, T, C] */
+    real *att;       /* [L, B, NH, T, T] softmax weights, 0 above the diagonal */
+    real *atty;      /* [L, B, T, C] attention output before W_O */
+    real *res2;      /* [L, B, T, C] residual after attention */
+    real *ln2;       /* [L, B, T, C] */
+    real *ln2_mean;  /* [L, B, T] */
+    real *ln2_rstd;  /* [L, B, T] */
+    real *fch;       /* [L, B, T, 4C] fc output (GELU input) */
+    real *fch_gelu;  /* [L, B, T, 4C] */
+    real *res3;      /* [L, B, T, C] residual after the MLP (block output) */
+    real *lnf;       /* [B, T, C] */
+    real *lnf_mean;  /* [B, T] */
+    real *lnf_rstd;  /* [B, T] */
+    real *logits;    /* [B, T, V] */
+    real *probs;     /* [B, T, V] softmax of logits */
+    real *losses;    /* [B, T] per-position cross-entropy */
+} Activations;
+
+/* Backward scratch, reused layer by layer (only one layer's worth). */
+typedef struct {
+    real *dres;      /* [B, T, C] gradient flowing down the residual stream */
+    real *dln;       /* [B, T, C] */
+    real *dq, *dk, *dv; /* [B, T, C] */
+    real *datt;      /* [B, NH, T] one softmax row per (batch, head) */
+    real *datty;     /* [B, T, C] */
+    real *dfch;      /* [B, T, 4C] */
+    real *dfch_gelu; /* [B, T, 4C] */
+    real *dlogits;   /* [B, T, V] */
+    /* qk_tied: key-path gradient of the shared W_Q/b_Q, kept apart from the
+     * query path (in the gradient buffer) until model_backward sums them. */
+    real *dwk_path;  /* [L, C, C] */
+    real *dbk_path;  /* [L, C] */
+} BackwardScratch;
+
+typedef struct {
+    ModelShape shape;
+    ParamView *views;      /* [n_views] */
+    int n_views;
+    size_t n_params;       /* elements in each of params, grads, m, v */
+    real *params;          /* one allocation each */
+    real *grads;
+    real *adam_m;
+    real *adam_v;
+    ParamTensors p, g, m, v; /* named views into the four buffers */
+    int maxB;
+    Activations acts;
+    real *acts_mem;
+    BackwardScratch scr;
+    real *scr_mem;
+    int B, T;              /* shape of the last forward */
+    const int *inputs;     /* [B, T] tokens of the last forward */
+    const int *targets;    /* [B, T] its targets (NULL = none) */
+    real loss;             /* mean loss of the last forward with targets */
+} Model;
+
+/* Bytes needed for params + grads + Adam moments + activations + scratch. */
+size_t model_memory_bytes(const ModelShape *s, int maxB);
+
+/* Allocates everything (parameters zero, Adam moments zero). */
+void model_create(Model *m, const ModelShape *s, int maxB);
+void model_free(Model *m);
+
+/* GPT-2 init: N(0, 0.02); wo and proj scaled by 1/sqrt(2L); biases 0;
+ * LayerNorm weight 1. symmetric_qk copies W_Q into W_K (untied only). */
+void model_init_params(Model *m, Rng *r, int symmetric_qk);
+
+/* Forward over B sequences of T tokens (B <= maxB, T <= maxT). With targets
+ * it returns the mean cross-entropy and keeps what backward needs; without,
+ * returns 0 and only logits/probs are meaningful. */
+real model_forward(Model *m, const int *inputs, const int *targets, int B, int T);
+
+/* Gradients of the last forward's mean loss, written (not accumulated) into
+ * m->grads. */
+void model_backward(Model *m);
+
+/* Global L2 norm of the gradient buffer (fixed summation order). */
+double model_grad_norm(const Model *m);
+
+#endif

@@ -1,0 +1,42 @@
+#include "optim.h"
+
+#include <math.h>
+
+#define PI 3.14159265358979323846
+
+double optim_lr(const OptimConfig *o, int step) {
+    if (step < o->warmup_steps) return o->lr * (step + 1) / (o->warmup_steps + 1);
+    int span = o->steps - o->warmup_steps;
+    double r = (double)(step - o->warmup_steps) / (span > 1 ? span : 1);
+    if (r > 1) r = 1;
+    return o->min_lr + 0.5 * (1.0 + cos(PI * r)) * (o->lr - o->min_lr);
+}
+
+double optim_clip_scale(double norm, double max_norm) {
+    if (max_norm <= 0) return 1.0;
+    double c = max_norm / (norm + 1e-6);
+    return c < 1.0 ? c : 1.0;
+}
+
+void optim_adamw_update(Model *m, const OptimConfig *o, double lr, int t, double grad_scale) {
+    double bc1 = 1.0 - pow(o->beta1, t), bc2 = 1.0 - pow(o->beta2, t);
+    real b1 = (real)o->beta1, b2 = (real)o->beta2, gs = (real)grad_scale;
+    real step_size = (real)(lr / bc1), inv_sqrt_bc2 = (real)(1.0 / sqrt(bc2));
+    real eps = (real)o->eps;
+    for (int i = 0; i < m->n_views; i++) {
+        const ParamView *v = &m->views[i];
+        real *p = m->params + v->offset, *mm = m->adam_m + v->offset, *vv = m->adam_v + v->offset;
+        const real *g = m->grads + v->offset;
+        /* PyTorch AdamW order: decay the weight, then the Adam step. */
+        real decay = v->decay ? (real)(1.0 - lr * o->weight_decay) : 1;
+        size_t n = v->numel;
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (size_t j = 0; j < n; j++) {
+            real gj = g[j] * gs;
+            mm[j] = b1 * mm[j] + (1 - b1) * gj;
+            vv[j] = b2 * vv[j] + (1 - b2) * gj * gj;
+            real denom = rsqrt(vv[j]) * inv_sqrt_bc2 + eps;
+            p[j] = p[j] * decay - step_size * mm[j] / denom;
+        }
+    }
+}

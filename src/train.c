@@ -1,0 +1,236 @@
+#include "train.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+ModelShape train_model_shape(const Config *c, int V) {
+    ModelShape s = {.V = V, .L = c->n_layer, .NH = c->n_head, .C = c->n_embd,
+                    .maxT = c->block_size, .bias = c->bias,
+                    .tie_embeddings = c->tie_embeddings, .qk_tied = c->qk == QK_TIED};
+    return s;
+}
+
+int train_check_memory(const ModelShape *s, int B, Error *err) {
+    double need = (double)model_memory_bytes(s, B);
+    double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    /* leave room for the OS and the rest of the process */
+    if (need > 0.8 * have)
+        return error_set(err,
+                         "model needs %.2f GiB for parameters, gradients, Adam state and "
+                         "activations (batch_size %d, block_size %d); this machine has %.2f GiB",
+                         need / 1073741824.0, B, s->maxT, have / 1073741824.0);
+    return 0;
+}
+
+static int mkdir_p(const char *path, Error *err) {
+    char buf[CONFIG_STR + 256];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return error_set(err, "%s: cannot create folder: %s", buf, strerror(errno));
+            *p = c;
+            if (c == '\0') break;
+        }
+    }
+    return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb; (void)flag; (void)ftw;
+    return remove(path);
+}
+
+static int dir_is_empty(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) return 1;
+    int empty = 1;
+    for (struct dirent *e; empty && (e = readdir(d));)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) empty = 0;
+    closedir(d);
+    return empty;
+}
+
+/* The run folder: created fresh, or refused when it holds an earlier run
+ * (unless run.overwrite, which removes a qkscope run folder first). */
+static int run_dir_prepare(Trainer *t, Error *err) {
+    const Config *c = &t->cfg;
+    snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", c->out_dir, c->name);
+    struct stat st;
+    if (stat(t->run_dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            return error_set(err, "%s: exists and is not a folder (run.name / run.out_dir)",
+                             t->run_dir);
+        if (!dir_is_empty(t->run_dir)) {
+            char marker[CONFIG_STR + 300];
+            snprintf(marker, sizeof marker, "%s/config.ini", t->run_dir);
+            if (!c->overwrite)
+                return error_set(err,
+                                 "%s: run folder already holds a run; set run.overwrite=true to "
+                                 "replace it, or choose another run.name",
+                                 t->run_dir);
+            if (stat(marker, &st) != 0)
+                return error_set(err,
+                                 "%s: not a qkscope run folder (no config.ini); refusing to "
+                                 "overwrite it",
+                                 t->run_dir);
+            if (nftw(t->run_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+                die("cannot remove %s: %s", t->run_dir, strerror(errno));
+        }
+    }
+    return mkdir_p(t->run_dir, err);
+}
+
+int train_setup(Trainer *t, const Config *cfg, Error *err) {
+    memset(t, 0, sizeof *t);
+    t->cfg = *cfg;
+    const Config *c = &t->cfg;
+    if (corpus_load(&t->corpus, c->data_path, c->val_fraction, c->block_size, err) != 0)
+        return -1;
+    ModelShape s = train_model_shape(c, t->corpus.V);
+    if (train_check_memory(&s, c->batch_size, err) != 0) return -1;
+    if (run_dir_prepare(t, err) != 0) return -1;
+
+#ifdef _OPENMP
+    if (c->threads > 0) omp_set_num_threads(c->threads);
+#endif
+    model_create(&t->model, &s, c->batch_size);
+    Rng init_rng;
+    rng_seed(&init_rng, c->seed);
+    model_init_params(&t->model, &init_rng, c->qk_init == QK_INIT_SYMMETRIC);
+    /* batches use their own stream so init changes never shift the data order */
+    rng_seed(&t->batch_rng, c->seed ^ 0x9e3779b97f4a7c15ull);
+    t->opt = (OptimConfig){.lr = c->lr, .min_lr = c->min_lr, .warmup_steps = c->warmup_steps,
+                           .steps = c->steps, .beta1 = c->beta1, .beta2 = c->beta2,
+                           .eps = 1e-8, .weight_decay = c->weight_decay};
+    size_t bt = (size_t)c->batch_size * c->block_size;
+    t->inputs = xmalloc(bt * sizeof(int));
+    t->targets = xmalloc(bt * sizeof(int));
+    t->last_val = NAN;
+
+    char path[CONFIG_STR + 300];
+    snprintf(path, sizeof path, "%s/config.ini", t->run_dir);
+    FILE *f = fopen(path, "w");
+    if (!f) die("cannot create %s: %s", path, strerror(errno));
+    config_write(c, f);
+    if (fclose(f) != 0) die("cannot write %s: %s", path, strerror(errno));
+
+    static const char *const mcols[] = {"step", "lr", "loss", "grad_norm", "clip_scale", "ms",
+                                        "tokens_per_s"};
+    static const char *const ecols[] = {"step", "train_loss", "val_loss"};
+    snprintf(path, sizeof path, "%s/metrics.csv", t->run_dir);
+    csvlog_open(&t->metrics, path, mcols, 7);
+    snprintf(path, sizeof path, "%s/eval.csv", t->run_dir);
+    csvlog_open(&t->evals, path, ecols, 3);
+    progress_init(&t->progress, stdout);
+    return 0;
+}
+
+double train_eval_split(Model *m, const Corpus *c, int val, int count, int B, int *inputs,
+                        int *targets) {
+    int T = m->shape.maxT;
+    double sum = 0;
+    for (int i = 0; i < count; i += B) {
+        int nb = count - i < B ? count - i : B;
+        for (int b = 0; b < nb; b++)
+            batch_eval_window(c, val, i + b, count, T, inputs + (size_t)b * T,
+                              targets + (size_t)b * T);
+        /* mean over nb rows, weighted back to a mean over all windows */
+        sum += (double)model_forward(m, inputs, targets, nb, T) * nb;
+    }
+    return sum / count;
+}
+
+static void train_eval(Trainer *t) {
+    const Config *c = &t->cfg;
+    int count = c->eval_batches * c->batch_size;
+    double tr = train_eval_split(&t->model, &t->corpus, 0, count, c->batch_size, t->inputs,
+                                 t->targets);
+    double va = train_eval_split(&t->model, &t->corpus, 1, count, c->batch_size, t->inputs,
+                                 t->targets);
+    t->last_val = va;
+    csvlog_int(&t->evals, t->step);
+    csvlog_num(&t->evals, tr);
+    csvlog_num(&t->evals, va);
+    csvlog_end_row(&t->evals);
+    csvlog_flush(&t->evals);
+    csvlog_flush(&t->metrics);
+    char line[256];
+    snprintf(line, sizeof line, "step %d/%d | eval: train loss %.4f | val loss %.4f", t->step,
+             c->steps, tr, va);
+    progress_show(&t->progress, line, 1);
+}
+
+/* One update, logged to metrics.csv and the console. */
+static void train_step(Trainer *t) {
+    const Config *c = &t->cfg;
+    int B = c->batch_size, T = c->block_size;
+    double t0 = time_now();
+    double lr = optim_lr(&t->opt, t->step);
+    batch_sample_train(&t->corpus, &t->batch_rng, B, T, t->inputs, t->targets);
+    real loss = model_forward(&t->model, t->inputs, t->targets, B, T);
+    model_backward(&t->model);
+    double norm = model_grad_norm(&t->model);
+    double scale = optim_clip_scale(norm, c->grad_clip);
+    optim_adamw_update(&t->model, &t->opt, lr, t->step + 1, scale);
+    t->step++;
+    double dt = time_now() - t0;
+    t->train_seconds += dt;
+
+    csvlog_int(&t->metrics, t->step);
+    csvlog_num(&t->metrics, lr);
+    csvlog_num(&t->metrics, loss);
+    csvlog_num(&t->metrics, norm);
+    csvlog_num(&t->metrics, scale);
+    csvlog_num(&t->metrics, dt * 1e3);
+    csvlog_num(&t->metrics, (double)B * T / dt);
+    csvlog_end_row(&t->metrics);
+
+    if (t->step % c->log_every == 0 || t->step == c->steps) {
+        double tps = (double)B * T * t->step / t->train_seconds;
+        double eta = (double)(c->steps - t->step) * t->train_seconds / t->step;
+        char line[256], val[32] = "";
+        if (!isnan(t->last_val)) snprintf(val, sizeof val, " | val %.4f", t->last_val);
+        snprintf(line, sizeof line, "step %d/%d | loss %.4f%s | lr %.2e | %.0f tok/s | ETA %.0fs",
+                 t->step, c->steps, (double)loss, val, lr, tps, eta);
+        progress_show(&t->progress, line, 0);
+    }
+}
+
+int train_run(Trainer *t) {
+    const Config *c = &t->cfg;
+    printf("qkscope: %s: %zu parameters (L%d H%d C%d T%d, V%d), %zu train / %zu val characters\n",
+           t->run_dir, t->model.n_params, c->n_layer, c->n_head, c->n_embd, c->block_size,
+           t->corpus.V, t->corpus.n_train, t->corpus.n - t->corpus.n_train);
+    double wall0 = time_now();
+    train_eval(t);
+    while (t->step < c->steps) {
+        train_step(t);
+        if (t->step % c->eval_every == 0 || t->step == c->steps) train_eval(t);
+    }
+    csvlog_close(&t->metrics);
+    csvlog_close(&t->evals);
+    double tokens = (double)t->step * c->batch_size * c->block_size;
+    printf("qkscope: done: %d steps in %.1f s (%.1f s training, %.0f tokens/s), val loss %.4f\n",
+           t->step, time_now() - wall0, t->train_seconds, tokens / t->train_seconds, t->last_val);
+    return 0;
+}
+
+void train_free(Trainer *t) {
+    model_free(&t->model);
+    corpus_free(&t->corpus);
+    free(t->inputs);
+    free(t->targets);
+}

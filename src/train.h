@@ -1,0 +1,48 @@
+/* A training session: run folder, model, optimizer state, the step loop and
+ * evaluation. main_train.c drives it; other commands reuse the evaluation. */
+#ifndef QK_TRAIN_H
+#define QK_TRAIN_H
+
+#include "config.h"
+#include "data.h"
+#include "metrics.h"
+#include "model.h"
+#include "optim.h"
+
+typedef struct {
+    Config cfg;
+    Corpus corpus;
+    Model model;
+    OptimConfig opt;
+    Rng batch_rng;        /* draws training batch offsets */
+    char run_dir[CONFIG_STR + 256];
+    int *inputs, *targets; /* [B, T] batch buffers */
+    int step;             /* updates done so far */
+    CsvLog metrics, evals;
+    Progress progress;
+    double last_val;      /* latest validation loss, NAN before the first eval */
+    double train_seconds; /* time spent in steps (not evals) */
+} Trainer;
+
+/* Model shape for a config and vocabulary size. */
+ModelShape train_model_shape(const Config *c, int V);
+
+/* Refuses (with the byte counts) a model that would not fit in memory. */
+int train_check_memory(const ModelShape *s, int B, Error *err);
+
+/* Everything before the first step: corpus, memory check, run folder
+ * (refusing to mix with an earlier run), model init, logs. All bad input is
+ * reported here, before any file is written. */
+int train_setup(Trainer *t, const Config *cfg, Error *err);
+
+/* Runs the steps and evals to the end; returns 0. */
+int train_run(Trainer *t);
+
+void train_free(Trainer *t);
+
+/* Mean loss over `count` fixed windows of one split (val = 1: validation),
+ * evaluated B windows at a time. */
+double train_eval_split(Model *m, const Corpus *c, int val, int count, int B, int *inputs,
+                        int *targets);
+
+#endif

@@ -1,0 +1,354 @@
+/* Finite-difference gradient checks, built in double (QK_DOUBLE): every op's
+ * backward and the whole model's loss w.r.t. every parameter tensor, for
+ * untied/tied qk, with/without bias and tied/untied embeddings.
+ *
+ * Central differences with h = 1e-5 in double have truncation error ~h^2 and
+ * rounding error ~1e-16/h, both far below the tolerance
+ *     |fd - analytic| <= 1e-6 * max(|fd|, |analytic|) + 1e-9,
+ * so any real mistake in a backward pass (typically O(1) relative) fails. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attention.h"
+#include "check.h"
+#include "layers.h"
+#include "model.h"
+
+#define FD_H 1e-5
+#define REL_TOL 1e-6
+#define ABS_TOL 1e-9
+
+typedef double (*LossFn)(void *ctx);
+
+static Rng rng;
+
+static void fill_normal(real *x, size_t n, double mean, double std) {
+    for (size_t i = 0; i < n; i++) x[i] = (real)(mean + std * rng_normal(&rng));
+}
+
+static real *alloc_normal(size_t n, double std) {
+    real *x = xcalloc(n, sizeof(real));
+    fill_normal(x, n, 0, std);
+    return x;
+}
+
+/* Compares grad[i] with the central difference of f in x[i] for up to
+ * `samples` indices (all when n is small). Returns the worst error ratio. */
+static double fd_check(const char *what, LossFn f, void *ctx, real *x, const real *grad,
+                       size_t n, size_t samples) {
+    double worst = 0;
+    size_t stride = n <= samples ? 1 : n / samples;
+    for (size_t i = 0; i < n; i += stride) {
+        real keep = x[i];
+        x[i] = keep + FD_H;
+        double fp = f(ctx);
+        x[i] = keep - FD_H;
+        double fm = f(ctx);
+        x[i] = keep;
+        double fd = (fp - fm) / (2 * FD_H), an = grad[i];
+        double tol = REL_TOL * fmax(fabs(fd), fabs(an)) + ABS_TOL;
+        double err = fabs(fd - an);
+        if (err / tol > worst) worst = err / tol;
+        EXPECT(err <= tol, "%s[%zu]: finite difference %.10g, backward %.10g", what, i, fd, an);
+    }
+    return worst;
+}
+
+/* ---- single ops: loss = sum(R * op(x)) so dout = R ---- */
+
+typedef struct {
+    size_t N;
+    int C, OC;
+    real *inp, *w, *b, *out, *R, *mean, *rstd;
+} OpCtx;
+
+static double weighted_sum(const real *out, const real *R, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)out[i] * R[i];
+    return s;
+}
+
+static double ln_loss(void *p) {
+    OpCtx *c = p;
+    layernorm_forward(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C);
+    return weighted_sum(c->out, c->R, c->N * c->C);
+}
+
+static void test_layernorm(void) {
+    OpCtx c = {.N = 6, .C = 10};
+    size_t n = c.N * c.C;
+    c.inp = alloc_normal(n, 1.0);
+    c.w = alloc_normal(c.C, 0.5);
+    c.b = alloc_normal(c.C, 0.5);
+    c.R = alloc_normal(n, 1.0);
+    c.out = xcalloc(n, sizeof(real));
+    c.mean = xcalloc(c.N, sizeof(real));
+    c.rstd = xcalloc(c.N, sizeof(real));
+    real *dinp = xcalloc(n, sizeof(real)), *dw = xcalloc(c.C, sizeof(real));
+    real *db = xcalloc(c.C, sizeof(real));
+    ln_loss(&c);
+    layernorm_backward(dinp, dw, db, c.R, c.inp, c.w, c.mean, c.rstd, c.N, c.C);
+    fd_check("layernorm.dinp", ln_loss, &c, c.inp, dinp, n, n);
+    fd_check("layernorm.dweight", ln_loss, &c, c.w, dw, c.C, c.C);
+    fd_check("layernorm.dbias", ln_loss, &c, c.b, db, c.C, c.C);
+    free(c.inp); free(c.w); free(c.b); free(c.R); free(c.out); free(c.mean); free(c.rstd);
+    free(dinp); free(dw); free(db);
+}
+
+static double mm_loss(void *p) {
+    OpCtx *c = p;
+    matmul_forward(c->out, c->inp, c->w, c->b, c->N, c->C, c->OC, 0);
+    return weighted_sum(c->out, c->R, c->N * c->OC);
+}
+
+/* Shapes chosen to exercise the gemm's full tiles and its edges. */
+static void test_matmul(size_t N, int C, int OC, int with_bias) {
+    OpCtx c = {.N = N, .C = C, .OC = OC};
+    c.inp = alloc_normal(N * C, 1.0);
+    c.w = alloc_normal((size_t)OC * C, 0.5);
+    c.b = with_bias ? alloc_normal(OC, 0.5) : NULL;
+    c.R = alloc_normal(N * OC, 1.0);
+    c.out = xcalloc(N * OC, sizeof(real));
+    real *dinp = alloc_normal(N * C, 1.0); /* garbage: accumulate_dinp = 0 must overwrite */
+    real *dw = xcalloc((size_t)OC * C, sizeof(real));
+    real *db = with_bias ? xcalloc(OC, sizeof(real)) : NULL;
+    mm_loss(&c);
+    matmul_backward(dinp, dw, db, c.R, c.inp, c.w, N, C, OC, 0);
+    fd_check("matmul.dinp", mm_loss, &c, c.inp, dinp, N * C, 64);
+    fd_check("matmul.dweight", mm_loss, &c, c.w, dw, (size_t)OC * C, 64);
+    if (with_bias) fd_check("matmul.dbias", mm_loss, &c, c.b, db, OC, OC);
+
+    /* accumulate = 1 adds onto what the output holds */
+    real *acc = alloc_normal(N * OC, 1.0), *base = xmalloc(N * OC * sizeof(real));
+    memcpy(base, acc, N * OC * sizeof(real));
+    mm_loss(&c); /* c.out at the unperturbed point */
+    matmul_forward(acc, c.inp, c.w, c.b, N, C, OC, 1);
+    double worst = 0;
+    for (size_t i = 0; i < N * OC; i++) worst = fmax(worst, fabs(acc[i] - base[i] - c.out[i]));
+    EXPECT(worst < 1e-12, "matmul accumulate: off by %g", worst);
+    free(acc); free(base);
+    free(c.inp); free(c.w); free(c.b); free(c.R); free(c.out); free(dinp); free(dw); free(db);
+}
+
+static double gelu_loss(void *p) {
+    OpCtx *c = p;
+    gelu_forward(c->out, c->inp, c->N);
+    return weighted_sum(c->out, c->R, c->N);
+}
+
+static void test_gelu(void) {
+    OpCtx c = {.N = 40};
+    c.inp = alloc_normal(c.N, 2.0);
+    c.R = alloc_normal(c.N, 1.0);
+    c.out = xcalloc(c.N, sizeof(real));
+    real *dinp = xcalloc(c.N, sizeof(real));
+    gelu_backward(dinp, c.inp, c.R, c.N);
+    fd_check("gelu.dinp", gelu_loss, &c, c.inp, dinp, c.N, c.N);
+    free(c.inp); free(c.R); free(c.out); free(dinp);
+}
+
+typedef struct {
+    int B, T, C, NH;
+    real *q, *k, *v, *out, *att, *R;
+} AttCtx;
+
+static double att_loss(void *p) {
+    AttCtx *c = p;
+    attention_forward(c->out, c->att, c->q, c->k, c->v, c->B, c->T, c->C, c->NH);
+    return weighted_sum(c->out, c->R, (size_t)c->B * c->T * c->C);
+}
+
+static void test_attention(void) {
+    AttCtx c = {.B = 2, .T = 7, .C = 12, .NH = 3};
+    size_t n = (size_t)c.B * c.T * c.C;
+    c.q = alloc_normal(n, 1.0);
+    c.k = alloc_normal(n, 1.0);
+    c.v = alloc_normal(n, 1.0);
+    c.R = alloc_normal(n, 1.0);
+    c.out = xcalloc(n, sizeof(real));
+    c.att = xcalloc((size_t)c.B * c.NH * c.T * c.T, sizeof(real));
+    real *dq = alloc_normal(n, 1), *dk = alloc_normal(n, 1), *dv = alloc_normal(n, 1);
+    real *datt = xcalloc((size_t)c.B * c.NH * c.T, sizeof(real));
+    att_loss(&c);
+    attention_backward(dq, dk, dv, datt, c.R, c.q, c.k, c.v, c.att, c.B, c.T, c.C, c.NH);
+    fd_check("attention.dq", att_loss, &c, c.q, dq, n, n);
+    fd_check("attention.dk", att_loss, &c, c.k, dk, n, n);
+    fd_check("attention.dv", att_loss, &c, c.v, dv, n, n);
+    free(c.q); free(c.k); free(c.v); free(c.R); free(c.out); free(c.att);
+    free(dq); free(dk); free(dv); free(datt);
+}
+
+typedef struct {
+    size_t N;
+    int V;
+    real *logits, *probs, *losses;
+    int *targets;
+} CeCtx;
+
+static double ce_loss(void *p) {
+    CeCtx *c = p;
+    crossentropy_forward(c->probs, c->losses, c->logits, c->targets, c->N, c->V);
+    double s = 0;
+    for (size_t i = 0; i < c->N; i++) s += c->losses[i];
+    return s / c->N;
+}
+
+static void test_crossentropy(void) {
+    CeCtx c = {.N = 5, .V = 9};
+    c.logits = alloc_normal(c.N * c.V, 2.0);
+    c.probs = xcalloc(c.N * c.V, sizeof(real));
+    c.losses = xcalloc(c.N, sizeof(real));
+    c.targets = xcalloc(c.N, sizeof(int));
+    for (size_t i = 0; i < c.N; i++) c.targets[i] = (int)rng_below(&rng, c.V);
+    real *dl = xcalloc(c.N * c.V, sizeof(real));
+    ce_loss(&c);
+    crossentropy_backward(dl, c.probs, c.targets, c.N, c.V, (real)1.0 / c.N);
+    fd_check("crossentropy.dlogits", ce_loss, &c, c.logits, dl, c.N * c.V, c.N * c.V);
+    free(c.logits); free(c.probs); free(c.losses); free(c.targets); free(dl);
+}
+
+typedef struct {
+    int B, T, C, V;
+    int *inp;
+    real *wte, *wpe, *out, *R;
+} EncCtx;
+
+static double enc_loss(void *p) {
+    EncCtx *c = p;
+    encoder_forward(c->out, c->inp, c->wte, c->wpe, c->B, c->T, c->C);
+    return weighted_sum(c->out, c->R, (size_t)c->B * c->T * c->C);
+}
+
+static void test_encoder(void) {
+    EncCtx c = {.B = 2, .T = 4, .C = 5, .V = 3};
+    size_t n = (size_t)c.B * c.T * c.C;
+    c.inp = xcalloc((size_t)c.B * c.T, sizeof(int));
+    for (int i = 0; i < c.B * c.T; i++) c.inp[i] = (int)rng_below(&rng, c.V); /* repeats */
+    c.wte = alloc_normal((size_t)c.V * c.C, 1);
+    c.wpe = alloc_normal((size_t)c.T * c.C, 1);
+    c.out = xcalloc(n, sizeof(real));
+    c.R = alloc_normal(n, 1);
+    real *dwte = xcalloc((size_t)c.V * c.C, sizeof(real));
+    real *dwpe = xcalloc((size_t)c.T * c.C, sizeof(real));
+    encoder_backward(dwte, dwpe, c.R, c.inp, c.B, c.T, c.C);
+    fd_check("encoder.dwte", enc_loss, &c, c.wte, dwte, (size_t)c.V * c.C, 64);
+    fd_check("encoder.dwpe", enc_loss, &c, c.wpe, dwpe, (size_t)c.T * c.C, 64);
+    free(c.inp); free(c.wte); free(c.wpe); free(c.out); free(c.R); free(dwte); free(dwpe);
+}
+
+/* ---- the whole model ---- */
+
+typedef struct {
+    Model *m;
+    const int *inp, *tgt;
+    int B, T;
+} ModelCtx;
+
+static double model_loss(void *p) {
+    ModelCtx *c = p;
+    return model_forward(c->m, c->inp, c->tgt, c->B, c->T);
+}
+
+/* Random parameters larger than the GPT-2 init so attention is far from
+ * uniform and every path carries a sizeable gradient. */
+static void params_randomize(Model *m) {
+    for (int i = 0; i < m->n_views; i++) {
+        const ParamView *v = &m->views[i];
+        int is_ln = strstr(v->name, "ln") && strstr(v->name, ".weight");
+        fill_normal(m->params + v->offset, v->numel, is_ln ? 1.0 : 0.0, is_ln ? 0.1 : 0.3);
+    }
+}
+
+static void test_model(int qk_tied, int bias, int tie_embeddings) {
+    ModelShape s = {.V = 7, .L = 2, .NH = 2, .C = 8, .maxT = 6, .bias = bias,
+                    .tie_embeddings = tie_embeddings, .qk_tied = qk_tied};
+    int B = 2, T = 5; /* T < maxT: activations laid out for the smaller shape */
+    Model m;
+    model_create(&m, &s, 3);
+    params_randomize(&m);
+    int inp[10], tgt[10];
+    for (int i = 0; i < B * T; i++) {
+        inp[i] = (int)rng_below(&rng, s.V);
+        tgt[i] = (int)rng_below(&rng, s.V);
+    }
+    ModelCtx c = {&m, inp, tgt, B, T};
+    model_loss(&c);
+    model_backward(&m);
+    real *grads = xmalloc(m.n_params * sizeof(real));
+    memcpy(grads, m.grads, m.n_params * sizeof(real));
+    double worst = 0;
+    for (int i = 0; i < m.n_views; i++) {
+        const ParamView *v = &m.views[i];
+        char what[128];
+        snprintf(what, sizeof what, "model(qk_tied=%d bias=%d tie=%d).%s", qk_tied, bias,
+                 tie_embeddings, v->name);
+        double w = fd_check(what, model_loss, &c, m.params + v->offset, grads + v->offset,
+                            v->numel, 24);
+        worst = fmax(worst, w);
+    }
+    printf("model qk_tied=%d bias=%d tie_embeddings=%d: %d tensors, worst error %.3f of tolerance\n",
+           qk_tied, bias, tie_embeddings, m.n_views, worst);
+    free(grads);
+    model_free(&m);
+}
+
+/* Tied qk keeps the query-path and key-path gradients apart: they must equal
+ * the W_Q and W_K gradients of an untied model whose W_K holds the same values. */
+static void test_tied_paths(void) {
+    ModelShape st = {.V = 6, .L = 2, .NH = 2, .C = 8, .maxT = 5, .bias = 1,
+                     .tie_embeddings = 1, .qk_tied = 1};
+    ModelShape su = st;
+    su.qk_tied = 0;
+    Model mt, mu;
+    model_create(&mt, &st, 2);
+    model_create(&mu, &su, 2);
+    params_randomize(&mt);
+    /* copy every tied tensor into the untied model by name, W_K from W_Q */
+    for (int i = 0; i < mu.n_views; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s", mu.views[i].name);
+        char *kpos = strstr(name, "attn.k.");
+        if (kpos) kpos[5] = 'q';
+        for (int j = 0; j < mt.n_views; j++)
+            if (strcmp(mt.views[j].name, name) == 0)
+                memcpy(mu.params + mu.views[i].offset, mt.params + mt.views[j].offset,
+                       mu.views[i].numel * sizeof(real));
+    }
+    int inp[10], tgt[10];
+    for (int i = 0; i < 10; i++) {
+        inp[i] = (int)rng_below(&rng, st.V);
+        tgt[i] = (int)rng_below(&rng, st.V);
+    }
+    double lt = model_forward(&mt, inp, tgt, 2, 5), lu = model_forward(&mu, inp, tgt, 2, 5);
+    EXPECT(fabs(lt - lu) < 1e-12, "tied and equal-valued untied losses differ: %.15g %.15g", lt, lu);
+    model_backward(&mt);
+    model_backward(&mu);
+    size_t n = (size_t)st.L * st.C * st.C;
+    double dk = 0, dq = 0;
+    for (size_t i = 0; i < n; i++) {
+        dk = fmax(dk, fabs(mt.scr.dwk_path[i] - mu.g.wk[i]));
+        dq = fmax(dq, fabs((mt.g.wq[i] - mt.scr.dwk_path[i]) - mu.g.wq[i]));
+    }
+    EXPECT(dk < 1e-12, "key-path gradient differs from untied W_K gradient by %g", dk);
+    EXPECT(dq < 1e-12, "query-path gradient differs from untied W_Q gradient by %g", dq);
+    model_free(&mt);
+    model_free(&mu);
+}
+
+int main(void) {
+    rng_seed(&rng, 42);
+    test_layernorm();
+    test_matmul(6, 10, 7, 1);
+    test_matmul(9, 33, 35, 0); /* crosses the 4x16 register tile edges */
+    test_gelu();
+    test_attention();
+    test_crossentropy();
+    test_encoder();
+    for (int tied = 0; tied < 2; tied++)
+        for (int bias = 0; bias < 2; bias++) test_model(tied, bias, 1);
+    test_model(0, 1, 0);
+    test_model(1, 0, 0);
+    test_tied_paths();
+    CHECK_DONE("test_grad");
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The float build's gradients (the product's kernels) against the double
+# build's, which test_grad checks by finite differences.
+set -euo pipefail
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$QK_BUILD/tests/grad_dump_f32" "$tmp/g32.bin"
+"$QK_BUILD/tests/grad_dump_f64" --compare "$tmp/g32.bin"

@@ -1,0 +1,201 @@
+/* Known values of the float ops: softmax rows and the causal mask, LayerNorm
+ * moments, cross-entropy of uniform logits, one AdamW step by hand, the lr
+ * schedule's landmarks, gemm against a naive product, and bit-identical
+ * gradients with 1 and 2 threads. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "attention.h"
+#include "check.h"
+#include "layers.h"
+#include "model.h"
+#include "optim.h"
+
+static Rng rng;
+
+static real *randn(size_t n, double std) {
+    real *x = xmalloc(n * sizeof(real));
+    for (size_t i = 0; i < n; i++) x[i] = (real)(std * rng_normal(&rng));
+    return x;
+}
+
+static void test_attention_rows(void) {
+    int B = 2, T = 9, C = 8, NH = 2;
+    size_t n = (size_t)B * T * C;
+    real *q = randn(n, 2), *k = randn(n, 2), *v = randn(n, 1), *out = xmalloc(n * sizeof(real));
+    real *att = xmalloc((size_t)B * NH * T * T * sizeof(real));
+    attention_forward(out, att, q, k, v, B, T, C, NH);
+    for (int bh = 0; bh < B * NH; bh++)
+        for (int t = 0; t < T; t++) {
+            const real *row = att + ((size_t)bh * T + t) * T;
+            double s = 0;
+            for (int j = 0; j <= t; j++) {
+                EXPECT(row[j] >= 0, "negative weight");
+                s += row[j];
+            }
+            EXPECT(fabs(s - 1) < 1e-6, "row %d sums to %.9g", t, s);
+            for (int j = t + 1; j < T; j++) EXPECT(row[j] == 0, "future key %d of query %d: %g", j, t, row[j]);
+        }
+    /* the first query sees only itself: its output is v[0] exactly */
+    for (int i = 0; i < C; i++) EXPECT(fabs(out[i] - v[i]) < 1e-6, "out[0] != v[0]");
+    free(q); free(k); free(v); free(out); free(att);
+}
+
+static void test_layernorm_moments(void) {
+    size_t N = 5;
+    int C = 64;
+    real *x = randn(N * C, 3), *out = xmalloc(N * C * sizeof(real));
+    real *w = xmalloc(C * sizeof(real)), *b = xcalloc(C, sizeof(real));
+    real mean[5], rstd[5];
+    for (int i = 0; i < C; i++) w[i] = 1;
+    layernorm_forward(out, mean, rstd, x, w, b, N, C);
+    for (size_t n = 0; n < N; n++) {
+        double m = 0, v = 0;
+        for (int i = 0; i < C; i++) m += out[n * C + i];
+        m /= C;
+        for (int i = 0; i < C; i++) v += (out[n * C + i] - m) * (out[n * C + i] - m);
+        v /= C;
+        EXPECT(fabs(m) < 1e-6, "row %zu mean %g", n, m);
+        /* eps = 1e-5 shrinks the variance by var/(var+eps) */
+        EXPECT(fabs(v - 1) < 1e-5, "row %zu variance %.9g", n, v);
+    }
+    free(x); free(out); free(w); free(b);
+}
+
+static void test_crossentropy_uniform(void) {
+    int V = 65;
+    size_t N = 4;
+    real *logits = xmalloc(N * V * sizeof(real)), *probs = xmalloc(N * V * sizeof(real));
+    real losses[4];
+    int tgt[4] = {0, 7, 30, 64};
+    for (size_t i = 0; i < N * V; i++) logits[i] = 0.25f;
+    crossentropy_forward(probs, losses, logits, tgt, N, V);
+    for (size_t n = 0; n < N; n++)
+        EXPECT(fabs(losses[n] - log(V)) < 1e-6, "loss %.9g, ln V = %.9g", losses[n], log(V));
+    free(logits); free(probs);
+}
+
+static void test_adamw_step(void) {
+    ModelShape s = {.V = 3, .L = 1, .NH = 1, .C = 4, .maxT = 2, .bias = 1, .tie_embeddings = 1};
+    Model m;
+    model_create(&m, &s, 1);
+    for (size_t i = 0; i < m.n_params; i++) {
+        m.params[i] = (real)(0.5 * rng_normal(&rng));
+        m.grads[i] = (real)rng_normal(&rng);
+    }
+    real *p0 = xmalloc(m.n_params * sizeof(real));
+    memcpy(p0, m.params, m.n_params * sizeof(real));
+    OptimConfig o = {.lr = 1e-2, .min_lr = 1e-3, .warmup_steps = 0, .steps = 10, .beta1 = 0.9,
+                     .beta2 = 0.99, .eps = 1e-8, .weight_decay = 0.1};
+    double lr = 3e-3, gs = 0.5;
+    optim_adamw_update(&m, &o, lr, 1, gs);
+    int checked_decay = 0, checked_plain = 0;
+    for (int v = 0; v < m.n_views; v++) {
+        const ParamView *pv = &m.views[v];
+        for (size_t j = 0; j < pv->numel; j++) {
+            size_t i = pv->offset + j;
+            /* step 1: m = (1-b1) g, v = (1-b2) g^2; bias correction makes
+             * mhat = g, vhat = g^2, so the step is lr * g / (|g| + eps) */
+            double g = (double)m.grads[i] * gs;
+            double want = (double)p0[i] * (pv->decay ? 1 - lr * 0.1 : 1) - lr * g / (fabs(g) + 1e-8);
+            EXPECT(fabs(m.params[i] - want) < 1e-6, "%s[%zu]: %.9g want %.9g", pv->name, j,
+                   m.params[i], want);
+            EXPECT(fabs(m.adam_m[i] - 0.1 * g) < 1e-6 && fabs(m.adam_v[i] - 0.01 * g * g) < 1e-6,
+                   "%s moments", pv->name);
+        }
+        if (pv->decay) checked_decay++;
+        else checked_plain++;
+    }
+    EXPECT(checked_decay > 0 && checked_plain > 0, "both kinds of tensors present");
+    free(p0);
+    model_free(&m);
+}
+
+static void test_schedule(void) {
+    OptimConfig o = {.lr = 1e-3, .min_lr = 1e-4, .warmup_steps = 100, .steps = 2000};
+    EXPECT(fabs(optim_lr(&o, 0) - 1e-3 / 101) < 1e-15, "first warmup step");
+    EXPECT(fabs(optim_lr(&o, 99) - 1e-3 * 100 / 101) < 1e-15, "last warmup step");
+    EXPECT(fabs(optim_lr(&o, 100) - 1e-3) < 1e-15, "warmup end: peak lr");
+    EXPECT(fabs(optim_lr(&o, 1050) - 5.5e-4) < 1e-12, "midpoint: (lr + min_lr) / 2, got %g",
+           optim_lr(&o, 1050));
+    EXPECT(fabs(optim_lr(&o, 2000) - 1e-4) < 1e-15, "end: min_lr");
+    EXPECT(optim_lr(&o, 500) > optim_lr(&o, 501), "decreasing after warmup");
+    EXPECT(optim_clip_scale(0.5, 1.0) == 1.0, "no clip below the threshold");
+    EXPECT(fabs(optim_clip_scale(4.0, 1.0) - 1.0 / (4.0 + 1e-6)) < 1e-15, "clip factor");
+    EXPECT(optim_clip_scale(100.0, 0.0) == 1.0, "grad_clip 0 disables");
+}
+
+static void test_gemm_naive(void) {
+    size_t shapes[][3] = {{1, 1, 1}, {6, 8, 16}, {7, 13, 17}, {12, 64, 32}, {50, 33, 70}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        size_t M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+        real *A = randn(M * K, 1), *Bm = randn(K * N, 1), *Cm = randn(M * N, 1);
+        real *C0 = xmalloc(M * N * sizeof(real));
+        memcpy(C0, Cm, M * N * sizeof(real));
+        for (int transposed = 0; transposed < 2; transposed++) {
+            /* A as [M,K] row-major, or as the transpose of a [K,M] array */
+            size_t sam = transposed ? 1 : K, sak = transposed ? M : 1;
+            memcpy(Cm, C0, M * N * sizeof(real));
+            gemm(Cm, N, A, sam, sak, Bm, N, M, K, N, 1);
+            double worst = 0;
+            for (size_t i = 0; i < M; i++)
+                for (size_t j = 0; j < N; j++) {
+                    double want = C0[i * N + j];
+                    for (size_t k = 0; k < K; k++) want += (double)A[i * sam + k * sak] * Bm[k * N + j];
+                    worst = fmax(worst, fabs(Cm[i * N + j] - want));
+                }
+            EXPECT(worst < 1e-4, "gemm %zux%zux%zu transposed=%d: off by %g", M, K, N, transposed,
+                   worst);
+        }
+        free(A); free(Bm); free(Cm); free(C0);
+    }
+}
+
+/* Every reduction has a fixed order, so the thread count changes nothing. */
+static void test_thread_independence(void) {
+#ifdef _OPENMP
+    ModelShape s = {.V = 17, .L = 2, .NH = 4, .C = 64, .maxT = 32, .tie_embeddings = 1};
+    int B = 4, T = 32;
+    int *inp = xmalloc(B * T * sizeof(int)), *tgt = xmalloc(B * T * sizeof(int));
+    for (int i = 0; i < B * T; i++) {
+        inp[i] = (int)rng_below(&rng, s.V);
+        tgt[i] = (int)rng_below(&rng, s.V);
+    }
+    real *g[2];
+    real loss[2];
+    for (int run = 0; run < 2; run++) {
+        omp_set_num_threads(run + 1);
+        Model m;
+        model_create(&m, &s, B);
+        Rng r;
+        rng_seed(&r, 3);
+        model_init_params(&m, &r, 0);
+        loss[run] = model_forward(&m, inp, tgt, B, T);
+        model_backward(&m);
+        g[run] = xmalloc(m.n_params * sizeof(real));
+        memcpy(g[run], m.grads, m.n_params * sizeof(real));
+        size_t n = m.n_params;
+        model_free(&m);
+        if (run == 1) EXPECT(memcmp(g[0], g[1], n * sizeof(real)) == 0, "gradients differ between 1 and 2 threads");
+    }
+    EXPECT(loss[0] == loss[1], "loss differs between 1 and 2 threads");
+    free(g[0]); free(g[1]); free(inp); free(tgt);
+#endif
+}
+
+int main(void) {
+    rng_seed(&rng, 1);
+    test_attention_rows();
+    test_layernorm_moments();
+    test_crossentropy_uniform();
+    test_adamw_step();
+    test_schedule();
+    test_gemm_naive();
+    test_thread_independence();
+    CHECK_DONE("test_ops");
+}
