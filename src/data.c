@@ -134,18 +134,50 @@ int utf8_encode(uint32_t cp, char out[4]) {
 
 /* ---- Corpus --------------------------------------------------------------- */
 
-int vocab_lookup(const Corpus *c, uint32_t cp) {
-    int lo = 0, hi = c->V;
+int vocab_find(const uint32_t *vocab, int V, uint32_t cp) {
+    int lo = 0, hi = V;
     while (lo < hi) {
         int mid = lo + (hi - lo) / 2;
-        if (c->vocab[mid] < cp) lo = mid + 1;
+        if (vocab[mid] < cp) lo = mid + 1;
         else hi = mid;
     }
-    return lo < c->V && c->vocab[lo] == cp ? lo : -1;
+    return lo < V && vocab[lo] == cp ? lo : -1;
 }
 
-/* Reads the whole file into a fresh buffer; -1 with a message on failure. */
-static int read_file(const char *path, unsigned char **data, size_t *len, Error *err) {
+int vocab_lookup(const Corpus *c, uint32_t cp) {
+    return vocab_find(c->vocab, c->V, cp);
+}
+
+int text_tokenize(const uint32_t *vocab, int V, const char *what, const unsigned char *s,
+                  size_t len, int **tokens, size_t *n, Error *err) {
+    uint32_t *cps = xmalloc((len ? len : 1) * sizeof(uint32_t));
+    size_t bad = 0;
+    long count = utf8_decode(s, len, cps, &bad);
+    if (count < 0) {
+        free(cps);
+        return error_set(err, "%s: invalid UTF-8 at byte offset %zu", what, bad);
+    }
+    int *out = xmalloc(((size_t)count ? (size_t)count : 1) * sizeof(int));
+    for (long i = 0; i < count; i++) {
+        out[i] = vocab_find(vocab, V, cps[i]);
+        if (out[i] < 0) {
+            char ch[5] = {0};
+            /* control characters print as their code point only */
+            if (cps[i] >= 0x20 && cps[i] != 0x7f) utf8_encode(cps[i], ch);
+            error_set(err, "%s: character '%s' (U+%04X) at character %ld is not in the vocabulary",
+                      what, ch, (unsigned)cps[i], i);
+            free(cps);
+            free(out);
+            return -1;
+        }
+    }
+    free(cps);
+    *tokens = out;
+    *n = (size_t)count;
+    return 0;
+}
+
+int text_read_file(const char *path, unsigned char **data, size_t *len, Error *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return error_set(err, "%s: cannot open corpus: %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
@@ -230,7 +262,7 @@ int corpus_load(Corpus *c, const char *path, double val_fraction, int block_size
     memset(c, 0, sizeof *c);
     unsigned char *data = NULL;
     size_t len = 0;
-    if (read_file(path, &data, &len, err)) return -1;
+    if (text_read_file(path, &data, &len, err)) return -1;
     int rc = corpus_build(c, path, data, len, err);
     free(data);
     if (rc) {

@@ -49,6 +49,16 @@ int utf8_encode(uint32_t cp, char out[4]);
 
 /* Token id of a code point, or -1 when it is not in the vocabulary. */
 int vocab_lookup(const Corpus *c, uint32_t cp);
+int vocab_find(const uint32_t *vocab, int V, uint32_t cp);
+
+/* Reads a whole file (-1 with a message naming it on failure). */
+int text_read_file(const char *path, unsigned char **data, size_t *len, Error *err);
+
+/* UTF-8 text to token ids of a vocabulary (malloc'd into *tokens). Invalid
+ * UTF-8 or a character outside the vocabulary: -1 with a message starting
+ * with `what` and naming the character and its position. */
+int text_tokenize(const uint32_t *vocab, int V, const char *what, const unsigned char *s,
+                  size_t len, int **tokens, size_t *n, Error *err);
 
 /* Training batch: B windows of T+1 characters at uniform random offsets in the
  * train split. inputs/targets are [B*T]. */

@@ -10,8 +10,10 @@ static void usage(FILE *f) {
             "usage: train CONFIG [section.key=value ...]\n"
             "  Trains the model described by the INI file CONFIG; every key can be\n"
             "  overridden on the command line, e.g. train.steps=500 run.name=try2.\n"
-            "  Outputs go to <run.out_dir>/<run.name>/ (config.ini, metrics.csv, eval.csv).\n"
-            "  --overwrite   same as run.overwrite=true\n");
+            "  Outputs go to <run.out_dir>/<run.name>/ (config.ini, metrics.csv, eval.csv,\n"
+            "  ckpt/).\n"
+            "  --overwrite   same as run.overwrite=true (replace the run folder)\n"
+            "  --resume      same as run.resume=true (continue from ckpt/latest.safetensors)\n");
 }
 
 int main(int argc, char **argv) {
@@ -24,6 +26,7 @@ int main(int argc, char **argv) {
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--overwrite") == 0) a = "run.overwrite=true";
+        else if (strcmp(a, "--resume") == 0) a = "run.resume=true";
         else if (a[0] == '-') {
             fprintf(stderr, "qkscope: unknown option '%s' (see train --help)\n", a);
             return EXIT_BADINPUT;

@@ -2,17 +2,81 @@
 
 #include <csv.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-void csvlog_open(CsvLog *w, const char *path, const char *const *header, int ncols) {
-    w->f = fopen(path, "w");
-    if (!w->f) die("cannot create %s: %s", path, strerror(errno));
+static void csvlog_start(CsvLog *w, FILE *f, const char *path, int ncols) {
+    w->f = f;
     snprintf(w->path, sizeof w->path, "%s", path);
     w->ncols = ncols;
     w->col = 0;
-    for (int i = 0; i < ncols; i++) csvlog_str(w, header[i]);
+}
+
+static void csvlog_header(CsvLog *w, const char *const *header) {
+    for (int i = 0; i < w->ncols; i++) csvlog_str(w, header[i]);
     csvlog_end_row(w);
+}
+
+void csvlog_open(CsvLog *w, const char *path, const char *const *header, int ncols) {
+    FILE *f = fopen(path, "w");
+    if (!f) die("cannot create %s: %s", path, strerror(errno));
+    csvlog_start(w, f, path, ncols);
+    csvlog_header(w, header);
+}
+
+int csvlog_resume(CsvLog *w, const char *path, const char *const *header, int ncols,
+                  long max_step, Error *err) {
+    FILE *in = fopen(path, "r");
+    if (!in) return error_set(err, "%s: cannot reopen log to resume: %s", path, strerror(errno));
+    /* the header as this version writes it, to recognise the file */
+    char *want = NULL;
+    size_t want_len = 0;
+    FILE *mem = open_memstream(&want, &want_len);
+    CHECK(mem, "open_memstream failed");
+    CsvLog hw;
+    csvlog_start(&hw, mem, path, ncols);
+    csvlog_header(&hw, header);
+    fclose(mem);
+
+    char tmp[sizeof w->path + 16];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *out = fopen(tmp, "w");
+    if (!out) die("cannot create %s: %s", tmp, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int rc = 0, saw_header = 0;
+    for (long lineno = 0; (len = getline(&line, &cap, in)) > 0; lineno++) {
+        if (lineno == 0) {
+            saw_header = 1;
+            if ((size_t)len != want_len || memcmp(line, want, want_len) != 0) {
+                rc = error_set(err, "%s: header is not that of this log; cannot resume into it",
+                               path);
+                break;
+            }
+        } else {
+            char *end;
+            long step = strtol(line, &end, 10);
+            /* a row cut short by a crash has no newline: drop it */
+            if (end == line || *end != ',' || line[len - 1] != '\n' || step > max_step) continue;
+        }
+        fwrite(line, 1, (size_t)len, out);
+    }
+    if (!saw_header) rc = error_set(err, "%s: empty log; cannot resume into it", path);
+    free(line);
+    free(want);
+    fclose(in);
+    if (fclose(out) != 0) die("cannot write %s: %s", tmp, strerror(errno));
+    if (rc != 0) {
+        remove(tmp);
+        return rc;
+    }
+    if (rename(tmp, path) != 0) die("cannot replace %s: %s", path, strerror(errno));
+    FILE *f = fopen(path, "a");
+    if (!f) die("cannot append to %s: %s", path, strerror(errno));
+    csvlog_start(w, f, path, ncols);
+    return 0;
 }
 
 static void field_sep(CsvLog *w) {

@@ -16,6 +16,12 @@ typedef struct {
 
 /* Creates (truncating) the file and writes the header row. I/O failures die. */
 void csvlog_open(CsvLog *w, const char *path, const char *const *header, int ncols);
+/* Reopens a log of an interrupted run for appending: keeps the header (which
+ * must match) and the complete rows whose first field is a step <= max_step,
+ * dropping later or half-written rows, so a resumed run never duplicates a
+ * row. Returns -1 with a message when the file is missing or not this log. */
+int csvlog_resume(CsvLog *w, const char *path, const char *const *header, int ncols,
+                  long max_step, Error *err);
 /* Text fields go through libcsv's quoting; numbers are written bare. */
 void csvlog_str(CsvLog *w, const char *s);
 void csvlog_int(CsvLog *w, long long v);

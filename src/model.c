@@ -92,11 +92,11 @@ static size_t params_point(ParamTensors *t, const ModelShape *s, real *base) {
 }
 
 /* Appends the view of kind k in layer l (skipped when the kind is absent). */
-static void view_add(Model *m, const size_t *base, int k, int l) {
-    const ModelShape *s = &m->shape;
+static void view_add(ParamView *views, int *n_views, const ModelShape *s, const size_t *base,
+                     int k, int l) {
     size_t n = kind_numel(s, k);
     if (!n) return;
-    ParamView *v = &m->views[m->n_views++];
+    ParamView *v = &views[(*n_views)++];
     int rows, cols;
     kind_dims(s, k, &rows, &cols);
     if (kinds[k].per_layer)
@@ -113,19 +113,20 @@ static void view_add(Model *m, const size_t *base, int k, int l) {
 
 /* Checkpoint order: embeddings, then each block's tensors, then ln_f and the
  * head; the kinds enum is already in that order. */
-static void views_build(Model *m) {
-    const ModelShape *s = &m->shape;
-    m->views = xcalloc((size_t)N_KINDS * s->L + N_KINDS, sizeof(ParamView));
-    m->n_views = 0;
+ParamView *model_views(const ModelShape *s, int *n_views, size_t *n_params) {
+    ParamView *views = xcalloc((size_t)N_KINDS * s->L + N_KINDS, sizeof(ParamView));
     size_t base[N_KINDS], off = 0;
     for (int k = 0; k < N_KINDS; k++) {
         base[k] = off;
         off += kind_numel(s, k) * kind_count(s, k);
     }
-    for (int k = 0; k < K_LN1W; k++) view_add(m, base, k, 0);
+    *n_views = 0;
+    for (int k = 0; k < K_LN1W; k++) view_add(views, n_views, s, base, k, 0);
     for (int l = 0; l < s->L; l++)
-        for (int k = K_LN1W; k <= K_PROJB; k++) view_add(m, base, k, l);
-    for (int k = K_LNFW; k < N_KINDS; k++) view_add(m, base, k, 0);
+        for (int k = K_LN1W; k <= K_PROJB; k++) view_add(views, n_views, s, base, k, l);
+    for (int k = K_LNFW; k < N_KINDS; k++) view_add(views, n_views, s, base, k, 0);
+    if (n_params) *n_params = off;
+    return views;
 }
 
 /* Lays out the activations for B x T (counting only when base is NULL). */
@@ -191,7 +192,7 @@ void model_create(Model *m, const ModelShape *s, int maxB) {
         m->p.bk = m->p.bq;
     }
     if (s->tie_embeddings) m->p.lm_head = m->p.wte;
-    views_build(m);
+    m->views = model_views(s, &m->n_views, NULL);
     m->acts_mem = xcalloc(acts_point(&m->acts, s, maxB, s->maxT, NULL), sizeof(real));
     acts_point(&m->acts, s, maxB, s->maxT, m->acts_mem);
     m->scr_mem = xcalloc(scratch_point(&m->scr, s, maxB, s->maxT, NULL), sizeof(real));

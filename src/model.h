@@ -122,6 +122,10 @@ typedef struct {
     real loss;             /* mean loss of the last forward with targets */
 } Model;
 
+/* The named views of a shape, in checkpoint order, without allocating a model
+ * (malloc'd; n_params receives the buffer length when not NULL). */
+ParamView *model_views(const ModelShape *s, int *n_views, size_t *n_params);
+
 /* Bytes needed for params + grads + Adam moments + activations + scratch. */
 size_t model_memory_bytes(const ModelShape *s, int maxB);
 

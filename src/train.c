@@ -93,47 +93,130 @@ static int run_dir_prepare(Trainer *t, Error *err) {
     return mkdir_p(t->run_dir, err);
 }
 
+int train_check_compatible(const Checkpoint *ck, const Config *c, const Corpus *corpus,
+                           Error *err) {
+    const Config *k = &ck->cfg;
+    const struct {
+        const char *key;
+        int ckpt, now;
+    } keys[] = {
+        {"n_layer", k->n_layer, c->n_layer}, {"n_head", k->n_head, c->n_head},
+        {"n_embd", k->n_embd, c->n_embd}, {"block_size", k->block_size, c->block_size},
+        {"bias", k->bias, c->bias}, {"tie_embeddings", k->tie_embeddings, c->tie_embeddings},
+        {"qk", (int)k->qk, (int)c->qk},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (keys[i].ckpt != keys[i].now)
+            return error_set(err, "%s: model shape differs from the config: [model] %s is %d in "
+                                  "the checkpoint, %d in the config",
+                             ck->path, keys[i].key, keys[i].ckpt, keys[i].now);
+    if (ck->V != corpus->V ||
+        memcmp(ck->vocab, corpus->vocab, (size_t)ck->V * sizeof(uint32_t)) != 0)
+        return error_set(err, "%s: vocabulary (%d characters) differs from that of %s (%d characters)",
+                         ck->path, ck->V, c->data_path, corpus->V);
+    return 0;
+}
+
+/* The config as config.ini and checkpoints record it: it describes the run,
+ * not how this process was started. */
+static Config config_record(const Config *c) {
+    Config r = *c;
+    r.resume = r.overwrite = 0;
+    return r;
+}
+
+static void run_path(char *out, size_t n, const Trainer *t, const char *rel) {
+    snprintf(out, n, "%s/%s", t->run_dir, rel);
+}
+
+static const char *const metric_cols[] = {"step", "lr", "loss", "grad_norm", "clip_scale", "ms",
+                                          "tokens_per_s"};
+static const char *const eval_cols[] = {"step", "train_loss", "val_loss"};
+#define N_METRIC_COLS 7
+#define N_EVAL_COLS 3
+
 int train_setup(Trainer *t, const Config *cfg, Error *err) {
     memset(t, 0, sizeof *t);
     t->cfg = *cfg;
+    t->resumed_from = -1;
+    t->last_train = t->last_val = NAN;
+    t->last_eval_step = -1;
     const Config *c = &t->cfg;
     if (corpus_load(&t->corpus, c->data_path, c->val_fraction, c->block_size, err) != 0)
         return -1;
     ModelShape s = train_model_shape(c, t->corpus.V);
     if (train_check_memory(&s, c->batch_size, err) != 0) return -1;
-    if (run_dir_prepare(t, err) != 0) return -1;
+
+    /* Every check on the input comes before the first write. */
+    Checkpoint ck;
+    int have_ck = 0;
+    char path[CONFIG_STR + 300];
+    if (c->resume) {
+        snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", c->out_dir, c->name);
+        run_path(path, sizeof path, t, "ckpt/latest.safetensors");
+        if (access(path, F_OK) != 0)
+            return error_set(err, "%s: no checkpoint to resume from (run.resume=true needs a run "
+                                  "that saved one)", path);
+        if (checkpoint_read(&ck, path, err) != 0) return -1;
+        have_ck = 1;
+    } else if (c->init_from[0]) {
+        if (checkpoint_read(&ck, c->init_from, err) != 0) return -1;
+        have_ck = 1;
+    }
+    if (have_ck && train_check_compatible(&ck, c, &t->corpus, err) != 0) {
+        checkpoint_free(&ck);
+        return -1;
+    }
+    if (!c->resume && run_dir_prepare(t, err) != 0) {
+        if (have_ck) checkpoint_free(&ck);
+        return -1;
+    }
 
 #ifdef _OPENMP
     if (c->threads > 0) omp_set_num_threads(c->threads);
 #endif
     model_create(&t->model, &s, c->batch_size);
-    Rng init_rng;
-    rng_seed(&init_rng, c->seed);
-    model_init_params(&t->model, &init_rng, c->qk_init == QK_INIT_SYMMETRIC);
-    /* batches use their own stream so init changes never shift the data order */
-    rng_seed(&t->batch_rng, c->seed ^ 0x9e3779b97f4a7c15ull);
+    if (c->resume) {
+        checkpoint_to_model(&ck, &t->model, 1);
+        t->step = t->resumed_from = ck.state.step;
+        t->batch_rng = ck.state.batch_rng;
+        t->last_train = ck.state.train_loss;
+        t->last_val = ck.state.val_loss;
+        t->last_eval_step = ck.state.eval_step;
+    } else {
+        Rng init_rng;
+        rng_seed(&init_rng, c->seed);
+        model_init_params(&t->model, &init_rng, c->qk_init == QK_INIT_SYMMETRIC);
+        if (have_ck) checkpoint_to_model(&ck, &t->model, 0); /* weights only */
+        /* batches use their own stream so init changes never shift the data order */
+        rng_seed(&t->batch_rng, c->seed ^ 0x9e3779b97f4a7c15ull);
+    }
+    if (have_ck) checkpoint_free(&ck);
     t->opt = (OptimConfig){.lr = c->lr, .min_lr = c->min_lr, .warmup_steps = c->warmup_steps,
                            .steps = c->steps, .beta1 = c->beta1, .beta2 = c->beta2,
                            .eps = 1e-8, .weight_decay = c->weight_decay};
     size_t bt = (size_t)c->batch_size * c->block_size;
     t->inputs = xmalloc(bt * sizeof(int));
     t->targets = xmalloc(bt * sizeof(int));
-    t->last_val = NAN;
 
-    char path[CONFIG_STR + 300];
-    snprintf(path, sizeof path, "%s/config.ini", t->run_dir);
+    if (c->resume) {
+        run_path(path, sizeof path, t, "metrics.csv");
+        if (csvlog_resume(&t->metrics, path, metric_cols, N_METRIC_COLS, t->step, err) != 0)
+            return -1;
+        run_path(path, sizeof path, t, "eval.csv");
+        if (csvlog_resume(&t->evals, path, eval_cols, N_EVAL_COLS, t->step, err) != 0) return -1;
+    } else {
+        run_path(path, sizeof path, t, "metrics.csv");
+        csvlog_open(&t->metrics, path, metric_cols, N_METRIC_COLS);
+        run_path(path, sizeof path, t, "eval.csv");
+        csvlog_open(&t->evals, path, eval_cols, N_EVAL_COLS);
+    }
+    run_path(path, sizeof path, t, "config.ini");
     FILE *f = fopen(path, "w");
     if (!f) die("cannot create %s: %s", path, strerror(errno));
-    config_write(c, f);
+    Config rec = config_record(c);
+    config_write(&rec, f);
     if (fclose(f) != 0) die("cannot write %s: %s", path, strerror(errno));
-
-    static const char *const mcols[] = {"step", "lr", "loss", "grad_norm", "clip_scale", "ms",
-                                        "tokens_per_s"};
-    static const char *const ecols[] = {"step", "train_loss", "val_loss"};
-    snprintf(path, sizeof path, "%s/metrics.csv", t->run_dir);
-    csvlog_open(&t->metrics, path, mcols, 7);
-    snprintf(path, sizeof path, "%s/eval.csv", t->run_dir);
-    csvlog_open(&t->evals, path, ecols, 3);
     progress_init(&t->progress, stdout);
     return 0;
 }
@@ -160,7 +243,9 @@ static void train_eval(Trainer *t) {
                                  t->targets);
     double va = train_eval_split(&t->model, &t->corpus, 1, count, c->batch_size, t->inputs,
                                  t->targets);
+    t->last_train = tr;
     t->last_val = va;
+    t->last_eval_step = t->step;
     csvlog_int(&t->evals, t->step);
     csvlog_num(&t->evals, tr);
     csvlog_num(&t->evals, va);
@@ -209,22 +294,101 @@ static void train_step(Trainer *t) {
     }
 }
 
+/* Numbers of the step_NNNNNN.safetensors files in dir, ascending. */
+static int checkpoint_steps(const char *dir, int **out) {
+    DIR *d = opendir(dir);
+    int n = 0, cap = 16;
+    *out = xmalloc((size_t)cap * sizeof(int));
+    if (!d) return 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        int step, len = 0;
+        if (sscanf(e->d_name, "step_%d.safetensors%n", &step, &len) == 1 &&
+            e->d_name[len] == '\0') {
+            if (n == cap) *out = realloc(*out, (size_t)(cap *= 2) * sizeof(int));
+            CHECK(*out, "out of memory listing %s", dir);
+            (*out)[n++] = step;
+        }
+    }
+    closedir(d);
+    for (int i = 1; i < n; i++) /* insertion sort: a handful of files */
+        for (int j = i; j > 0 && (*out)[j - 1] > (*out)[j]; j--) {
+            int tmp = (*out)[j];
+            (*out)[j] = (*out)[j - 1];
+            (*out)[j - 1] = tmp;
+        }
+    return n;
+}
+
+/* Saves ckpt/step_NNNNNN.safetensors, points ckpt/latest.safetensors at it and
+ * keeps the newest keep_checkpoints files (plus the final one at the end). */
+static int train_checkpoint(Trainer *t, Error *err) {
+    const Config *c = &t->cfg;
+    char dir[CONFIG_STR + 300], path[CONFIG_STR + 340], tmp[CONFIG_STR + 340];
+    run_path(dir, sizeof dir, t, "ckpt");
+    if (mkdir_p(dir, err) != 0) return -1;
+    char name[64];
+    snprintf(name, sizeof name, "step_%06d.safetensors", t->step);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    TrainState st = {.step = t->step, .batch_rng = t->batch_rng, .train_loss = t->last_train,
+                     .val_loss = t->last_val, .eval_step = t->last_eval_step};
+    Config rec = config_record(c);
+    if (checkpoint_save(path, &t->model, &rec, t->corpus.vocab, t->corpus.V, &st, 1, err) != 0)
+        return -1;
+    /* the link is replaced atomically, like the checkpoint itself */
+    snprintf(tmp, sizeof tmp, "%s/latest.safetensors.tmp", dir);
+    remove(tmp);
+    snprintf(path, sizeof path, "%s/latest.safetensors", dir);
+    if (symlink(name, tmp) != 0 || rename(tmp, path) != 0)
+        return error_set(err, "%s: cannot update link: %s", path, strerror(errno));
+
+    int *steps, n = checkpoint_steps(dir, &steps);
+    int keep = c->keep_checkpoints + (t->step == c->steps ? 1 : 0);
+    for (int i = 0; i < n - keep; i++) {
+        snprintf(path, sizeof path, "%s/step_%06d.safetensors", dir, steps[i]);
+        remove(path);
+    }
+    free(steps);
+    return 0;
+}
+
+static void train_finish_logs(Trainer *t) {
+    csvlog_close(&t->metrics);
+    csvlog_close(&t->evals);
+}
+
 int train_run(Trainer *t) {
     const Config *c = &t->cfg;
+    Error err;
     printf("qkscope: %s: %zu parameters (L%d H%d C%d T%d, V%d), %zu train / %zu val characters\n",
            t->run_dir, t->model.n_params, c->n_layer, c->n_head, c->n_embd, c->block_size,
            t->corpus.V, t->corpus.n_train, t->corpus.n - t->corpus.n_train);
+    if (t->resumed_from >= 0) printf("qkscope: resuming at step %d\n", t->resumed_from);
     double wall0 = time_now();
-    train_eval(t);
-    while (t->step < c->steps) {
+    if (t->resumed_from < 0) train_eval(t);
+    int last = c->stop_after > 0 && c->stop_after < c->steps ? c->stop_after : c->steps;
+    while (t->step < last) {
         train_step(t);
+        int end = t->step == last;
         if (t->step % c->eval_every == 0 || t->step == c->steps) train_eval(t);
+        if ((c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) || end) {
+            if (train_checkpoint(t, &err) != 0) {
+                train_finish_logs(t);
+                fprintf(stderr, "qkscope: %s\n", err.msg);
+                return 1;
+            }
+        }
     }
-    csvlog_close(&t->metrics);
-    csvlog_close(&t->evals);
-    double tokens = (double)t->step * c->batch_size * c->block_size;
-    printf("qkscope: done: %d steps in %.1f s (%.1f s training, %.0f tokens/s), val loss %.4f\n",
-           t->step, time_now() - wall0, t->train_seconds, tokens / t->train_seconds, t->last_val);
+    train_finish_logs(t);
+    double tokens = (double)(t->step - (t->resumed_from > 0 ? t->resumed_from : 0)) *
+                    c->batch_size * c->block_size;
+    if (t->step < c->steps)
+        printf("qkscope: stopped after step %d of %d (train.stop_after); continue with:\n"
+               "  ./train %s/config.ini run.resume=true\n",
+               t->step, c->steps, t->run_dir);
+    else
+        printf("qkscope: done: %d steps in %.1f s (%.1f s training, %.0f tokens/s), val loss %.4f\n",
+               t->step, time_now() - wall0, t->train_seconds,
+               t->train_seconds > 0 ? tokens / t->train_seconds : 0.0, t->last_val);
     return 0;
 }
 

@@ -3,6 +3,7 @@
 #ifndef QK_TRAIN_H
 #define QK_TRAIN_H
 
+#include "checkpoint.h"
 #include "config.h"
 #include "data.h"
 #include "metrics.h"
@@ -20,8 +21,10 @@ typedef struct {
     int step;             /* updates done so far */
     CsvLog metrics, evals;
     Progress progress;
-    double last_val;      /* latest validation loss, NAN before the first eval */
+    double last_train, last_val; /* latest eval losses, NAN before the first eval */
+    int last_eval_step;   /* -1 before the first eval */
     double train_seconds; /* time spent in steps (not evals) */
+    int resumed_from;     /* step of the checkpoint resumed from, -1 for a fresh run */
 } Trainer;
 
 /* Model shape for a config and vocabulary size. */
@@ -35,10 +38,16 @@ int train_check_memory(const ModelShape *s, int B, Error *err);
  * reported here, before any file is written. */
 int train_setup(Trainer *t, const Config *cfg, Error *err);
 
-/* Runs the steps and evals to the end; returns 0. */
+/* Runs the steps, evals and checkpoints to train.steps (or train.stop_after);
+ * returns 0, or 1 after reporting a failed checkpoint write. */
 int train_run(Trainer *t);
 
 void train_free(Trainer *t);
+
+/* Checks that a checkpoint fits a config and corpus: the model keys equal
+ * (the message names the first that differs) and the vocabulary equal. */
+int train_check_compatible(const Checkpoint *ck, const Config *c, const Corpus *corpus,
+                           Error *err);
 
 /* Mean loss over `count` fixed windows of one split (val = 1: validation),
  * evaluated B windows at a time. */

@@ -73,14 +73,14 @@ cmp <(untimed runs/a/metrics.csv) <(untimed runs/c/metrics.csv) || fail "config.
 if cmp -s <(untimed runs/a/metrics.csv) <(untimed runs/d/metrics.csv); then fail "seed has no effect"; fi
 
 # A used run name is refused (exit 2, folder untouched) unless overwritten.
-sum_before=$(cat runs/a/* | md5sum)
+sum_before=$(find runs/a -type f -print0 | sort -z | xargs -0 md5sum)
 set +e
 "$train" small.ini 2> err.txt > /dev/null
 rc=$?
 set -e
 [ "$rc" -eq 2 ] || fail "reused run name: exit $rc, expected 2"
 grep -q "runs/a: run folder already holds a run" err.txt || fail "reused run name message: $(cat err.txt)"
-[ "$(cat runs/a/* | md5sum)" = "$sum_before" ] || fail "refused run changed the folder"
+[ "$(find runs/a -type f -print0 | sort -z | xargs -0 md5sum)" = "$sum_before" ] || fail "refused run changed the folder"
 "$train" small.ini run.overwrite=true train.steps=20 train.warmup_steps=5 > /dev/null
 [ "$(wc -l < runs/a/metrics.csv)" -eq 21 ] || fail "overwrite did not replace the run"
 

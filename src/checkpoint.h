@@ -1,0 +1,64 @@
+/* Checkpoints as standard safetensors files: 8-byte little-endian header
+ * length, a JSON header (cJSON), raw little-endian F32 row-major tensors with
+ * contiguous offsets in header order. Tensor names follow PyTorch nn.Linear
+ * conventions (see model.c's views); training checkpoints also hold the AdamW
+ * moments as optim.m.<name> / optim.v.<name>. String metadata under
+ * __metadata__ carries the resolved config, the vocabulary and the training
+ * state needed for exact resume (README documents each key). */
+#ifndef QK_CHECKPOINT_H
+#define QK_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "common.h"
+#include "config.h"
+#include "data.h"
+#include "model.h"
+
+#define CHECKPOINT_FORMAT "qkscope/1"
+
+/* Training state beside the weights. */
+typedef struct {
+    int step;              /* optimizer updates done */
+    Rng batch_rng;         /* batch sampler state after `step` updates */
+    double train_loss;     /* last eval losses, NAN when none */
+    double val_loss;
+    int eval_step;         /* step of that eval, -1 when none */
+} TrainState;
+
+/* A checkpoint read and validated in memory. */
+typedef struct {
+    char path[1100];
+    Config cfg;            /* parsed from the `config` metadata */
+    ModelShape shape;      /* from cfg and the vocabulary */
+    int V;
+    uint32_t *vocab;       /* [V] code points, token id = index */
+    TrainState state;
+    int has_optim;         /* AdamW moments present */
+    float *params;         /* [n_params] in model buffer order */
+    float *adam_m, *adam_v;/* [n_params] or NULL */
+    size_t n_params;
+} Checkpoint;
+
+/* Writes the model (and, with_optim, its AdamW moments) atomically: a temp
+ * file in the same folder, fsync, rename, fsync of the folder. A failure
+ * leaves any previous file at path untouched. I/O errors return -1 with a
+ * message (a full disk is not a crash). */
+int checkpoint_save(const char *path, const Model *m, const Config *cfg, const uint32_t *vocab,
+                    int V, const TrainState *st, int with_optim, Error *err);
+
+/* Reads and validates a checkpoint: every malformed input (not safetensors,
+ * truncated, header length beyond the file, bad JSON, offsets out of range or
+ * overlapping or not contiguous, dtype other than F32, missing or extra
+ * tensors, shapes that disagree with the stored config, metadata that does
+ * not parse, NaN/Inf in any tensor) returns -1 with one line naming the file
+ * and the problem. Never reads out of bounds. */
+int checkpoint_read(Checkpoint *ck, const char *path, Error *err);
+
+/* Copies the weights (and moments when present and want_optim) into a model
+ * created with ck->shape. */
+void checkpoint_to_model(const Checkpoint *ck, Model *m, int want_optim);
+
+void checkpoint_free(Checkpoint *ck);
+
+#endif

@@ -1,0 +1,39 @@
+/* qkscope info CKPT: what a checkpoint holds. */
+#include <math.h>
+#include <string.h>
+
+#include "cli.h"
+
+int main(int argc, char **argv) {
+    if (argc != 2 || argv[1][0] == '-') {
+        int help = argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+        fprintf(help ? stdout : stderr,
+                "usage: qkscope info CKPT\n"
+                "  Prints a checkpoint's config summary, parameter count, step, vocabulary\n"
+                "  size and the last eval losses it stores.\n");
+        return help ? 0 : EXIT_BADINPUT;
+    }
+    Checkpoint ck;
+    Error err;
+    if (checkpoint_read(&ck, argv[1], &err)) return cli_fail(&err);
+    const Config *c = &ck.cfg;
+    printf("checkpoint  %s\n", argv[1]);
+    printf("format      %s\n", CHECKPOINT_FORMAT);
+    printf("run         %s (corpus %s, seed %llu)\n", c->name, c->data_path,
+           (unsigned long long)c->seed);
+    printf("model       n_layer %d, n_head %d, n_embd %d, block_size %d, bias %s, "
+           "tie_embeddings %s, qk %s\n",
+           c->n_layer, c->n_head, c->n_embd, c->block_size, c->bias ? "true" : "false",
+           c->tie_embeddings ? "true" : "false", config_qk_name(c->qk));
+    printf("parameters  %zu\n", ck.n_params);
+    printf("vocabulary  %d characters\n", ck.V);
+    printf("step        %d of %d%s\n", ck.state.step, c->steps,
+           ck.has_optim ? " (with AdamW state: resumable)" : "");
+    if (ck.state.eval_step >= 0 && !isnan(ck.state.val_loss))
+        printf("last eval   step %d: train loss %.4f, val loss %.4f\n", ck.state.eval_step,
+               ck.state.train_loss, ck.state.val_loss);
+    else
+        printf("last eval   none stored\n");
+    checkpoint_free(&ck);
+    return 0;
+}

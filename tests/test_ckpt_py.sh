@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The Python tools against the C code, on a tiny run of the real trainer over
+# a corpus written here: scripts/ckpt.py reads the checkpoint the trainer
+# wrote (names, shapes, metadata), and scripts/ref_model.py, an independent
+# float64 numpy model, gives the same loss as qkscope-eval.
+set -euo pipefail
+py=/usr/bin/python3 # Debian's, which has python3-numpy; a pyenv python3 may not
+if ! "$py" -c 'import numpy' 2>/dev/null; then
+    echo "SKIP: $py cannot import numpy (apt-get install python3-numpy)"
+    exit 77
+fi
+scripts="$QK_SOURCE/scripts"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# Multi-byte characters and \r\n line ends: both readers must count
+# characters the way the C corpus reader does.
+words=(café naïve über déjà fjord grove heath inlet → ½)
+for i in $(seq 0 299); do
+    printf 'the %s and the %s, number %d.\r\n' "${words[$((i % 10))]}" \
+        "${words[$(((i * 7 + 3) % 10))]}" $((i % 13))
+done > corpus.txt
+
+# bias and an untied head exercise every optional tensor but attn.k's absence
+cat > cfg.ini <<INI
+[run]
+name = py
+out_dir = $tmp/runs
+seed = 3
+[data]
+path = corpus.txt
+[model]
+n_layer = 2
+n_head = 2
+n_embd = 16
+block_size = 16
+bias = true
+tie_embeddings = false
+[train]
+batch_size = 4
+steps = 30
+warmup_steps = 5
+eval_every = 30
+eval_batches = 2
+log_every = 30
+INI
+"$QK_BUILD/src/train" cfg.ini > train.log 2>&1 || { cat train.log >&2; fail "training failed"; }
+ck=runs/py/ckpt/latest.safetensors
+[ -s "$ck" ] || fail "the trainer wrote no $ck"
+
+# ---- ckpt.py: metadata and the tensor table
+out=$("$py" "$scripts/ckpt.py" "$ck" --tensors) || fail "ckpt.py failed on $ck"
+V=$("$py" -c 'import sys; print(len(set(open(sys.argv[1], encoding="utf-8", newline="").read())))' \
+    corpus.txt)
+expect_line() { grep -qxF -- "$1" <<<"$out" || fail "ckpt.py output lacks the line '$1':
+$out"; }
+expect_line "format      qkscope/1"
+grep -q '^step        30 (batch rng [0-9a-f]\{16\},[0-9a-f]\{16\},[0-9a-f]\{16\},[0-9a-f]\{16\})$' \
+    <<<"$out" || fail "step line: $out"
+expect_line "model       n_layer=2 n_head=2 n_embd=16 block_size=16 bias=true tie_embeddings=false qk=untied"
+expect_line "vocab       $V characters"
+
+want=(wte.weight wpe.weight)
+for l in 0 1; do
+    for t in ln1.weight ln1.bias attn.q.weight attn.q.bias attn.k.weight attn.k.bias \
+             attn.v.weight attn.v.bias attn.o.weight attn.o.bias ln2.weight ln2.bias \
+             mlp.fc.weight mlp.fc.bias mlp.proj.weight mlp.proj.bias; do
+        want+=("blocks.$l.$t")
+    done
+done
+want+=(ln_f.weight ln_f.bias lm_head.weight)
+got=$(awk 'started && NF { print $1 } /^name / { started = 1 }' <<<"$out")
+params=$(grep -v '^optim\.' <<<"$got" || true)
+[ "$params" = "$(printf '%s\n' "${want[@]}")" ] || fail "tensor names differ:
+$params"
+if grep -q '^optim\.' <<<"$got"; then
+    [ "$(grep '^optim\.' <<<"$got")" = "$(printf 'optim.m.%s\n' "${want[@]}"; \
+        printf 'optim.v.%s\n' "${want[@]}")" ] || fail "optimizer tensor names differ"
+fi
+grep -q "^wte.weight  *\[$V, 16\]  *F32 " <<<"$out" || fail "wte.weight row: $out"
+grep -q "^blocks.1.mlp.fc.weight  *\[64, 16\]  *F32 " <<<"$out" || fail "fc row: $out"
+# the stored losses are the last row of eval.csv
+"$py" "$scripts/ckpt.py" "$ck" --json | "$py" -c '
+import csv, json, sys
+s = json.load(sys.stdin)
+assert s["format"] == "qkscope/1" and s["step"] == "30" and s["eval_step"] == "30", s
+assert all(t["dtype"] == "F32" for t in s["tensors"])
+last = list(csv.DictReader(open(sys.argv[1])))[-1]
+for k in ("train_loss", "val_loss"):
+    assert abs(float(s[k]) - float(last[k])) <= 1e-6 * float(last[k]), (k, s[k], last[k])
+' runs/py/eval.csv || fail "ckpt.py --json"
+
+# ---- ref_model.py against qkscope-eval on the whole corpus
+ref=$("$py" "$scripts/ref_model.py" "$ck" --data corpus.txt --json) || fail "ref_model.py failed"
+eval_bin="$QK_BUILD/src/qkscope-eval"
+if [ ! -x "$eval_bin" ]; then
+    echo "SKIP: $eval_bin is not built (ckpt.py checks passed; ref_model.py says $ref)"
+    exit 77
+fi
+c=$("$eval_bin" "$ck" --data corpus.txt --json) || fail "qkscope-eval failed"
+"$py" - "$ref" "$c" corpus.txt <<'PY' || fail "ref_model.py $ref vs qkscope-eval $c"
+import json, sys
+ref, c = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+n = len(open(sys.argv[3], encoding="utf-8", newline="").read())
+T = 16
+assert ref["windows"] == c["windows"] == (n - 1) // T, (ref, c, n)
+assert ref["tokens"] == c["tokens"] == ref["windows"] * T, (ref, c)
+rel = abs(ref["loss"] - c["loss"]) / abs(c["loss"])
+assert rel <= 1e-4, f"relative difference {rel:.3g}"
+print(f"ref_model.py {ref['loss']:.9g} vs qkscope-eval {c['loss']:.9g}: relative {rel:.2g}")
+PY
+echo "ok"

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Checkpoints end to end with the real binaries: periodic saves and pruning,
+# stop_after + resume bit-identical to an uninterrupted run (with a torn log
+# row to trim), refusals (shape change, nothing to resume), init_from, and the
+# eval, sample and info commands.
+set -euo pipefail
+build="$QK_BUILD/src"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+expect_exit() { # expect_exit CODE PATTERN CMD...: exit status and a stderr line
+    local code=$1 pattern=$2
+    shift 2
+    set +e
+    "$@" > out.txt 2> err.txt
+    local rc=$?
+    set -e
+    [ "$rc" -eq "$code" ] || fail "$*: exit $rc, expected $code; stderr: $(cat err.txt)"
+    grep -q -- "$pattern" err.txt || fail "$*: stderr lacks '$pattern': $(cat err.txt)"
+}
+
+for i in $(seq 0 299); do echo "line $i: a cat sat on mat $((i % 7)); dogs ran $((i % 5)) laps."; done > corpus.txt
+cat > r.ini <<'INI'
+[run]
+name = a
+out_dir = runs
+seed = 9
+[data]
+path = corpus.txt
+[model]
+n_layer = 2
+n_head = 2
+n_embd = 16
+block_size = 16
+[train]
+batch_size = 4
+steps = 40
+warmup_steps = 5
+eval_every = 15
+eval_batches = 2
+log_every = 20
+[log]
+checkpoint_every = 10
+keep_checkpoints = 2
+INI
+
+"$build/train" r.ini > /dev/null
+[ "$(cd runs/a/ckpt && ls)" = "latest.safetensors
+step_000020.safetensors
+step_000030.safetensors
+step_000040.safetensors" ] || fail "kept checkpoints: $(ls runs/a/ckpt | tr '\n' ' ')"
+[ "$(readlink runs/a/ckpt/latest.safetensors)" = step_000040.safetensors ] || fail "latest link"
+
+# Interrupted at 25, a torn row left behind, then resumed to 40.
+"$build/train" r.ini run.name=b train.stop_after=25 > out.txt
+grep -q "stopped after step 25 of 40" out.txt || fail "stop_after message: $(cat out.txt)"
+[ "$(readlink runs/b/ckpt/latest.safetensors)" = step_000025.safetensors ] || fail "stop_after checkpoint"
+[ "$(tail -1 runs/b/metrics.csv | cut -d, -f1)" = 25 ] || fail "metrics.csv should end at step 25"
+head -2 runs/b/metrics.csv | tail -1 | sed 's/^1,/26,/' >> runs/b/metrics.csv  # a row past the checkpoint
+printf '27,0.0001,2.5' >> runs/b/metrics.csv                                     # and a torn one
+"$build/train" r.ini run.name=b run.resume=true > out.txt
+grep -q "resuming at step 25" out.txt || fail "resume message: $(cat out.txt)"
+untimed() { cut -d, -f1-5 "$1"; }
+cmp <(untimed runs/a/metrics.csv) <(untimed runs/b/metrics.csv) || fail "resumed metrics.csv differs"
+cmp runs/a/eval.csv runs/b/eval.csv || fail "resumed eval.csv differs"
+tensors() { # the data section of a safetensors file (after the 8-byte length and the header)
+    local n
+    n=$(od -An -t u8 -N8 "$1" | tr -d ' ')
+    tail -c +$((9 + n)) "$1"
+}
+cmp <(tensors runs/a/ckpt/step_000040.safetensors) <(tensors runs/b/ckpt/step_000040.safetensors) \
+    || fail "resumed final weights differ"
+
+# Refusals: a model shape change, no checkpoint to resume.
+expect_exit 2 "n_embd is 16 in the checkpoint, 32 in the config" \
+    "$build/train" r.ini run.name=b run.resume=true model.n_embd=32 model.n_head=2
+expect_exit 2 "no checkpoint to resume from" "$build/train" r.ini run.name=none run.resume=true
+
+# init_from: the weights, a fresh optimizer at step 0.
+"$build/train" r.ini run.name=c train.init_from=runs/a/ckpt/step_000040.safetensors train.steps=15 > /dev/null
+[ "$(sed -n 2p runs/c/eval.csv | cut -d, -f1)" = 0 ] || fail "init_from run starts at step 0"
+a40=$("$build/qkscope-eval" runs/a/ckpt/step_000040.safetensors --json)
+c0=$(sed -n 2p runs/c/eval.csv | cut -d, -f3)
+case "$a40" in *"\"loss\": $c0,"*) ;; *) fail "init_from step-0 val loss $c0 vs checkpoint eval $a40" ;; esac
+expect_exit 2 "differs" "$build/train" r.ini run.name=d train.init_from=runs/a/ckpt/step_000040.safetensors model.n_layer=3
+
+# eval reproduces the run's own last val loss exactly.
+last_val=$(tail -1 runs/a/eval.csv | cut -d, -f3)
+[ "$a40" = "{\"loss\": $last_val, \"tokens\": 128, \"windows\": 8}" ] || fail "eval: $a40 vs eval.csv $last_val"
+head -c 170 corpus.txt > part.txt  # 170 chars: windows while k*16+16 < 170 -> k = 0..9
+out=$("$build/qkscope-eval" runs/a/ckpt/latest.safetensors --data part.txt --json)
+case "$out" in *'"tokens": 160, "windows": 10}') ;; *) fail "eval --data windows: $out" ;; esac
+printf 'aaa QQQ' > alien.txt
+expect_exit 2 "alien.txt: character 'Q' (U+0051) at character 4 is not in the vocabulary" \
+    "$build/qkscope-eval" runs/a/ckpt/latest.safetensors --data alien.txt
+expect_exit 2 "nope.safetensors" "$build/qkscope-eval" nope.safetensors
+
+# sample: deterministic per seed, prompt checked against the vocabulary.
+s1=$("$build/qkscope-sample" runs/a/ckpt/latest.safetensors --prompt "line " --tokens 60 --seed 3)
+s2=$("$build/qkscope-sample" runs/a/ckpt/latest.safetensors --prompt "line " --tokens 60 --seed 3)
+s3=$("$build/qkscope-sample" runs/a/ckpt/latest.safetensors --prompt "line " --tokens 60 --seed 4)
+[ "$s1" = "$s2" ] || fail "same seed, different text"
+[ "$s1" != "$s3" ] || fail "different seeds, same text"
+[ "${s1:0:5}" = "line " ] && [ "${#s1}" -eq 65 ] || fail "sample length/prompt: '$s1'"
+expect_exit 2 "--prompt: character 'Q' (U+0051) at character 0" \
+    "$build/qkscope-sample" runs/a/ckpt/latest.safetensors --prompt "Q"
+expect_exit 2 "--tokens 'many': expected an integer" \
+    "$build/qkscope-sample" runs/a/ckpt/latest.safetensors --tokens many
+expect_exit 2 "--temperature: missing value" \
+    "$build/qkscope-sample" runs/a/ckpt/latest.safetensors --temperature
+
+# info
+"$build/qkscope-info" runs/b/ckpt/latest.safetensors > info.txt
+grep -q "^step        40 of 40 (with AdamW state: resumable)" info.txt || fail "info: $(cat info.txt)"
+grep -q "^last eval   step 40: " info.txt || fail "info eval: $(cat info.txt)"
+echo "resume: all checks passed"
