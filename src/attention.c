@@ -1,93 +1,216 @@
 #include "attention.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "gemm.h"
+
+/* Each (batch, head) pair is one thread's: its outputs are disjoint from every
+ * other pair's, and its products run through gemm.h's register tiles, which
+ * sum every element over k in a fixed order. The causal structure is used to
+ * skip tiles: score tiles entirely above the diagonal are not computed, and
+ * products over keys stop (or start) where the weights become zero. */
+
+/* Per-thread scratch, grown once: packed panels of one head's K, V, Q, dout
+ * and a T x T buffer for the score gradients. */
+static real *scr;
+static size_t scr_cap;
+
+static size_t up16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+typedef struct {
+    size_t np_t, np_h;     /* panels over keys (T), over head channels (hs) */
+    size_t kt, pv, dss;    /* sizes: K^T-like panels, V-like panels, T x T */
+    size_t per_thread;
+} Scratch;
+
+static Scratch scratch_layout(int T, int hs) {
+    Scratch s;
+    s.np_t = ((size_t)T + NR - 1) / NR;
+    s.np_h = ((size_t)hs + NR - 1) / NR;
+    s.kt = up16(s.np_t * NR * hs);
+    s.pv = up16(s.np_h * NR * T);
+    s.dss = up16((size_t)T * T);
+    /* forward: kt + pv; backward: kt + 3 pv + dss */
+    s.per_thread = s.kt + 3 * s.pv + s.dss;
+    return s;
+}
+
+static real *scratch_get(const Scratch *s) {
+    int nth = 1;
+#ifdef _OPENMP
+    nth = omp_get_max_threads();
+#endif
+    size_t need = s->per_thread * (size_t)nth;
+    if (need > scr_cap) {
+        free(scr);
+        void *p = NULL;
+        CHECK(posix_memalign(&p, 64, need * sizeof(real)) == 0, "out of memory (%zu bytes)",
+              need * sizeof(real));
+        scr = p;
+        scr_cap = need;
+    }
+    return scr;
+}
+
+/* Packs the [T, hs] block at x (row stride C) as panels over keys of x^T
+ * (k = channel, n = position) or over channels of x (k = position). */
+static void pack_keys(real *dst, const real *x, int T, int hs, int C, size_t np_t) {
+    for (size_t p = 0; p < np_t; p++) {
+        size_t nr = (size_t)T - p * NR < (size_t)NR ? (size_t)T - p * NR : (size_t)NR;
+        gemm_pack_b(dst + p * NR * hs, x + p * NR * (size_t)C, 1, (size_t)C, (size_t)hs, nr);
+    }
+}
+
+static void pack_chans(real *dst, const real *x, int T, int hs, int C, size_t np_h) {
+    for (size_t p = 0; p < np_h; p++) {
+        size_t nr = (size_t)hs - p * NR < (size_t)NR ? (size_t)hs - p * NR : (size_t)NR;
+        gemm_pack_b(dst + p * NR * T, x + p * NR, (size_t)C, 1, (size_t)T, nr);
+    }
+}
+
+/* row[0..n) = softmax(row * scale); the causal tail row[n..T) = 0. */
+static void softmax_row(real *row, int n, int T, real scale) {
+    int i = 0;
+    vreal vm = vsplat(-INFINITY);
+    for (; i + VL <= n; i += VL) {
+        vreal x = vload(row + i) * scale;
+        vstore(row + i, x);
+        vm = vmax(vm, x);
+    }
+    real mx = vhmax(vm);
+    for (; i < n; i++) {
+        row[i] *= scale;
+        mx = row[i] > mx ? row[i] : mx;
+    }
+    vreal vs = {0};
+    for (i = 0; i + VL <= n; i += VL) {
+#ifndef QK_DOUBLE
+        vreal e = vexpf(vload(row + i) - mx);
+#else
+        vreal e;
+        for (int l = 0; l < VL; l++) e[l] = exp(row[i + l] - mx);
+#endif
+        vstore(row + i, e);
+        vs += e;
+    }
+    real sum = vhsum(vs);
+    for (; i < n; i++) {
+        row[i] = sexp(row[i] - mx);
+        sum += row[i];
+    }
+    real inv = 1 / sum;
+    for (i = 0; i < n; i++) row[i] *= inv;
+    for (; i < T; i++) row[i] = 0;
+}
 
 void attention_forward(real *out, real *att, const real *q, const real *k, const real *v,
                        int B, int T, int C, int NH) {
     int hs = C / NH;
     real scale = (real)(1.0 / sqrt((double)hs));
-    /* One (batch, head) pair per iteration: its outputs are disjoint. */
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            real *a = att + ((size_t)b * NH + h) * T * T;
-            for (int t = 0; t < T; t++) {
-                const real *qt = q + ((size_t)b * T + t) * C + h * hs;
-                real *row = a + (size_t)t * T;
-                real mx = -INFINITY;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const real *kt = k + ((size_t)b * T + t2) * C + h * hs;
-                    real s = 0;
-                    for (int i = 0; i < hs; i++) s += qt[i] * kt[i];
-                    s *= scale;
-                    row[t2] = s;
-                    mx = s > mx ? s : mx;
-                }
-                real sum = 0;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    row[t2] = rexp(row[t2] - mx);
-                    sum += row[t2];
-                }
-                real inv = 1 / sum;
-                for (int t2 = 0; t2 <= t; t2++) row[t2] *= inv;
-                for (int t2 = t + 1; t2 < T; t2++) row[t2] = 0;
-
-                real *o = out + ((size_t)b * T + t) * C + h * hs;
-                for (int i = 0; i < hs; i++) o[i] = 0;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const real *vt = v + ((size_t)b * T + t2) * C + h * hs;
-                    real w = row[t2];
-                    for (int i = 0; i < hs; i++) o[i] += w * vt[i];
-                }
+    Scratch L = scratch_layout(T, hs);
+    real *base = scratch_get(&L);
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        real *kt = base + (size_t)tid * L.per_thread, *vp = kt + L.kt;
+        size_t off = (size_t)b * T * C + (size_t)h * hs;
+        pack_keys(kt, k + off, T, hs, C, L.np_t);
+        pack_chans(vp, v + off, T, hs, C, L.np_h);
+        real *a = att + (size_t)bh * T * T;
+        for (int t0 = 0; t0 < T; t0 += MR) {
+            size_t mr = T - t0 < MR ? (size_t)(T - t0) : MR;
+            size_t last = t0 + mr; /* rows t0..last-1 see keys 0..last-1 */
+            /* scores of the rows' tile, keys up to the diagonal */
+            for (size_t p = 0; p * NR < last; p++) {
+                size_t nr = (size_t)T - p * NR < (size_t)NR ? (size_t)T - p * NR : (size_t)NR;
+                gemm_tile((size_t)hs, q + off + (size_t)t0 * C, (size_t)C, 1, mr,
+                          kt + p * NR * hs, nr, a + (size_t)t0 * T + p * NR, (size_t)T, 0);
+            }
+            for (size_t t = t0; t < last; t++) softmax_row(a + t * T, (int)t + 1, T, scale);
+            /* out rows = att rows . V over keys 0..last-1 */
+            for (size_t p = 0; p < L.np_h; p++) {
+                size_t nr = (size_t)hs - p * NR < (size_t)NR ? (size_t)hs - p * NR : (size_t)NR;
+                gemm_tile(last, a + (size_t)t0 * T, (size_t)T, 1, mr, vp + p * NR * T, nr,
+                          out + off + (size_t)t0 * C + p * NR, (size_t)C, 0);
             }
         }
+    }
 }
 
 void attention_backward(real *dq, real *dk, real *dv, real *datt, const real *dout,
                         const real *q, const real *k, const real *v, const real *att,
                         int B, int T, int C, int NH) {
+    (void)datt; /* the T x T score gradients live in per-thread scratch */
     int hs = C / NH;
     real scale = (real)(1.0 / sqrt((double)hs));
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            const real *a = att + ((size_t)b * NH + h) * T * T;
-            real *dar = datt + ((size_t)b * NH + h) * T; /* one row, reused */
-            for (int t = 0; t < T; t++) {
-                size_t row = ((size_t)b * T + t) * C + h * hs;
-                memset(dq + row, 0, hs * sizeof(real));
-                memset(dk + row, 0, hs * sizeof(real));
-                memset(dv + row, 0, hs * sizeof(real));
+    Scratch L = scratch_layout(T, hs);
+    real *base = scratch_get(&L);
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        real *vt = base + (size_t)tid * L.per_thread; /* V^T panels over keys */
+        real *dop = vt + L.kt, *kp = dop + L.pv, *qp = kp + L.pv, *ds = qp + L.pv;
+        size_t off = (size_t)b * T * C + (size_t)h * hs;
+        const real *a = att + (size_t)bh * T * T;
+        pack_keys(vt, v + off, T, hs, C, L.np_t);
+        pack_chans(dop, dout + off, T, hs, C, L.np_h);
+        pack_chans(kp, k + off, T, hs, C, L.np_h);
+        pack_chans(qp, q + off, T, hs, C, L.np_h);
+
+        /* ds = softmax backward of datt = dout V^T, row by row tile */
+        for (int t0 = 0; t0 < T; t0 += MR) {
+            size_t mr = T - t0 < MR ? (size_t)(T - t0) : MR;
+            size_t last = t0 + mr;
+            for (size_t p = 0; p * NR < last; p++) {
+                size_t nr = (size_t)T - p * NR < (size_t)NR ? (size_t)T - p * NR : (size_t)NR;
+                gemm_tile((size_t)hs, dout + off + (size_t)t0 * C, (size_t)C, 1, mr,
+                          vt + p * NR * hs, nr, ds + (size_t)t0 * T + p * NR, (size_t)T, 0);
             }
-            for (int t = 0; t < T; t++) {
-                const real *dot = dout + ((size_t)b * T + t) * C + h * hs;
-                const real *ar = a + (size_t)t * T;
-                /* through out = att v */
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const real *vt = v + ((size_t)b * T + t2) * C + h * hs;
-                    real *dvt = dv + ((size_t)b * T + t2) * C + h * hs;
-                    real s = 0;
-                    for (int i = 0; i < hs; i++) {
-                        s += dot[i] * vt[i];
-                        dvt[i] += ar[t2] * dot[i];
-                    }
-                    dar[t2] = s;
-                }
-                /* through the row softmax: ds = a * (da - sum(a * da)) */
-                real dotsum = 0;
-                for (int t2 = 0; t2 <= t; t2++) dotsum += ar[t2] * dar[t2];
-                const real *qt = q + ((size_t)b * T + t) * C + h * hs;
-                real *dqt = dq + ((size_t)b * T + t) * C + h * hs;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    real ds = ar[t2] * (dar[t2] - dotsum) * scale;
-                    const real *kt = k + ((size_t)b * T + t2) * C + h * hs;
-                    real *dkt = dk + ((size_t)b * T + t2) * C + h * hs;
-                    for (int i = 0; i < hs; i++) {
-                        dqt[i] += ds * kt[i];
-                        dkt[i] += ds * qt[i];
-                    }
-                }
+            for (size_t t = t0; t < last; t++) {
+                /* through the row softmax: ds = a * (da - sum(a * da)) * scale */
+                const real *ar = a + t * T;
+                real *dr = ds + t * T;
+                size_t n = t + 1, i = 0;
+                vreal vs = {0};
+                for (; i + VL <= n; i += VL) vs += vload(ar + i) * vload(dr + i);
+                real dot = vhsum(vs);
+                for (; i < n; i++) dot += ar[i] * dr[i];
+                for (i = 0; i < n; i++) dr[i] = ar[i] * (dr[i] - dot) * scale;
+                /* zeros above the diagonal up to the tile's edge: the products
+                 * below read them */
+                for (; i < last; i++) dr[i] = 0;
             }
         }
+        for (int t0 = 0; t0 < T; t0 += MR) {
+            size_t mr = T - t0 < MR ? (size_t)(T - t0) : MR;
+            size_t last = t0 + mr;
+            for (size_t p = 0; p < L.np_h; p++) {
+                size_t nr = (size_t)hs - p * NR < (size_t)NR ? (size_t)hs - p * NR : (size_t)NR;
+                size_t co = off + (size_t)t0 * C + p * NR;
+                /* dq rows t = ds rows . K over keys 0..last-1 */
+                gemm_tile(last, ds + (size_t)t0 * T, (size_t)T, 1, mr, kp + p * NR * T, nr,
+                          dq + co, (size_t)C, 0);
+                /* dk rows t2 = ds^T . Q over queries t >= t0 (ds is 0 for t < t2) */
+                gemm_tile(T - t0, ds + (size_t)t0 * T + t0, 1, (size_t)T, mr,
+                          qp + p * NR * T + (size_t)t0 * NR, nr, dk + co, (size_t)C, 0);
+                /* dv rows t2 = att^T . dout over queries t >= t0 */
+                gemm_tile(T - t0, a + (size_t)t0 * T + t0, 1, (size_t)T, mr,
+                          dop + p * NR * T + (size_t)t0 * NR, nr, dv + co, (size_t)C, 0);
+            }
+        }
+    }
 }

@@ -1,5 +1,9 @@
 #include "common.h"
 
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
 #include <stdarg.h>
 #include <stdlib.h>
 #include <time.h>
@@ -41,4 +45,21 @@ double time_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int dir_create(const char *path, Error *err) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return error_set(err, "%s: path too long", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return error_set(err, "%s: cannot create folder: %s", buf, strerror(errno));
+            *p = c;
+            if (c == '\0') break;
+        }
+    }
+    return 0;
 }

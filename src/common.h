@@ -47,6 +47,9 @@ void *xcalloc_at(size_t count, size_t size, const char *file, int line);
 #define xmalloc(n) xmalloc_at((n), __FILE__, __LINE__)
 #define xcalloc(c, s) xcalloc_at((c), (s), __FILE__, __LINE__)
 
+/* mkdir -p: creates path and its missing parents; -1 with a message. */
+int dir_create(const char *path, Error *err);
+
 /* Wall-clock seconds from a monotonic clock. */
 double time_now(void);
 

@@ -1,5 +1,7 @@
 #include "layers.h"
 
+#include "gemm.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,48 +12,74 @@
 
 #define LN_EPS 1e-5
 
+/* Column chunk of the per-parameter sums over rows (encoder, LayerNorm):
+ * chunks are split between threads, each element still sums rows in order. */
+#define COL_CHUNK 32
+
+static size_t col_chunks(int C) { return ((size_t)C + COL_CHUNK - 1) / COL_CHUNK; }
+
 void encoder_forward(real *out, const int *inp, const real *wte, const real *wpe,
                      int B, int T, int C) {
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            real *o = out + ((size_t)b * T + t) * C;
-            const real *e = wte + (size_t)inp[b * T + t] * C;
-            const real *p = wpe + (size_t)t * C;
-            for (int i = 0; i < C; i++) o[i] = e[i] + p[i];
-        }
+#pragma omp parallel for schedule(static) if ((size_t)B * T * C > 32768)
+    for (int bt = 0; bt < B * T; bt++) {
+        real *o = out + (size_t)bt * C;
+        const real *e = wte + (size_t)inp[bt] * C;
+        const real *p = wpe + (size_t)(bt % T) * C;
+        for (int i = 0; i < C; i++) o[i] = e[i] + p[i];
+    }
 }
 
 void encoder_backward(real *dwte, real *dwpe, const real *dout, const int *inp,
                       int B, int T, int C) {
-    /* Serial: two rows may hit the same token, and the order of their adds
-     * must not depend on threads. */
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            const real *d = dout + ((size_t)b * T + t) * C;
-            real *e = dwte + (size_t)inp[b * T + t] * C;
-            real *p = dwpe + (size_t)t * C;
-            for (int i = 0; i < C; i++) {
+    /* Two rows may hit the same token: each column chunk is one thread's, and
+     * within it rows are added in order, so the sums do not depend on threads. */
+    size_t nch = col_chunks(C);
+#pragma omp parallel for schedule(static) if ((size_t)B * T * C > 32768)
+    for (size_t ch = 0; ch < nch; ch++) {
+        int c0 = (int)ch * COL_CHUNK, c1 = c0 + COL_CHUNK < C ? c0 + COL_CHUNK : C;
+        for (int bt = 0; bt < B * T; bt++) {
+            const real *d = dout + (size_t)bt * C;
+            real *e = dwte + (size_t)inp[bt] * C;
+            real *p = dwpe + (size_t)(bt % T) * C;
+            for (int i = c0; i < c1; i++) {
                 e[i] += d[i];
                 p[i] += d[i];
             }
         }
+    }
+}
+
+/* Sums of x[0..n) and of (x - m)^2 with VL lanes, combined in a fixed order. */
+static real row_sum(const real *x, int n) {
+    vreal s = {0};
+    int i = 0;
+    for (; i + VL <= n; i += VL) s += vload(x + i);
+    real r = vhsum(s);
+    for (; i < n; i++) r += x[i];
+    return r;
+}
+
+static real row_sqdev(const real *x, int n, real m) {
+    vreal s = {0};
+    int i = 0;
+    for (; i + VL <= n; i += VL) {
+        vreal d = vload(x + i) - m;
+        s += d * d;
+    }
+    real r = vhsum(s);
+    for (; i < n; i++) r += (x[i] - m) * (x[i] - m);
+    return r;
 }
 
 void layernorm_forward(real *out, real *mean, real *rstd, const real *inp,
                        const real *weight, const real *bias, size_t N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C > 16384)
     for (size_t n = 0; n < N; n++) {
         const real *x = inp + n * C;
         real *o = out + n * C;
-        double s = 0.0;
-        for (int i = 0; i < C; i++) s += x[i];
-        real m = (real)(s / C);
-        double v = 0.0;
-        for (int i = 0; i < C; i++) {
-            double d = x[i] - m;
-            v += d * d;
-        }
-        real r = (real)(1.0 / sqrt(v / C + LN_EPS));
+        real m = row_sum(x, C) / C;
+        real v = row_sqdev(x, C, m) / C;
+        real r = 1 / rsqrt(v + (real)LN_EPS);
         for (int i = 0; i < C; i++) o[i] = (x[i] - m) * r * weight[i] + bias[i];
         mean[n] = m;
         rstd[n] = r;
@@ -61,172 +89,178 @@ void layernorm_forward(real *out, real *mean, real *rstd, const real *inp,
 void layernorm_backward(real *dinp, real *dweight, real *dbias, const real *dout,
                         const real *inp, const real *weight, const real *mean,
                         const real *rstd, size_t N, int C) {
-#pragma omp parallel for schedule(static)
-    for (size_t n = 0; n < N; n++) {
-        const real *d = dout + n * C, *x = inp + n * C;
-        real *di = dinp + n * C;
-        real m = mean[n], r = rstd[n];
-        /* dx = r * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight */
-        real gsum = 0, gxsum = 0;
-        for (int i = 0; i < C; i++) {
-            real g = d[i] * weight[i];
-            gsum += g;
-            gxsum += g * (x[i] - m) * r;
+    size_t nch = col_chunks(C);
+#pragma omp parallel if (N * C > 16384)
+    {
+#pragma omp for schedule(static) nowait
+        for (size_t n = 0; n < N; n++) {
+            const real *d = dout + n * C, *x = inp + n * C;
+            real *di = dinp + n * C;
+            real m = mean[n], r = rstd[n];
+            /* dx = r * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight */
+            vreal gs = {0}, gx = {0};
+            int i = 0;
+            for (; i + VL <= C; i += VL) {
+                vreal g = vload(d + i) * vload(weight + i);
+                gs += g;
+                gx += g * ((vload(x + i) - m) * r);
+            }
+            real gsum = vhsum(gs), gxsum = vhsum(gx);
+            for (; i < C; i++) {
+                real g = d[i] * weight[i];
+                gsum += g;
+                gxsum += g * ((x[i] - m) * r);
+            }
+            gsum /= C;
+            gxsum /= C;
+            for (i = 0; i < C; i++) {
+                real xhat = (x[i] - m) * r;
+                di[i] += r * (d[i] * weight[i] - gsum - xhat * gxsum);
+            }
         }
-        gsum /= C;
-        gxsum /= C;
-        for (int i = 0; i < C; i++) {
-            real xhat = (x[i] - m) * r;
-            di[i] += r * (d[i] * weight[i] - gsum - xhat * gxsum);
-        }
-    }
-    /* Parameter gradients sum over rows: row order fixed, vectorized over C. */
-    for (size_t n = 0; n < N; n++) {
-        const real *d = dout + n * C, *x = inp + n * C;
-        real m = mean[n], r = rstd[n];
-        for (int i = 0; i < C; i++) {
-            dweight[i] += d[i] * (x[i] - m) * r;
-            dbias[i] += d[i];
+        /* Parameter gradients sum over rows in order, per column chunk. */
+#pragma omp for schedule(static)
+        for (size_t ch = 0; ch < nch; ch++) {
+            int c0 = (int)ch * COL_CHUNK, c1 = c0 + COL_CHUNK < C ? c0 + COL_CHUNK : C;
+            for (size_t n = 0; n < N; n++) {
+                const real *d = dout + n * C, *x = inp + n * C;
+                real m = mean[n], r = rstd[n];
+                for (int i = c0; i < c1; i++) {
+                    dweight[i] += d[i] * ((x[i] - m) * r);
+                    dbias[i] += d[i];
+                }
+            }
         }
     }
 }
 
-/* Register tile of the gemm: MR rows of C by NV vectors of VL columns. GCC's
- * vector extension keeps it portable and lets -march pick AVX2/AVX-512; the
- * 6 x 2 tile fills 12 of AVX2's 16 vector registers with accumulators. */
-#define VBYTES 32
-#define VL ((int)(VBYTES / sizeof(real)))
-#define MR 6
-#define NV 2
-#define NR (NV * VL)
-typedef real vreal __attribute__((vector_size(VBYTES), aligned(sizeof(real))));
-
-static void gemm_tile_full(real *Cm, size_t ldc, const real *A, size_t sam, size_t sak,
-                           const real *Bm, size_t ldb, size_t K, int accumulate) {
-    vreal acc[MR][NV];
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NV; j++)
-            acc[i][j] = accumulate ? *(const vreal *)(Cm + i * ldc + j * VL) : (vreal){0};
-    for (size_t k = 0; k < K; k++) {
-        const real *b = Bm + k * ldb;
-        const real *a = A + k * sak;
-        vreal b0 = *(const vreal *)b, b1 = *(const vreal *)(b + VL);
-        for (int i = 0; i < MR; i++) {
-            real ai = a[i * sam];
-            acc[i][0] += ai * b0;
-            acc[i][1] += ai * b1;
-        }
-    }
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NV; j++) *(vreal *)(Cm + i * ldc + j * VL) = acc[i][j];
-}
-
-/* Edge tile: the same order of summation, scalar, bounds checked. */
-static void gemm_tile_edge(real *Cm, size_t ldc, const real *A, size_t sam, size_t sak,
-                           const real *Bm, size_t ldb, size_t mr, size_t K, size_t nr,
-                           int accumulate) {
-    for (size_t i = 0; i < mr; i++)
-        for (size_t j = 0; j < nr; j++) {
-            real acc = accumulate ? Cm[i * ldc + j] : 0;
-            for (size_t k = 0; k < K; k++) acc += A[i * sam + k * sak] * Bm[k * ldb + j];
-            Cm[i * ldc + j] = acc;
-        }
-}
+/* ---- matmul: the tiled products of gemm.c -------------------------------- */
 
 void gemm(real *Cm, size_t ldc, const real *A, size_t sam, size_t sak,
           const real *Bm, size_t ldb, size_t M, size_t K, size_t N, int accumulate) {
-    size_t mt = (M + MR - 1) / MR, nt = (N + NR - 1) / NR;
-    /* Column panels outermost so a thread's consecutive tiles reuse B's panel. */
-#pragma omp parallel for collapse(2) schedule(static)
-    for (size_t jt = 0; jt < nt; jt++)
-        for (size_t it = 0; it < mt; it++) {
-            size_t i0 = it * MR, j0 = jt * NR;
-            size_t mr = M - i0 < MR ? M - i0 : MR;
-            size_t nr = N - j0 < NR ? N - j0 : NR;
-            if (mr == MR && nr == NR)
-                gemm_tile_full(Cm + i0 * ldc + j0, ldc, A + i0 * sam, sam, sak, Bm + j0, ldb, K,
-                               accumulate);
-            else
-                gemm_tile_edge(Cm + i0 * ldc + j0, ldc, A + i0 * sam, sam, sak, Bm + j0, ldb,
-                               mr, K, nr, accumulate);
-        }
+    GemmJob j = {.C = Cm, .ldc = ldc, .A = A, .sam = sam, .sak = sak, .B = Bm, .sbk = ldb,
+                 .sbn = 1, .M = M, .K = K, .N = N, .accumulate = accumulate};
+    gemm_plan(&j, 0);
+    gemm_run(&j, 1, NULL, NULL);
 }
-
-/* Transposed copy of the weight, grown once and reused: the forward gemm
- * wants W^T [C, OC] so its inner loop runs over contiguous output columns. */
-static real *wt_buf;
-static size_t wt_cap;
 
 void matmul_forward(real *out, const real *inp, const real *weight, const real *bias,
                     size_t N, int C, int OC, int accumulate) {
-    size_t need = (size_t)C * OC;
-    if (need > wt_cap) {
-        free(wt_buf);
-        wt_buf = xmalloc(need * sizeof(real));
-        wt_cap = need;
+    /* B = weight^T is read through strides; packing transposes it. */
+    GemmJob j = {.C = out, .ldc = (size_t)OC, .A = inp, .sam = (size_t)C, .sak = 1,
+                 .B = weight, .sbk = 1, .sbn = (size_t)C, .M = N, .K = (size_t)C,
+                 .N = (size_t)OC, .accumulate = accumulate, .bias = bias};
+    gemm_plan(&j, 0);
+    gemm_run(&j, 1, NULL, NULL);
+}
+
+typedef struct {
+    real *dbias;
+    const real *dout;
+    size_t N;
+    int OC;
+} BiasCtx;
+
+/* dbias += column sums of dout: fixed column chunks, rows summed in order. */
+#define BIAS_CHUNK 64
+static void dbias_part(void *p, int tid, int nth) {
+    const BiasCtx *b = p;
+    if (!b->dbias) return;
+    size_t nch = ((size_t)b->OC + BIAS_CHUNK - 1) / BIAS_CHUNK;
+    for (size_t ch = 0; ch < nch; ch++) {
+        if ((int)(ch * nth / nch) != tid) continue;
+        size_t o0 = ch * BIAS_CHUNK, o1 = o0 + BIAS_CHUNK < (size_t)b->OC ? o0 + BIAS_CHUNK : (size_t)b->OC;
+        real *db = b->dbias;
+        for (size_t n = 0; n < b->N; n++) {
+            const real *d = b->dout + n * b->OC;
+            for (size_t o = o0; o < o1; o++) db[o] += d[o];
+        }
     }
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++)
-        for (int o = 0; o < OC; o++) wt_buf[(size_t)c * OC + o] = weight[(size_t)o * C + c];
-    if (bias) {
-        if (!accumulate)
-            for (size_t n = 0; n < N; n++) memcpy(out + n * OC, bias, OC * sizeof(real));
-        else
-            for (size_t n = 0; n < N; n++)
-                for (int o = 0; o < OC; o++) out[n * OC + o] += bias[o];
-        accumulate = 1;
-    }
-    gemm(out, OC, inp, C, 1, wt_buf, OC, N, C, OC, accumulate);
 }
 
 void matmul_backward(real *dinp, real *dweight, real *dbias, const real *dout,
                      const real *inp, const real *weight, size_t N, int C, int OC,
                      int accumulate_dinp) {
-    /* dinp[N,C] = dout[N,OC] weight[OC,C] */
-    gemm(dinp, C, dout, OC, 1, weight, C, N, OC, C, accumulate_dinp);
-    /* dweight[OC,C] += dout^T[OC,N] inp[N,C]: A read transposed through strides */
-    gemm(dweight, C, dout, 1, OC, inp, C, OC, N, C, 1);
-    if (dbias)
-        for (size_t n = 0; n < N; n++)
-            for (int o = 0; o < OC; o++) dbias[o] += dout[n * OC + o];
+    GemmJob j[2] = {
+        /* dinp[N,C] = dout[N,OC] weight[OC,C] */
+        {.C = dinp, .ldc = (size_t)C, .A = dout, .sam = (size_t)OC, .sak = 1, .B = weight,
+         .sbk = (size_t)C, .sbn = 1, .M = N, .K = (size_t)OC, .N = (size_t)C,
+         .accumulate = accumulate_dinp},
+        /* dweight[OC,C] += dout^T[OC,N] inp[N,C]: A read transposed */
+        {.C = dweight, .ldc = (size_t)C, .A = dout, .sam = 1, .sak = (size_t)OC, .B = inp,
+         .sbk = (size_t)C, .sbn = 1, .M = (size_t)OC, .K = N, .N = (size_t)C, .accumulate = 1},
+    };
+    gemm_plan(&j[0], 0);
+    gemm_plan(&j[1], 1);
+    BiasCtx b = {dbias, dout, N, OC};
+    gemm_run(j, 2, dbias_part, &b);
 }
 
 #define GELU_K 0.7978845608028654 /* sqrt(2/pi) */
+#define GELU_A 0.044715
+
+/* gelu(x) = 0.5 x (1 + tanh(u)) = x s with s = sigmoid(2u) = 1 / (1 + e),
+ * e = exp(-2u), u = K (x + A x^3): no cancellation for negative x.
+ * gelu'(x) = s + 0.5 x sech^2(u) u' where sech^2(u) = 4 s (1 - s), 1 - s = e s. */
+#define GELU_BLOCK 4096
 
 void gelu_forward(real *out, const real *inp, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        real x = inp[i];
-        real u = (real)GELU_K * (x + (real)0.044715 * x * x * x);
-        out[i] = (real)0.5 * x * (1 + rtanh(u));
+    size_t nb = (n + GELU_BLOCK - 1) / GELU_BLOCK;
+#pragma omp parallel for schedule(static) if (n > 16384)
+    for (size_t b = 0; b < nb; b++) {
+        size_t i = b * GELU_BLOCK, end = i + GELU_BLOCK < n ? i + GELU_BLOCK : n;
+#ifndef QK_DOUBLE
+        for (; i + VL <= end; i += VL) {
+            vreal x = vload(inp + i);
+            vreal u = (real)GELU_K * (x + (real)GELU_A * x * x * x);
+            vreal e = vexpf(-2 * u);
+            vstore(out + i, x / (1 + e));
+        }
+#endif
+        for (; i < end; i++) {
+            real x = inp[i];
+            real u = (real)GELU_K * (x + (real)GELU_A * x * x * x);
+            out[i] = x / (1 + sexp(-2 * u));
+        }
     }
 }
 
 void gelu_backward(real *dinp, const real *inp, const real *dout, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        real x = inp[i];
-        real u = (real)GELU_K * (x + (real)0.044715 * x * x * x);
-        real th = rtanh(u);
-        real sech2 = 1 - th * th;
-        real du = (real)GELU_K * (1 + 3 * (real)0.044715 * x * x);
-        dinp[i] = dout[i] * ((real)0.5 * (1 + th) + (real)0.5 * x * sech2 * du);
+    size_t nb = (n + GELU_BLOCK - 1) / GELU_BLOCK;
+#pragma omp parallel for schedule(static) if (n > 16384)
+    for (size_t b = 0; b < nb; b++) {
+        size_t i = b * GELU_BLOCK, end = i + GELU_BLOCK < n ? i + GELU_BLOCK : n;
+#ifndef QK_DOUBLE
+        for (; i + VL <= end; i += VL) {
+            vreal x = vload(inp + i);
+            vreal u = (real)GELU_K * (x + (real)GELU_A * x * x * x);
+            vreal du = (real)GELU_K * (1 + 3 * (real)GELU_A * x * x);
+            vreal e = vexpf(-2 * u);
+            vreal s = 1 / (1 + e);
+            vstore(dinp + i, vload(dout + i) * (s + 2 * x * (s * (e * s)) * du));
+        }
+#endif
+        for (; i < end; i++) {
+            real x = inp[i];
+            real u = (real)GELU_K * (x + (real)GELU_A * x * x * x);
+            real du = (real)GELU_K * (1 + 3 * (real)GELU_A * x * x);
+            real e = sexp(-2 * u), s = 1 / (1 + e);
+            dinp[i] = dout[i] * (s + 2 * x * (s * (e * s)) * du);
+        }
     }
 }
 
 void crossentropy_forward(real *probs, real *losses, const real *logits,
                           const int *targets, size_t N, int V) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * V > 16384)
     for (size_t n = 0; n < N; n++) {
         const real *l = logits + n * V;
         real *p = probs + n * V;
         real mx = l[0];
         for (int i = 1; i < V; i++) mx = l[i] > mx ? l[i] : mx;
-        real s = 0;
-        for (int i = 0; i < V; i++) {
-            p[i] = rexp(l[i] - mx);
-            s += p[i];
-        }
+        for (int i = 0; i < V; i++) p[i] = l[i] - mx;
+        vec_exp(p, p, V);
+        real s = row_sum(p, V);
         real inv = 1 / s;
         for (int i = 0; i < V; i++) p[i] *= inv;
         /* log-sum-exp form keeps the loss finite when a probability underflows */
@@ -236,7 +270,7 @@ void crossentropy_forward(real *probs, real *losses, const real *logits,
 
 void crossentropy_backward(real *dlogits, const real *probs, const int *targets,
                            size_t N, int V, real scale) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * V > 16384)
     for (size_t n = 0; n < N; n++) {
         const real *p = probs + n * V;
         real *d = dlogits + n * V;

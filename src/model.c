@@ -155,6 +155,7 @@ static size_t scratch_point(BackwardScratch *d, const ModelShape *s, int B, int 
         {&d->dres, BT * C}, {&d->dln, BT * C}, {&d->dq, BT * C}, {&d->dk, BT * C},
         {&d->dv, BT * C}, {&d->datt, (size_t)B * NH * T}, {&d->datty, BT * C},
         {&d->dfch, BT * 4 * C}, {&d->dfch_gelu, BT * 4 * C}, {&d->dlogits, BT * V},
+        {&d->dwq_path, tied * L * C * C}, {&d->dbq_path, tied * L * C},
         {&d->dwk_path, tied * L * C * C}, {&d->dbk_path, tied * L * C},
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
@@ -303,8 +304,12 @@ void model_backward(Model *m) {
 
     memset(m->grads, 0, m->n_params * sizeof(real));
     if (s->qk_tied) {
+        memset(d->dwq_path, 0, (size_t)s->L * CC * sizeof(real));
         memset(d->dwk_path, 0, (size_t)s->L * CC * sizeof(real));
-        if (s->bias) memset(d->dbk_path, 0, (size_t)s->L * C * sizeof(real));
+        if (s->bias) {
+            memset(d->dbq_path, 0, (size_t)s->L * C * sizeof(real));
+            memset(d->dbk_path, 0, (size_t)s->L * C * sizeof(real));
+        }
     }
 
     crossentropy_backward(d->dlogits, a->probs, m->targets, BT, V, (real)(1.0 / BT));
@@ -336,10 +341,11 @@ void model_backward(Model *m) {
         matmul_backward(d->datty, g->wo + l * CC, at(g->bo, l, C), d->dres, atty, p->wo + l * CC,
                         BT, C, C, 0);
         attention_backward(d->dq, d->dk, d->dv, d->datt, d->datty, q, k, v, att, B, T, C, NH);
+        real *gwq = s->qk_tied ? d->dwq_path + l * CC : g->wq + l * CC;
+        real *gbq = s->qk_tied ? at(d->dbq_path, l, C) : at(g->bq, l, C);
         real *gwk = s->qk_tied ? d->dwk_path + l * CC : g->wk + l * CC;
         real *gbk = s->qk_tied ? at(d->dbk_path, l, C) : at(g->bk, l, C);
-        matmul_backward(d->dln, g->wq + l * CC, at(g->bq, l, C), d->dq, ln1, p->wq + l * CC,
-                        BT, C, C, 0);
+        matmul_backward(d->dln, gwq, gbq, d->dq, ln1, p->wq + l * CC, BT, C, C, 0);
         matmul_backward(d->dln, gwk, gbk, d->dk, ln1, p->wk + l * CC, BT, C, C, 1);
         matmul_backward(d->dln, g->wv + l * CC, at(g->bv, l, C), d->dv, ln1, p->wv + l * CC,
                         BT, C, C, 1);
@@ -351,10 +357,20 @@ void model_backward(Model *m) {
     /* Tied W_Q = W_K: the shared gradient is query path + key path. */
     if (s->qk_tied) {
         size_t n = (size_t)s->L * CC;
-        for (size_t i = 0; i < n; i++) g->wq[i] += d->dwk_path[i];
+        for (size_t i = 0; i < n; i++) g->wq[i] = d->dwq_path[i] + d->dwk_path[i];
         if (s->bias)
-            for (size_t i = 0; i < (size_t)s->L * C; i++) g->bq[i] += d->dbk_path[i];
+            for (size_t i = 0; i < (size_t)s->L * C; i++) g->bq[i] = d->dbq_path[i] + d->dbk_path[i];
     }
+}
+
+const real *model_grad_query_path(const Model *m, int l) {
+    const real *base = m->shape.qk_tied ? m->scr.dwq_path : m->g.wq;
+    return base + (size_t)l * m->shape.C * m->shape.C;
+}
+
+const real *model_grad_key_path(const Model *m, int l) {
+    const real *base = m->shape.qk_tied ? m->scr.dwk_path : m->g.wk;
+    return base + (size_t)l * m->shape.C * m->shape.C;
 }
 
 double model_grad_norm(const Model *m) {

@@ -95,8 +95,11 @@ typedef struct {
     real *dfch;      /* [B, T, 4C] */
     real *dfch_gelu; /* [B, T, 4C] */
     real *dlogits;   /* [B, T, V] */
-    /* qk_tied: key-path gradient of the shared W_Q/b_Q, kept apart from the
-     * query path (in the gradient buffer) until model_backward sums them. */
+    /* qk_tied: the query-path and key-path gradients of the shared W_Q/b_Q,
+     * computed apart; model_backward writes their sum to the gradient buffer
+     * and keeps both parts for the Q/K logs. */
+    real *dwq_path;  /* [L, C, C] */
+    real *dbq_path;  /* [L, C] */
     real *dwk_path;  /* [L, C, C] */
     real *dbk_path;  /* [L, C] */
 } BackwardScratch;
@@ -145,6 +148,12 @@ real model_forward(Model *m, const int *inputs, const int *targets, int B, int T
 /* Gradients of the last forward's mean loss, written (not accumulated) into
  * m->grads. */
 void model_backward(Model *m);
+
+/* Layer l's gradient of W_Q [C, C] through the queries and of W_K through the
+ * keys, after model_backward. Untied: the W_Q and W_K gradients; tied: the two
+ * parts whose sum is the shared gradient. */
+const real *model_grad_query_path(const Model *m, int l);
+const real *model_grad_key_path(const Model *m, int l);
 
 /* Global L2 norm of the gradient buffer (fixed summation order). */
 double model_grad_norm(const Model *m);

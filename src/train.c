@@ -32,22 +32,6 @@ int train_check_memory(const ModelShape *s, int B, Error *err) {
     return 0;
 }
 
-static int mkdir_p(const char *path, Error *err) {
-    char buf[CONFIG_STR + 256];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; ; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return error_set(err, "%s: cannot create folder: %s", buf, strerror(errno));
-            *p = c;
-            if (c == '\0') break;
-        }
-    }
-    return 0;
-}
-
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb; (void)flag; (void)ftw;
     return remove(path);
@@ -90,7 +74,7 @@ static int run_dir_prepare(Trainer *t, Error *err) {
                 die("cannot remove %s: %s", t->run_dir, strerror(errno));
         }
     }
-    return mkdir_p(t->run_dir, err);
+    return dir_create(t->run_dir, err);
 }
 
 int train_check_compatible(const Checkpoint *ck, const Config *c, const Corpus *corpus,
@@ -129,11 +113,59 @@ static void run_path(char *out, size_t n, const Trainer *t, const char *rel) {
     snprintf(out, n, "%s/%s", t->run_dir, rel);
 }
 
-static const char *const metric_cols[] = {"step", "lr", "loss", "grad_norm", "clip_scale", "ms",
-                                          "tokens_per_s"};
+static const char *const base_metric_cols[] = {"step", "lr", "loss", "grad_norm", "clip_scale",
+                                               "ms", "tokens_per_s"};
 static const char *const eval_cols[] = {"step", "train_loss", "val_loss"};
-#define N_METRIC_COLS 7
+#define N_BASE_METRIC_COLS 7
 #define N_EVAL_COLS 3
+
+/* metrics.csv columns: the base ones, then per layer l the totals of the
+ * Q/K quantities as "<quantity>_L<l>". */
+static void metric_cols_build(Trainer *t) {
+    int L = t->cfg.n_layer;
+    t->n_metric_cols = N_BASE_METRIC_COLS + QK_NQ * L;
+    t->metric_cols = xmalloc((size_t)t->n_metric_cols * sizeof(char *));
+    for (int i = 0; i < N_BASE_METRIC_COLS; i++) {
+        t->metric_cols[i] = xmalloc(strlen(base_metric_cols[i]) + 1);
+        strcpy(t->metric_cols[i], base_metric_cols[i]);
+    }
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < QK_NQ; k++) {
+            char *name = xmalloc(32);
+            snprintf(name, 32, "%s_L%d", qk_quantity_names[k], l);
+            t->metric_cols[N_BASE_METRIC_COLS + l * QK_NQ + k] = name;
+        }
+}
+
+/* The probe for the heatmaps: log.probe cut to block_size characters, or the
+ * first block_size characters of the validation split. */
+static int probe_prepare(Trainer *t, Error *err) {
+    const Config *c = &t->cfg;
+    const Corpus *cp = &t->corpus;
+    int *tok;
+    size_t n;
+    if (c->probe[0]) {
+        if (text_tokenize(cp->vocab, cp->V, "[log] probe", (const unsigned char *)c->probe,
+                          strlen(c->probe), &tok, &n, err))
+            return -1;
+        if (n < 2) {
+            free(tok);
+            return error_set(err, "[log] probe: %zu character(s), expected at least 2", n);
+        }
+        if (n > (size_t)c->block_size) n = c->block_size;
+    } else {
+        n = (size_t)c->block_size;
+        tok = xmalloc(n * sizeof(int));
+        memcpy(tok, cp->tokens + cp->n_train, n * sizeof(int));
+    }
+    uint32_t *chars = xmalloc(n * sizeof(uint32_t));
+    for (size_t i = 0; i < n; i++) chars[i] = cp->vocab[tok[i]];
+    ModelShape s = train_model_shape(c, cp->V);
+    qk_watch_create(&t->watch, &s, tok, chars, (int)n, c->steps);
+    free(tok);
+    free(chars);
+    return 0;
+}
 
 int train_setup(Trainer *t, const Config *cfg, Error *err) {
     memset(t, 0, sizeof *t);
@@ -146,6 +178,7 @@ int train_setup(Trainer *t, const Config *cfg, Error *err) {
         return -1;
     ModelShape s = train_model_shape(c, t->corpus.V);
     if (train_check_memory(&s, c->batch_size, err) != 0) return -1;
+    if (probe_prepare(t, err) != 0) return -1;
 
     /* Every check on the input comes before the first write. */
     Checkpoint ck;
@@ -199,18 +232,25 @@ int train_setup(Trainer *t, const Config *cfg, Error *err) {
     t->inputs = xmalloc(bt * sizeof(int));
     t->targets = xmalloc(bt * sizeof(int));
 
-    if (c->resume) {
-        run_path(path, sizeof path, t, "metrics.csv");
-        if (csvlog_resume(&t->metrics, path, metric_cols, N_METRIC_COLS, t->step, err) != 0)
+    qk_norms_create(&t->qk, &s);
+    metric_cols_build(t);
+    const char *const *mcols = (const char *const *)t->metric_cols;
+    struct {
+        CsvLog *log;
+        const char *file;
+        const char *const *cols;
+        int ncols;
+    } logs[] = {{&t->metrics, "metrics.csv", mcols, t->n_metric_cols},
+                {&t->evals, "eval.csv", eval_cols, N_EVAL_COLS},
+                {&t->qklog, "qk.csv", qk_csv_columns, QK_CSV_NCOLS}};
+    for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++) {
+        run_path(path, sizeof path, t, logs[i].file);
+        if (!c->resume)
+            csvlog_open(logs[i].log, path, logs[i].cols, logs[i].ncols);
+        else if (csvlog_resume(logs[i].log, path, logs[i].cols, logs[i].ncols, t->step, err) != 0)
             return -1;
-        run_path(path, sizeof path, t, "eval.csv");
-        if (csvlog_resume(&t->evals, path, eval_cols, N_EVAL_COLS, t->step, err) != 0) return -1;
-    } else {
-        run_path(path, sizeof path, t, "metrics.csv");
-        csvlog_open(&t->metrics, path, metric_cols, N_METRIC_COLS);
-        run_path(path, sizeof path, t, "eval.csv");
-        csvlog_open(&t->evals, path, eval_cols, N_EVAL_COLS);
     }
+    if (c->resume && qk_watch_reload(&t->watch, t->run_dir, t->step, err) != 0) return -1;
     run_path(path, sizeof path, t, "config.ini");
     FILE *f = fopen(path, "w");
     if (!f) die("cannot create %s: %s", path, strerror(errno));
@@ -252,6 +292,7 @@ static void train_eval(Trainer *t) {
     csvlog_end_row(&t->evals);
     csvlog_flush(&t->evals);
     csvlog_flush(&t->metrics);
+    csvlog_flush(&t->qklog);
     char line[256];
     snprintf(line, sizeof line, "step %d/%d | eval: train loss %.4f | val loss %.4f", t->step,
              c->steps, tr, va);
@@ -267,12 +308,16 @@ static void train_step(Trainer *t) {
     batch_sample_train(&t->corpus, &t->batch_rng, B, T, t->inputs, t->targets);
     real loss = model_forward(&t->model, t->inputs, t->targets, B, T);
     model_backward(&t->model);
+    qk_norms_measure_grads(&t->qk, &t->model);
     double norm = model_grad_norm(&t->model);
     double scale = optim_clip_scale(norm, c->grad_clip);
     optim_adamw_update(&t->model, &t->opt, lr, t->step + 1, scale);
+    qk_norms_measure_update(&t->qk, &t->model);
     t->step++;
     double dt = time_now() - t0;
     t->train_seconds += dt;
+    qk_watch_record(&t->watch, &t->qk, t->step);
+    qk_csv_write_step(&t->qklog, &t->qk, t->step);
 
     csvlog_int(&t->metrics, t->step);
     csvlog_num(&t->metrics, lr);
@@ -281,6 +326,8 @@ static void train_step(Trainer *t) {
     csvlog_num(&t->metrics, scale);
     csvlog_num(&t->metrics, dt * 1e3);
     csvlog_num(&t->metrics, (double)B * T / dt);
+    for (int l = 0; l < c->n_layer; l++)
+        for (int k = 0; k < QK_NQ; k++) csvlog_num(&t->metrics, qk_norms_get(&t->qk, k, l, -1));
     csvlog_end_row(&t->metrics);
 
     if (t->step % c->log_every == 0 || t->step == c->steps) {
@@ -323,9 +370,9 @@ static int checkpoint_steps(const char *dir, int **out) {
  * keeps the newest keep_checkpoints files (plus the final one at the end). */
 static int train_checkpoint(Trainer *t, Error *err) {
     const Config *c = &t->cfg;
-    char dir[CONFIG_STR + 300], path[CONFIG_STR + 340], tmp[CONFIG_STR + 340];
+    char dir[CONFIG_STR + 300], path[CONFIG_STR + 400], tmp[CONFIG_STR + 400];
     run_path(dir, sizeof dir, t, "ckpt");
-    if (mkdir_p(dir, err) != 0) return -1;
+    if (dir_create(dir, err) != 0) return -1;
     char name[64];
     snprintf(name, sizeof name, "step_%06d.safetensors", t->step);
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -354,6 +401,19 @@ static int train_checkpoint(Trainer *t, Error *err) {
 static void train_finish_logs(Trainer *t) {
     csvlog_close(&t->metrics);
     csvlog_close(&t->evals);
+    csvlog_close(&t->qklog);
+}
+
+/* Heatmaps at step 0, every heatmap_every steps and at the end of training
+ * (not at an interruption, so a resumed run draws the same set); timed apart
+ * from the steps. */
+static int train_observe(Trainer *t, Error *err) {
+    int every = t->cfg.heatmap_every;
+    if (every <= 0 || !(t->step % every == 0 || t->step == t->cfg.steps)) return 0;
+    double t0 = time_now();
+    int rc = qk_watch_snapshot(&t->watch, &t->model, t->run_dir, t->step, err);
+    t->observe_seconds += time_now() - t0;
+    return rc;
 }
 
 int train_run(Trainer *t) {
@@ -364,19 +424,18 @@ int train_run(Trainer *t) {
            t->corpus.V, t->corpus.n_train, t->corpus.n - t->corpus.n_train);
     if (t->resumed_from >= 0) printf("qkscope: resuming at step %d\n", t->resumed_from);
     double wall0 = time_now();
-    if (t->resumed_from < 0) train_eval(t);
     int last = c->stop_after > 0 && c->stop_after < c->steps ? c->stop_after : c->steps;
+    if (t->resumed_from < 0) {
+        train_eval(t);
+        if (train_observe(t, &err) != 0) goto failed;
+    }
     while (t->step < last) {
         train_step(t);
         int end = t->step == last;
         if (t->step % c->eval_every == 0 || t->step == c->steps) train_eval(t);
-        if ((c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) || end) {
-            if (train_checkpoint(t, &err) != 0) {
-                train_finish_logs(t);
-                fprintf(stderr, "qkscope: %s\n", err.msg);
-                return 1;
-            }
-        }
+        if (train_observe(t, &err) != 0) goto failed;
+        if ((c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) || end)
+            if (train_checkpoint(t, &err) != 0) goto failed;
     }
     train_finish_logs(t);
     double tokens = (double)(t->step - (t->resumed_from > 0 ? t->resumed_from : 0)) *
@@ -390,9 +449,17 @@ int train_run(Trainer *t) {
                t->step, time_now() - wall0, t->train_seconds,
                t->train_seconds > 0 ? tokens / t->train_seconds : 0.0, t->last_val);
     return 0;
+failed:
+    train_finish_logs(t);
+    fprintf(stderr, "qkscope: %s\n", err.msg);
+    return 1;
 }
 
 void train_free(Trainer *t) {
+    for (int i = 0; i < t->n_metric_cols; i++) free(t->metric_cols[i]);
+    free(t->metric_cols);
+    qk_norms_free(&t->qk);
+    qk_watch_free(&t->watch);
     model_free(&t->model);
     corpus_free(&t->corpus);
     free(t->inputs);

@@ -9,6 +9,7 @@
 #include "metrics.h"
 #include "model.h"
 #include "optim.h"
+#include "qk.h"
 
 typedef struct {
     Config cfg;
@@ -19,7 +20,12 @@ typedef struct {
     char run_dir[CONFIG_STR + 256];
     int *inputs, *targets; /* [B, T] batch buffers */
     int step;             /* updates done so far */
-    CsvLog metrics, evals;
+    CsvLog metrics, evals, qklog;
+    char **metric_cols;   /* metrics.csv header: base columns + per-layer Q/K totals */
+    int n_metric_cols;
+    QkNorms qk;           /* this step's per-head norms */
+    QkWatch watch;        /* probe and history for the heatmaps */
+    double observe_seconds; /* time spent writing heatmaps */
     Progress progress;
     double last_train, last_val; /* latest eval losses, NAN before the first eval */
     int last_eval_step;   /* -1 before the first eval */

@@ -325,13 +325,18 @@ static void test_tied_paths(void) {
     model_backward(&mt);
     model_backward(&mu);
     size_t n = (size_t)st.L * st.C * st.C;
-    double dk = 0, dq = 0;
+    double dk = 0, dq = 0, sum = 0;
     for (size_t i = 0; i < n; i++) {
         dk = fmax(dk, fabs(mt.scr.dwk_path[i] - mu.g.wk[i]));
-        dq = fmax(dq, fabs((mt.g.wq[i] - mt.scr.dwk_path[i]) - mu.g.wq[i]));
+        dq = fmax(dq, fabs(mt.scr.dwq_path[i] - mu.g.wq[i]));
+        sum = fmax(sum, fabs(mt.g.wq[i] - (mt.scr.dwq_path[i] + mt.scr.dwk_path[i])));
     }
     EXPECT(dk < 1e-12, "key-path gradient differs from untied W_K gradient by %g", dk);
     EXPECT(dq < 1e-12, "query-path gradient differs from untied W_Q gradient by %g", dq);
+    EXPECT(sum == 0, "shared gradient is not query path + key path (off by %g)", sum);
+    EXPECT(model_grad_query_path(&mt, 1) == mt.scr.dwq_path + 64 &&
+               model_grad_key_path(&mu, 1) == mu.g.wk + 64,
+           "path accessors point at layer 1");
     model_free(&mt);
     model_free(&mu);
 }

@@ -1,0 +1,336 @@
+#include "gemm.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__AVX2__) && defined(__FMA__) && !defined(QK_DOUBLE)
+#include <immintrin.h>
+#define QK_AVX2_F32 1
+#endif
+
+/* ---- micro-kernel ------------------------------------------------------ */
+
+/* C[MR, NR] (ldc) = (acc ? C : 0) + sum over k of a(i, k) bp[k, :], a(i, k)
+ * at a[i * sam + k * sak]. Inlined with sak == 1 (rows of a row-major A) or
+ * sam == 1 (columns of a transposed or packed A) so the addressing folds. */
+static inline __attribute__((always_inline)) void ukr(size_t kc, const real *restrict a,
+                                                      size_t sam, size_t sak,
+                                                      const real *restrict bp,
+                                                      real *restrict c, size_t ldc, int acc) {
+    vreal c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    if (acc) {
+        c00 = vload(c), c01 = vload(c + VL);
+        c10 = vload(c + ldc), c11 = vload(c + ldc + VL);
+        c20 = vload(c + 2 * ldc), c21 = vload(c + 2 * ldc + VL);
+        c30 = vload(c + 3 * ldc), c31 = vload(c + 3 * ldc + VL);
+        c40 = vload(c + 4 * ldc), c41 = vload(c + 4 * ldc + VL);
+        c50 = vload(c + 5 * ldc), c51 = vload(c + 5 * ldc + VL);
+    } else {
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = (vreal){0};
+    }
+    const real *a0 = a, *a1 = a + sam, *a2 = a + 2 * sam, *a3 = a + 3 * sam, *a4 = a + 4 * sam,
+               *a5 = a + 5 * sam;
+#pragma GCC unroll 4
+    for (size_t k = 0; k < kc; k++) {
+        vreal b0 = vload(bp + k * NR), b1 = vload(bp + k * NR + VL);
+        size_t o = k * sak;
+        real x;
+        x = a0[o], c00 += x * b0, c01 += x * b1;
+        x = a1[o], c10 += x * b0, c11 += x * b1;
+        x = a2[o], c20 += x * b0, c21 += x * b1;
+        x = a3[o], c30 += x * b0, c31 += x * b1;
+        x = a4[o], c40 += x * b0, c41 += x * b1;
+        x = a5[o], c50 += x * b0, c51 += x * b1;
+    }
+    vstore(c, c00), vstore(c + VL, c01);
+    vstore(c + ldc, c10), vstore(c + ldc + VL, c11);
+    vstore(c + 2 * ldc, c20), vstore(c + 2 * ldc + VL, c21);
+    vstore(c + 3 * ldc, c30), vstore(c + 3 * ldc + VL, c31);
+    vstore(c + 4 * ldc, c40), vstore(c + 4 * ldc + VL, c41);
+    vstore(c + 5 * ldc, c50), vstore(c + 5 * ldc + VL, c51);
+}
+
+static void ukr_rows(size_t kc, const real *a, size_t lda, const real *bp, real *c, size_t ldc,
+                     int acc) {
+    ukr(kc, a, lda, 1, bp, c, ldc, acc);
+}
+
+static void ukr_cols(size_t kc, const real *a, size_t sak, const real *bp, real *c, size_t ldc,
+                     int acc) {
+    ukr(kc, a, 1, sak, bp, c, ldc, acc);
+}
+
+/* A[mr, kc] (strides sam, sak) -> ap[k * MR + i], rows mr..MR-1 zero. */
+static void pack_a(real *restrict ap, const real *a, size_t sam, size_t sak, size_t mr,
+                   size_t kc) {
+    if (sam == 1 && mr == MR) {
+        for (size_t k = 0; k < kc; k++)
+            for (int i = 0; i < MR; i++) ap[k * MR + i] = a[k * sak + i];
+        return;
+    }
+    for (size_t k = 0; k < kc; k++) {
+        size_t i = 0;
+        for (; i < mr; i++) ap[k * MR + i] = a[i * sam + k * sak];
+        for (; i < MR; i++) ap[k * MR + i] = 0;
+    }
+}
+
+/* One register tile with any edges: partial tiles go through a padded copy
+ * of C, so every element gets the same arithmetic as in a full tile. `packed`
+ * says a is already an ap[k * MR + i] micro-panel. */
+static void tile(size_t kc, const real *a, size_t sam, size_t sak, size_t mr, int packed,
+                 const real *bp, size_t nr, real *c, size_t ldc, int acc) {
+    real ct[MR * NR] __attribute__((aligned(64)));
+    real *cc = c;
+    size_t ldcc = ldc;
+    int full = mr == MR && nr == NR;
+    if (!full) {
+        memset(ct, 0, sizeof ct);
+        if (acc)
+            for (size_t i = 0; i < mr; i++) memcpy(ct + i * NR, c + i * ldc, nr * sizeof(real));
+        cc = ct;
+        ldcc = NR;
+    }
+    if (packed)
+        ukr_cols(kc, a, MR, bp, cc, ldcc, acc);
+    else if (mr == MR && sak == 1)
+        ukr_rows(kc, a, sam, bp, cc, ldcc, acc);
+    else if (mr == MR && sam == 1)
+        ukr_cols(kc, a, sak, bp, cc, ldcc, acc);
+    else {
+        real ap[GEMM_KC * MR] __attribute__((aligned(64)));
+        for (size_t k0 = 0; k0 < kc; k0 += GEMM_KC) {
+            size_t kn = kc - k0 < GEMM_KC ? kc - k0 : GEMM_KC;
+            pack_a(ap, a + k0 * sak, sam, sak, mr, kn);
+            ukr_cols(kn, ap, MR, bp + k0 * NR, cc, ldcc, acc || k0 > 0);
+        }
+    }
+    if (!full)
+        for (size_t i = 0; i < mr; i++) memcpy(c + i * ldc, ct + i * NR, nr * sizeof(real));
+}
+
+void gemm_tile(size_t kc, const real *a, size_t sam, size_t sak, size_t mr, const real *bp,
+               size_t nr, real *c, size_t ldc, int accumulate) {
+    tile(kc, a, sam, sak, mr, 0, bp, nr, c, ldc, accumulate);
+}
+
+/* ---- packing B ---------------------------------------------------------- */
+
+#ifdef QK_AVX2_F32
+/* 8 x 8 transpose of rows r[0..7]. */
+static inline void tr8(__m256 *r) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+#endif
+
+void gemm_pack_b(real *restrict dst, const real *B, size_t sbk, size_t sbn, size_t kc,
+                 size_t nr) {
+    if (sbn == 1) {
+        if (nr == NR) {
+            for (size_t k = 0; k < kc; k++) {
+                vstore(dst + k * NR, vload(B + k * sbk));
+                vstore(dst + k * NR + VL, vload(B + k * sbk + VL));
+            }
+        } else {
+            for (size_t k = 0; k < kc; k++) {
+                size_t j = 0;
+                for (; j < nr; j++) dst[k * NR + j] = B[k * sbk + j];
+                for (; j < NR; j++) dst[k * NR + j] = 0;
+            }
+        }
+        return;
+    }
+    size_t k0 = 0;
+#ifdef QK_AVX2_F32
+    if (sbk == 1 && nr == NR) {
+        for (; k0 + 8 <= kc; k0 += 8)
+            for (int h = 0; h < 2; h++) {
+                __m256 r[8];
+                for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_ps(B + (h * 8 + j) * sbn + k0);
+                tr8(r);
+                for (int k = 0; k < 8; k++) _mm256_store_ps(dst + (k0 + k) * NR + h * 8, r[k]);
+            }
+    }
+#endif
+    for (size_t k = k0; k < kc; k++) {
+        size_t j = 0;
+        for (; j < nr; j++) dst[k * NR + j] = B[k * sbk + j * sbn];
+        for (; j < NR; j++) dst[k * NR + j] = 0;
+    }
+}
+
+/* ---- exp ------------------------------------------------------------------ */
+
+void vec_exp(real *dst, const real *src, size_t n) {
+#ifdef QK_DOUBLE
+    for (size_t i = 0; i < n; i++) dst[i] = exp(src[i]);
+#else
+    size_t i = 0;
+    for (; i + VL <= n; i += VL) vstore(dst + i, vexpf(vload(src + i)));
+    if (i < n) {
+        real t[VL];
+        for (size_t j = 0; j < (size_t)VL; j++) t[j] = i + j < n ? src[i + j] : 0;
+        vreal e = vexpf(vload(t));
+        for (size_t j = 0; i + j < n; j++) dst[i + j] = e[j];
+    }
+#endif
+}
+
+/* ---- the tiled product ---------------------------------------------------- */
+
+/* Block sizes (in the kernel's units): k blocks of at most KB so a micro-panel
+ * of A stays in L1 across a column block, column blocks of at most NBP panels
+ * so the packed k block of B stays in L2, row blocks of at most MBR
+ * micro-rows; at least MIN_TILES tiles when the shape allows, for balance.
+ * All of it depends on the shape only. */
+#define KB 256
+#define NBP 16
+#define MBR 32
+#define MIN_TILES 8
+
+static struct {
+    real *p;
+    size_t cap;
+} bslot[4];
+
+static size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
+
+void gemm_plan(GemmJob *j, int slot) {
+    j->np = cdiv(j->N, NR);
+    j->mt = cdiv(j->M, MR);
+    j->nkb = j->K ? cdiv(j->K, KB) : 1;
+    j->nbn = cdiv(j->np, NBP);
+    j->nbm = cdiv(j->mt, MBR);
+    size_t want = cdiv(MIN_TILES, j->nbn);
+    if (j->nbm < want) j->nbm = want < j->mt ? want : j->mt;
+    if (j->nbm == 0) j->nbm = 1;
+    j->ntiles = j->M && j->N ? j->nbm * j->nbn : 0;
+    size_t need = j->np * j->K * NR;
+    if (need > bslot[slot].cap) {
+        free(bslot[slot].p);
+        void *p = NULL;
+        CHECK(posix_memalign(&p, 64, need * sizeof(real)) == 0, "out of memory (%zu bytes)",
+              need * sizeof(real));
+        bslot[slot].p = p;
+        bslot[slot].cap = need;
+    }
+    j->bpack = bslot[slot].p;
+}
+
+static void run_tile(const GemmJob *j, size_t t) {
+    size_t bm = t / j->nbn, bn = t % j->nbn;
+    size_t r0 = bm * j->mt / j->nbm * MR, r1 = (bm + 1) * j->mt / j->nbm * MR;
+    size_t p0 = bn * j->np / j->nbn, p1 = (bn + 1) * j->np / j->nbn;
+    if (r1 > j->M) r1 = j->M;
+    size_t c0 = p0 * NR, c1 = p1 * NR < j->N ? p1 * NR : j->N;
+    int acc0 = j->accumulate;
+    if (j->bias) {
+        for (size_t r = r0; r < r1; r++) {
+            real *cr = j->C + r * j->ldc;
+            if (j->accumulate)
+                for (size_t c = c0; c < c1; c++) cr[c] += j->bias[c];
+            else
+                memcpy(cr + c0, j->bias + c0, (c1 - c0) * sizeof(real));
+        }
+        acc0 = 1;
+    }
+    if (j->K == 0) {
+        if (!acc0)
+            for (size_t r = r0; r < r1; r++) memset(j->C + r * j->ldc + c0, 0, (c1 - c0) * sizeof(real));
+        return;
+    }
+    int rows = j->sak == 1;
+    real ap[KB * MR] __attribute__((aligned(64)));
+    for (size_t kb = 0; kb < j->nkb; kb++) {
+        size_t k0 = kb * j->K / j->nkb, k1 = (kb + 1) * j->K / j->nkb, kc = k1 - k0;
+        int acc = acc0 || kb > 0;
+        for (size_t i = r0; i < r1; i += MR) {
+            size_t mr = r1 - i < MR ? r1 - i : MR;
+            const real *a = j->A + i * j->sam + k0 * j->sak;
+            int packed = !(rows && mr == MR);
+            if (packed) pack_a(ap, a, j->sam, j->sak, mr, kc);
+            for (size_t p = p0; p < p1; p++) {
+                size_t nr = j->N - p * NR < NR ? j->N - p * NR : NR;
+                const real *bp = j->bpack + p * j->K * NR + k0 * NR;
+                real *c = j->C + i * j->ldc + p * NR;
+                if (mr == MR && nr == NR) {
+                    if (packed)
+                        ukr_cols(kc, ap, MR, bp, c, j->ldc, acc);
+                    else
+                        ukr_rows(kc, a, j->sam, bp, c, j->ldc, acc);
+                } else {
+                    tile(kc, packed ? ap : a, j->sam, j->sak, mr, packed, bp, nr, c, j->ldc, acc);
+                }
+            }
+        }
+    }
+}
+
+static double tile_work(const GemmJob *j, size_t t) {
+    size_t bm = t / j->nbn, bn = t % j->nbn;
+    size_t r0 = bm * j->mt / j->nbm * MR, r1 = (bm + 1) * j->mt / j->nbm * MR;
+    if (r1 > j->M) r1 = j->M;
+    size_t p0 = bn * j->np / j->nbn, p1 = (bn + 1) * j->np / j->nbn;
+    return (double)(r1 - r0) * (double)(p1 - p0) * NR * (double)(j->K + 8);
+}
+
+/* Work is split in contiguous ranges fixed by the shapes and the thread count:
+ * B panel u of n goes to thread u * nth / n; a tile goes to the thread whose
+ * share of the total work holds the tile's midpoint. */
+void gemm_run(GemmJob *jobs, int njobs, void (*extra)(void *, int, int), void *ctx) {
+    double work = 0;
+    size_t npanels = 0;
+    for (int q = 0; q < njobs; q++) {
+        for (size_t t = 0; t < jobs[q].ntiles; t++) work += tile_work(&jobs[q], t);
+        npanels += jobs[q].np;
+    }
+#pragma omp parallel if (work > 65536)
+    {
+        int tid = 0, nth = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        nth = omp_get_num_threads();
+#endif
+        size_t u = 0;
+        for (int q = 0; q < njobs; q++) {
+            GemmJob *j = &jobs[q];
+            for (size_t p = 0; p < j->np; p++, u++) {
+                if ((int)(u * nth / npanels) != tid) continue;
+                size_t nr = j->N - p * NR < NR ? j->N - p * NR : NR;
+                gemm_pack_b(j->bpack + p * j->K * NR, j->B + p * NR * j->sbn, j->sbk, j->sbn,
+                            j->K, nr);
+            }
+        }
+#pragma omp barrier
+        double before = 0;
+        for (int q = 0; q < njobs; q++) {
+            GemmJob *j = &jobs[q];
+            for (size_t t = 0; t < j->ntiles; t++) {
+                double w = tile_work(j, t);
+                int owner = (int)((before + 0.5 * w) * nth / work);
+                before += w;
+                if (owner == tid || (owner >= nth && tid == nth - 1)) run_tile(j, t);
+            }
+        }
+        if (extra) extra(ctx, tid, nth);
+    }
+}

@@ -1,0 +1,131 @@
+/* Register-tiled matrix kernels and vector helpers shared by layers.c and
+ * attention.c.
+ *
+ * Every kernel computes each output element as one chain of fused
+ * multiply-adds over k in increasing order, starting from the element's
+ * previous value (or zero / a bias), and does the same arithmetic for an
+ * element whatever tile, thread or edge case it falls in. Results therefore do
+ * not depend on the tiling or on the number of threads. */
+#ifndef QK_GEMM_H
+#define QK_GEMM_H
+
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "common.h"
+
+/* GCC vector extensions keep the code portable; -march picks the instructions.
+ * A register tile is MR rows by NR = 2 vectors of columns: 6 x 16 floats on
+ * AVX2 (12 accumulators + 2 B vectors + 1 broadcast of AVX2's 16 registers). */
+#define QK_VBYTES 32
+#define VL ((int)(QK_VBYTES / sizeof(real)))
+#define MR 6
+#define NR (2 * VL)
+/* Longest k run a packed A micro-panel holds; longer runs are chunked, which
+ * does not change the arithmetic. */
+#define GEMM_KC 256
+
+typedef real vreal __attribute__((vector_size(QK_VBYTES), aligned(sizeof(real))));
+typedef real vreal_a __attribute__((vector_size(QK_VBYTES)));
+#ifdef QK_DOUBLE
+typedef long long vint __attribute__((vector_size(QK_VBYTES)));
+#else
+typedef int vint __attribute__((vector_size(QK_VBYTES)));
+#endif
+
+static inline vreal vload(const real *p) { return *(const vreal *)p; }
+static inline void vstore(real *p, vreal v) { *(vreal *)p = v; }
+static inline vreal vsplat(real x) { return x - (vreal){0}; }
+static inline vreal vmax(vreal a, vreal b) {
+    vint m = a > b;
+    return (vreal)(((vint)a & m) | ((vint)b & ~m));
+}
+/* Fixed-order horizontal reductions. */
+static inline real vhsum(vreal v) {
+    real s = v[0];
+    for (int i = 1; i < VL; i++) s += v[i];
+    return s;
+}
+static inline real vhmax(vreal v) {
+    real s = v[0];
+    for (int i = 1; i < VL; i++) s = v[i] > s ? v[i] : s;
+    return s;
+}
+
+#ifndef QK_DOUBLE
+/* exp of each lane for float: x = n ln2 + r, |r| <= ln2/2, e^r by Cephes'
+ * minimax polynomial (about 1 ulp), 2^n through the exponent bits. Inputs are
+ * clamped to [-87, 88.3], so the result is finite and positive. */
+static inline vreal vexpf(vreal x) {
+    const vreal hi = vsplat(88.3f), lo = vsplat(-87.0f);
+    vint mh = x > hi, ml = x < lo;
+    x = (vreal)(((vint)x & ~mh) | ((vint)hi & mh));
+    x = (vreal)(((vint)x & ~ml) | ((vint)lo & ml));
+    /* round(x / ln2) by the 1.5 * 2^23 shifter */
+    vreal t = x * 1.44269504088896341f + 12582912.0f;
+    vint n = (vint)t - (vint)vsplat(12582912.0f);
+    vreal nf = t - 12582912.0f;
+    vreal r = x - nf * 0.693359375f;
+    r = r - nf * -2.12194440e-4f;
+    vreal p = vsplat(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    return (vreal)((vint)p + (n << 23));
+}
+#endif
+
+/* Scalar exp that matches the vector one lane for lane. */
+static inline real sexp(real x) {
+#ifdef QK_DOUBLE
+    return exp(x);
+#else
+    return vexpf(vsplat(x))[0];
+#endif
+}
+
+/* One panel of B packed for the kernels: dst[k * NR + j] = B[k * sbk + j * sbn]
+ * for k < kc, j < nr, zero for nr <= j < NR. */
+void gemm_pack_b(real *dst, const real *B, size_t sbk, size_t sbn, size_t kc, size_t nr);
+
+/* C[mr, nr] (ldc) = (accumulate ? C : 0) + A[mr, kc] Bp[kc, nr] where A is read
+ * at a[i * sam + k * sak] and Bp is one packed panel. mr <= MR, nr <= NR. */
+void gemm_tile(size_t kc, const real *a, size_t sam, size_t sak, size_t mr, const real *bp,
+               size_t nr, real *c, size_t ldc, int accumulate);
+
+/* Elementwise exp, exact 0 never produced for finite input: the float build
+ * uses a polynomial (about 1 ulp), the double build libm. n may be anything. */
+void vec_exp(real *dst, const real *src, size_t n);
+
+/* The general product C[M,N] (=|+=) A[M,K] B[K,N] with A at a[i*sam + k*sak]
+ * and B at b[k*sbk + n*sbn], split into fixed tiles. An optional bias[N] is
+ * added to every row before the products (after what C holds when
+ * accumulating). Several products may run in one parallel region. */
+typedef struct {
+    real *C;
+    size_t ldc;
+    const real *A;
+    size_t sam, sak;
+    const real *B;
+    size_t sbk, sbn;
+    size_t M, K, N;
+    int accumulate;
+    const real *bias;
+    /* filled by gemm_plan */
+    real *bpack;           /* packed B: np panels of K x NR */
+    size_t np, mt;         /* panels, micro-rows */
+    size_t nbm, nbn, nkb;  /* row blocks, column blocks, k blocks */
+    size_t ntiles;
+} GemmJob;
+
+/* Tiles j->ntiles and sizes j->bpack (grow-once buffer slot `slot`, 0..3). */
+void gemm_plan(GemmJob *j, int slot);
+/* Runs the jobs; extra (if not NULL) is called by every thread after the
+ * products with (ctx, thread, threads) for work that does not overlap them. */
+void gemm_run(GemmJob *jobs, int njobs, void (*extra)(void *, int, int), void *ctx);
+
+#endif

@@ -1,0 +1,611 @@
+#include "qk.h"
+
+#include <csv.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "heatmap.h"
+
+const char *const qk_quantity_names[QK_NQ] = {"gq_norm", "gk_norm", "gv_norm", "go_norm",
+                                              "wq_norm", "wk_norm", "uq_ratio", "uk_ratio"};
+const char *const qk_csv_columns[QK_CSV_NCOLS] = {
+    "step", "layer", "head", "gq_norm", "gk_norm", "gv_norm", "go_norm",
+    "wq_norm", "wk_norm", "uq_ratio", "uk_ratio"};
+
+void qk_norms_create(QkNorms *q, const ModelShape *s) {
+    q->L = s->L;
+    q->NH = s->NH;
+    q->sq = xcalloc((size_t)QK_NQ * s->L * s->NH, sizeof(double));
+    size_t n = (size_t)s->L * s->C * s->C;
+    q->wq_before = xmalloc(n * sizeof(real));
+    q->wk_before = s->qk_tied ? NULL : xmalloc(n * sizeof(real));
+}
+
+void qk_norms_free(QkNorms *q) {
+    free(q->sq);
+    free(q->wq_before);
+    free(q->wk_before);
+    memset(q, 0, sizeof *q);
+}
+
+static double *sq_at(const QkNorms *q, int k, int l, int h) {
+    return q->sq + ((size_t)k * q->L + l) * q->NH + h;
+}
+
+/* Sum of squares of rows r0..r0+nr-1, columns c0..c0+nc-1 of a row-major
+ * matrix with `ld` columns. */
+static double block_sq(const real *a, size_t ld, size_t r0, size_t nr, size_t c0, size_t nc) {
+    double s = 0;
+    for (size_t r = r0; r < r0 + nr; r++)
+        for (size_t c = c0; c < c0 + nc; c++) s += (double)a[r * ld + c] * a[r * ld + c];
+    return s;
+}
+
+/* Like block_sq, of the difference a - b. */
+static double block_diff_sq(const real *a, const real *b, size_t ld, size_t r0, size_t nr) {
+    double s = 0;
+    for (size_t i = r0 * ld; i < (r0 + nr) * ld; i++) {
+        double d = (double)a[i] - b[i];
+        s += d * d;
+    }
+    return s;
+}
+
+void qk_norms_measure_grads(QkNorms *q, const Model *m) {
+    const ModelShape *s = &m->shape;
+    size_t C = s->C, hs = C / s->NH, CC = C * C;
+    for (int l = 0; l < s->L; l++) {
+        const real *gq = model_grad_query_path(m, l), *gk = model_grad_key_path(m, l);
+        const real *gv = m->g.wv + l * CC, *go = m->g.wo + l * CC;
+        const real *wq = m->p.wq + l * CC, *wk = m->p.wk + l * CC;
+        for (int h = 0; h < s->NH; h++) {
+            size_t r0 = h * hs;
+            *sq_at(q, QK_GQ, l, h) = block_sq(gq, C, r0, hs, 0, C);
+            *sq_at(q, QK_GK, l, h) = block_sq(gk, C, r0, hs, 0, C);
+            *sq_at(q, QK_GV, l, h) = block_sq(gv, C, r0, hs, 0, C);
+            /* W_O reads head h's output through its input columns */
+            *sq_at(q, QK_GO, l, h) = block_sq(go, C, 0, C, r0, hs);
+            *sq_at(q, QK_WQ, l, h) = block_sq(wq, C, r0, hs, 0, C);
+            *sq_at(q, QK_WK, l, h) = block_sq(wk, C, r0, hs, 0, C);
+        }
+    }
+    memcpy(q->wq_before, m->p.wq, (size_t)s->L * CC * sizeof(real));
+    if (q->wk_before) memcpy(q->wk_before, m->p.wk, (size_t)s->L * CC * sizeof(real));
+}
+
+void qk_norms_measure_update(QkNorms *q, const Model *m) {
+    const ModelShape *s = &m->shape;
+    size_t C = s->C, hs = C / s->NH, CC = C * C;
+    /* tied: W_K is W_Q, so its update is W_Q's */
+    const real *wk_before = q->wk_before ? q->wk_before : q->wq_before;
+    for (int l = 0; l < s->L; l++)
+        for (int h = 0; h < s->NH; h++) {
+            *sq_at(q, QK_UQ, l, h) =
+                block_diff_sq(m->p.wq + l * CC, q->wq_before + l * CC, C, h * hs, hs);
+            *sq_at(q, QK_UK, l, h) =
+                block_diff_sq(m->p.wk + l * CC, wk_before + l * CC, C, h * hs, hs);
+        }
+}
+
+double qk_norms_get(const QkNorms *q, int k, int layer, int head) {
+    int h0 = head < 0 ? 0 : head, h1 = head < 0 ? q->NH : head + 1;
+    double num = 0, den = 0;
+    for (int h = h0; h < h1; h++) {
+        num += *sq_at(q, k, layer, h);
+        if (k == QK_UQ || k == QK_UK) den += *sq_at(q, k == QK_UQ ? QK_WQ : QK_WK, layer, h);
+    }
+    if (k == QK_UQ || k == QK_UK) return den > 0 ? sqrt(num / den) : 0;
+    return sqrt(num);
+}
+
+void qk_csv_write_step(CsvLog *w, const QkNorms *q, int step) {
+    for (int l = 0; l < q->L; l++)
+        for (int h = 0; h < q->NH; h++) {
+            csvlog_int(w, step);
+            csvlog_int(w, l);
+            csvlog_int(w, h);
+            for (int k = 0; k < QK_NQ; k++) csvlog_num(w, qk_norms_get(q, k, l, h));
+            csvlog_end_row(w);
+        }
+}
+
+/* libcsv callbacks: fields of the current row collected, checked at row end. */
+typedef struct {
+    const char *path;
+    Error *err;
+    long row, bad;
+    int col;
+    double vals[QK_CSV_NCOLS];
+    void (*cb)(void *, int, int, int, const double *);
+    void *ctx;
+} QkCsvReader;
+
+static void qkcsv_field(void *data, size_t len, void *p) {
+    QkCsvReader *r = p;
+    if (r->bad) return;
+    char buf[64];
+    if (r->col >= QK_CSV_NCOLS || len >= sizeof buf) {
+        r->bad = 1;
+        error_set(r->err, "%s: row %ld: expected %d fields", r->path, r->row + 1, QK_CSV_NCOLS);
+        return;
+    }
+    memcpy(buf, data, len);
+    buf[len] = '\0';
+    if (r->row == 0) {
+        if (strcmp(buf, qk_csv_columns[r->col]) != 0) {
+            r->bad = 1;
+            error_set(r->err, "%s: column %d is '%s', expected '%s'", r->path, r->col + 1, buf,
+                      qk_csv_columns[r->col]);
+        }
+    } else {
+        char *end;
+        r->vals[r->col] = strtod(buf, &end);
+        if (end == buf || *end) {
+            r->bad = 1;
+            error_set(r->err, "%s: row %ld: field %d '%s' is not a number", r->path, r->row + 1,
+                      r->col + 1, buf);
+        }
+    }
+    r->col++;
+}
+
+static void qkcsv_row(int c, void *p) {
+    (void)c;
+    QkCsvReader *r = p;
+    if (!r->bad && r->col != QK_CSV_NCOLS) {
+        r->bad = 1;
+        error_set(r->err, "%s: row %ld has %d fields, expected %d", r->path, r->row + 1, r->col,
+                  QK_CSV_NCOLS);
+    }
+    if (!r->bad && r->row > 0)
+        r->cb(r->ctx, (int)r->vals[0], (int)r->vals[1], (int)r->vals[2], r->vals + 3);
+    r->row++;
+    r->col = 0;
+}
+
+long qk_csv_read(const char *path, void (*row)(void *ctx, int step, int layer, int head,
+                                                const double *values),
+                 void *ctx, Error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return error_set(err, "%s: cannot open: %s", path, strerror(errno));
+    struct csv_parser p;
+    CHECK(csv_init(&p, CSV_STRICT | CSV_APPEND_NULL) == 0, "csv_init failed");
+    QkCsvReader r = {.path = path, .err = err, .cb = row, .ctx = ctx};
+    char buf[65536];
+    size_t n;
+    while (!r.bad && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        if (csv_parse(&p, buf, n, qkcsv_field, qkcsv_row, &r) != n && !r.bad) {
+            r.bad = 1;
+            error_set(err, "%s: not CSV: %s", path, csv_strerror(csv_error(&p)));
+        }
+    if (!r.bad) csv_fini(&p, qkcsv_field, qkcsv_row, &r);
+    csv_free(&p);
+    fclose(f);
+    if (r.bad) return -1;
+    if (r.row == 0) return error_set(err, "%s: empty, expected a header row", path);
+    return r.row - 1;
+}
+
+void qk_probe_attention(Model *m, const int *tokens, int T, float *out) {
+    const ModelShape *s = &m->shape;
+    model_forward(m, tokens, NULL, 1, T);
+    size_t per_layer = (size_t)s->NH * T * T; /* B = 1: layers are adjacent */
+    for (size_t i = 0; i < (size_t)s->L * per_layer; i++) out[i] = (float)m->acts.att[i];
+}
+
+void qk_watch_create(QkWatch *w, const ModelShape *s, const int *probe,
+                     const uint32_t *chars, int T, int steps) {
+    memset(w, 0, sizeof *w);
+    w->L = s->L;
+    w->NH = s->NH;
+    w->T = T;
+    w->steps = steps;
+    w->probe = xmalloc((size_t)T * sizeof(int));
+    w->probe_chars = xmalloc((size_t)T * sizeof(uint32_t));
+    memcpy(w->probe, probe, (size_t)T * sizeof(int));
+    memcpy(w->probe_chars, chars, (size_t)T * sizeof(uint32_t));
+    size_t n = ((size_t)steps + 1) * s->L * s->NH;
+    w->log2_ratio = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) w->log2_ratio[i] = NAN;
+}
+
+void qk_watch_free(QkWatch *w) {
+    for (int i = 0; i < w->n_maps; i++) free(w->maps[i]);
+    free(w->maps);
+    free(w->map_steps);
+    free(w->probe);
+    free(w->probe_chars);
+    free(w->log2_ratio);
+    memset(w, 0, sizeof *w);
+}
+
+static void watch_set_ratio(QkWatch *w, int step, int l, int h, double gq, double gk) {
+    if (step < 0 || step > w->steps || l >= w->L || h >= w->NH) return;
+    w->log2_ratio[((size_t)step * w->L + l) * w->NH + h] =
+        (gq > 0 && gk > 0) ? (float)log2(gq / gk) : NAN;
+}
+
+/* The value as qk.csv stores it (%.9g), so a resumed run, which reloads the
+ * history from qk.csv, draws exactly the same balance picture. */
+static double as_logged(double v) {
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.9g", v);
+    return strtod(buf, NULL);
+}
+
+void qk_watch_record(QkWatch *w, const QkNorms *q, int step) {
+    for (int l = 0; l < w->L; l++)
+        for (int h = 0; h < w->NH; h++)
+            watch_set_ratio(w, step, l, h, as_logged(qk_norms_get(q, QK_GQ, l, h)),
+                            as_logged(qk_norms_get(q, QK_GK, l, h)));
+}
+
+static size_t watch_map_len(const QkWatch *w) {
+    return (size_t)w->L * w->NH * w->T * w->T;
+}
+
+/* Adds (or replaces) the map of a step, keeping map_steps ascending. */
+static void watch_add_map(QkWatch *w, int step, float *map) {
+    int i = 0;
+    while (i < w->n_maps && w->map_steps[i] < step) i++;
+    if (i < w->n_maps && w->map_steps[i] == step) {
+        free(w->maps[i]);
+        w->maps[i] = map;
+        return;
+    }
+    if (w->n_maps == w->cap_maps) {
+        w->cap_maps = w->cap_maps ? 2 * w->cap_maps : 16;
+        w->maps = realloc(w->maps, (size_t)w->cap_maps * sizeof(float *));
+        w->map_steps = realloc(w->map_steps, (size_t)w->cap_maps * sizeof(int));
+        CHECK(w->maps && w->map_steps, "out of memory for attention history");
+    }
+    memmove(w->maps + i + 1, w->maps + i, (size_t)(w->n_maps - i) * sizeof(float *));
+    memmove(w->map_steps + i + 1, w->map_steps + i, (size_t)(w->n_maps - i) * sizeof(int));
+    w->maps[i] = map;
+    w->map_steps[i] = step;
+    w->n_maps++;
+}
+
+/* qk_balance.png: one column per heatmap step after 0, each the mean of
+ * log2(gq/gk) over the steps since the previous column. */
+static int watch_write_balance(const QkWatch *w, const char *run_dir, Error *err) {
+    int rows = w->L * w->NH, cols = 0;
+    float *vals = xmalloc((size_t)rows * (w->n_maps ? w->n_maps : 1) * sizeof(float));
+    int *col_steps = xmalloc((size_t)(w->n_maps ? w->n_maps : 1) * sizeof(int));
+    for (int i = 0; i < w->n_maps; i++) {
+        int hi = w->map_steps[i], lo = i ? w->map_steps[i - 1] + 1 : 1;
+        if (hi < 1) continue;
+        for (int r = 0; r < rows; r++) {
+            double sum = 0;
+            int n = 0;
+            for (int s = lo; s <= hi && s <= w->steps; s++) {
+                float v = w->log2_ratio[(size_t)s * rows + r];
+                if (!isnan(v)) {
+                    sum += v;
+                    n++;
+                }
+            }
+            vals[(size_t)r * w->n_maps + cols] = n ? (float)(sum / n) : NAN;
+        }
+        col_steps[cols++] = hi;
+    }
+    int rc = 0;
+    if (cols > 0) {
+        /* vals was filled with row stride n_maps; compact to stride cols */
+        for (int r = 0; r < rows; r++)
+            memmove(vals + (size_t)r * cols, vals + (size_t)r * w->n_maps, (size_t)cols * sizeof(float));
+        char **labels = xmalloc((size_t)rows * sizeof(char *));
+        for (int r = 0; r < rows; r++) {
+            labels[r] = xmalloc(32);
+            snprintf(labels[r], 32, "L%d H%d", r / w->NH, r % w->NH);
+        }
+        char path[1500];
+        snprintf(path, sizeof path, "%s/qk_balance.png", run_dir);
+        rc = heatmap_write_balance(path, vals, rows, cols, (const char *const *)labels, col_steps, err);
+        for (int r = 0; r < rows; r++) free(labels[r]);
+        free(labels);
+    }
+    free(vals);
+    free(col_steps);
+    return rc;
+}
+
+static int watch_write_filmstrips(const QkWatch *w, const char *run_dir, Error *err) {
+    const float **maps = xmalloc((size_t)w->n_maps * sizeof(float *));
+    size_t per_layer = (size_t)w->NH * w->T * w->T;
+    int rc = 0;
+    for (int l = 0; l < w->L && rc == 0; l++) {
+        for (int i = 0; i < w->n_maps; i++) maps[i] = w->maps[i] + l * per_layer;
+        char path[1500];
+        snprintf(path, sizeof path, "%s/attn/filmstrip_L%d.png", run_dir, l);
+        rc = heatmap_write_filmstrip(path, maps, w->map_steps, w->n_maps, w->NH, w->T, l, err);
+    }
+    free(maps);
+    return rc;
+}
+
+static int write_raw_floats(const char *path, const float *x, size_t n, Error *err) {
+    char tmp[1600];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return error_set(err, "%s: cannot write: %s", path, strerror(errno));
+    /* little-endian on every platform qkscope builds for (x86-64, aarch64) */
+    size_t wrote = fwrite(x, sizeof(float), n, f);
+    int bad = fclose(f) != 0 || wrote != n;
+    if (bad || rename(tmp, path) != 0) {
+        remove(tmp);
+        return error_set(err, "%s: cannot write: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
+int qk_watch_snapshot(QkWatch *w, Model *m, const char *run_dir, int step, Error *err) {
+    size_t n = watch_map_len(w), per_layer = (size_t)w->NH * w->T * w->T;
+    float *map = xmalloc(n * sizeof(float));
+    qk_probe_attention(m, w->probe, w->T, map);
+    char dir[1400], path[1500];
+    snprintf(dir, sizeof dir, "%s/attn/step_%06d", run_dir, step);
+    if (dir_create(dir, err)) {
+        free(map);
+        return -1;
+    }
+    for (int l = 0; l < w->L; l++) {
+        snprintf(path, sizeof path, "%s/layer_%d.png", dir, l);
+        if (heatmap_write_layer(path, map + l * per_layer, w->NH, w->T, w->probe_chars, l, err)) {
+            free(map);
+            return -1;
+        }
+    }
+    snprintf(path, sizeof path, "%s/attention.f32", dir);
+    if (write_raw_floats(path, map, n, err)) {
+        free(map);
+        return -1;
+    }
+    watch_add_map(w, step, map);
+    /* attn/latest -> step_NNNNNN, replaced atomically */
+    char link_tmp[1500], target[32];
+    snprintf(target, sizeof target, "step_%06d", step);
+    snprintf(link_tmp, sizeof link_tmp, "%s/attn/latest.tmp", run_dir);
+    snprintf(path, sizeof path, "%s/attn/latest", run_dir);
+    remove(link_tmp);
+    if (symlink(target, link_tmp) != 0 || rename(link_tmp, path) != 0)
+        return error_set(err, "%s: cannot update link: %s", path, strerror(errno));
+    if (watch_write_filmstrips(w, run_dir, err)) return -1;
+    return watch_write_balance(w, run_dir, err);
+}
+
+static void reload_row(void *ctx, int step, int layer, int head, const double *v) {
+    watch_set_ratio(ctx, step, layer, head, v[QK_GQ], v[QK_GK]);
+}
+
+int qk_watch_reload(QkWatch *w, const char *run_dir, int upto, Error *err) {
+    char path[1500];
+    snprintf(path, sizeof path, "%s/qk.csv", run_dir);
+    if (qk_csv_read(path, reload_row, w, err) < 0) return -1;
+    snprintf(path, sizeof path, "%s/attn", run_dir);
+    DIR *d = opendir(path);
+    if (!d) return 0; /* no heatmaps yet */
+    size_t n = watch_map_len(w);
+    for (struct dirent *e; (e = readdir(d));) {
+        int step, len = 0;
+        if (sscanf(e->d_name, "step_%d%n", &step, &len) != 1 || e->d_name[len] || step > upto)
+            continue;
+        snprintf(path, sizeof path, "%s/attn/%s/attention.f32", run_dir, e->d_name);
+        FILE *f = fopen(path, "rb");
+        if (!f) continue; /* a folder cut short by a crash: its maps are redrawn later */
+        float *map = xmalloc(n * sizeof(float));
+        int extra = 0;
+        size_t got = fread(map, sizeof(float), n, f);
+        extra = fgetc(f) != EOF;
+        fclose(f);
+        if (got != n || extra) { /* another probe length: not this run's history */
+            free(map);
+            continue;
+        }
+        watch_add_map(w, step, map);
+    }
+    closedir(d);
+    return 0;
+}
+
+/* ---- analyses of M_h ---- */
+
+/* out[d, d] = a b^T for a, b of shape [d, C] */
+static void gram(double *out, const real *a, const real *b, int d, int C) {
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++) {
+            double s = 0;
+            for (int c = 0; c < C; c++) s += (double)a[(size_t)i * C + c] * b[(size_t)j * C + c];
+            out[i * d + j] = s;
+        }
+}
+
+/* Tr(P Q) for d x d matrices */
+static double trace_prod(const double *P, const double *Q, int d) {
+    double s = 0;
+    for (int i = 0; i < d; i++)
+        for (int k = 0; k < d; k++) s += P[i * d + k] * Q[k * d + i];
+    return s;
+}
+
+double qk_symmetry(const real *wq, const real *wk, int d, int C) {
+    double *A = xmalloc(3 * (size_t)d * d * sizeof(double)), *B = A + d * d, *X = B + d * d;
+    gram(A, wq, wq, d, C);
+    gram(B, wk, wk, d, C);
+    gram(X, wk, wq, d, C);
+    double norm2 = trace_prod(A, B, d), tr2 = trace_prod(X, X, d);
+    free(A);
+    return norm2 > 0 ? tr2 / norm2 : 0;
+}
+
+void qk_bilinear(double *out, const real *wq, const real *wk, int d, int C) {
+    for (size_t i = 0; i < (size_t)C * C; i++) out[i] = 0;
+    for (int a = 0; a < d; a++)
+        for (int i = 0; i < C; i++) {
+            double q = wq[(size_t)a * C + i];
+            for (int j = 0; j < C; j++) out[(size_t)i * C + j] += q * wk[(size_t)a * C + j];
+        }
+}
+
+/* Sum of (x_i - thr) over x_i above thr = mean + 2 std of the set. */
+static double excess_over_threshold(const double *x, int n) {
+    double mean = 0, var = 0, ex = 0;
+    for (int i = 0; i < n; i++) mean += x[i];
+    mean /= n;
+    for (int i = 0; i < n; i++) var += (x[i] - mean) * (x[i] - mean);
+    double thr = mean + 2 * sqrt(var / n);
+    for (int i = 0; i < n; i++)
+        if (x[i] > thr) ex += x[i] - thr;
+    return ex;
+}
+
+double qk_directionality(const double *M, int C) {
+    double *r = xcalloc(2 * (size_t)C, sizeof(double)), *c = r + C;
+    for (int i = 0; i < C; i++)
+        for (int j = 0; j < C; j++) {
+            double v = M[(size_t)i * C + j] * M[(size_t)i * C + j];
+            r[i] += v;
+            c[j] += v;
+        }
+    for (int i = 0; i < C; i++) {
+        r[i] = sqrt(r[i]);
+        c[i] = sqrt(c[i]);
+    }
+    double R = excess_over_threshold(r, C), Cx = excess_over_threshold(c, C);
+    free(r);
+    return R + Cx > 0 ? (Cx - R) / (Cx + R) : 0;
+}
+
+/* Orthonormal basis of the row space of a [d, C] into q [d, C] by modified
+ * Gram-Schmidt; rows that are (numerically) dependent come out zero.
+ * Returns the rank. */
+static int row_basis(double *q, const real *a, int d, int C) {
+    int rank = 0;
+    for (int i = 0; i < d; i++) {
+        double *v = q + (size_t)rank * C, n0 = 0;
+        for (int c = 0; c < C; c++) {
+            v[c] = a[(size_t)i * C + c];
+            n0 += v[c] * v[c];
+        }
+        for (int pass = 0; pass < 2; pass++) /* twice is enough (Kahan-Parlett) */
+            for (int j = 0; j < rank; j++) {
+                const double *u = q + (size_t)j * C;
+                double dot = 0;
+                for (int c = 0; c < C; c++) dot += u[c] * v[c];
+                for (int c = 0; c < C; c++) v[c] -= dot * u[c];
+            }
+        double n = 0;
+        for (int c = 0; c < C; c++) n += v[c] * v[c];
+        if (n <= 1e-20 * n0 || n == 0) continue;
+        n = 1 / sqrt(n);
+        for (int c = 0; c < C; c++) v[c] *= n;
+        rank++;
+    }
+    for (size_t i = (size_t)rank * C; i < (size_t)d * C; i++) q[i] = 0;
+    return rank;
+}
+
+/* Eigenvalues of a symmetric n x n matrix (destroyed) by cyclic Jacobi
+ * rotations, into ev[n]. */
+static void jacobi_eigenvalues(double *a, int n, double *ev) {
+    for (int sweep = 0; sweep < 64; sweep++) {
+        double off = 0;
+        for (int i = 0; i < n; i++)
+            for (int j = i + 1; j < n; j++) off += a[i * n + j] * a[i * n + j];
+        if (off < 1e-30) break;
+        for (int p = 0; p < n; p++)
+            for (int q = p + 1; q < n; q++) {
+                double apq = a[p * n + q];
+                if (fabs(apq) < 1e-300) continue;
+                double theta = (a[q * n + q] - a[p * n + p]) / (2 * apq);
+                double t = (theta >= 0 ? 1 : -1) / (fabs(theta) + sqrt(theta * theta + 1));
+                double cs = 1 / sqrt(t * t + 1), sn = t * cs;
+                for (int k = 0; k < n; k++) { /* rotate columns p, q */
+                    double akp = a[k * n + p], akq = a[k * n + q];
+                    a[k * n + p] = cs * akp - sn * akq;
+                    a[k * n + q] = sn * akp + cs * akq;
+                }
+                for (int k = 0; k < n; k++) { /* and rows p, q */
+                    double apk = a[p * n + k], aqk = a[q * n + k];
+                    a[p * n + k] = cs * apk - sn * aqk;
+                    a[q * n + k] = sn * apk + cs * aqk;
+                }
+            }
+    }
+    for (int i = 0; i < n; i++) ev[i] = a[i * n + i];
+}
+
+void qk_principal_cosines(const real *wq, const real *wk, int d, int C, double *cosines) {
+    double *Q1 = xmalloc(2 * (size_t)d * C * sizeof(double)), *Q2 = Q1 + (size_t)d * C;
+    double *S = xmalloc(2 * (size_t)d * d * sizeof(double)), *G = S + d * d;
+    row_basis(Q1, wq, d, C);
+    row_basis(Q2, wk, d, C);
+    /* S = Q1 Q2^T; its singular values are the cosines: eigenvalues of S S^T */
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++) {
+            double s = 0;
+            for (int c = 0; c < C; c++) s += Q1[(size_t)i * C + c] * Q2[(size_t)j * C + c];
+            S[i * d + j] = s;
+        }
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++) {
+            double s = 0;
+            for (int k = 0; k < d; k++) s += S[i * d + k] * S[j * d + k];
+            G[i * d + j] = s;
+        }
+    jacobi_eigenvalues(G, d, cosines);
+    for (int i = 0; i < d; i++) cosines[i] = sqrt(fmin(1.0, fmax(0.0, cosines[i])));
+    for (int i = 1; i < d; i++) /* descending */
+        for (int j = i; j > 0 && cosines[j - 1] < cosines[j]; j--) {
+            double t = cosines[j];
+            cosines[j] = cosines[j - 1];
+            cosines[j - 1] = t;
+        }
+    free(Q1);
+    free(S);
+}
+
+void qk_attention_stats(const real *att, int B, int NH, int T, double *entropy,
+                        double *prev_token) {
+    for (int h = 0; h < NH; h++) {
+        double ent = 0, prev = 0;
+        int rows = 0;
+        for (int b = 0; b < B; b++)
+            for (int t = 1; t < T; t++) {
+                const real *row = att + (((size_t)b * NH + h) * T + t) * T;
+                double e = 0;
+                for (int j = 0; j <= t; j++)
+                    if (row[j] > 0) e -= row[j] * log(row[j]);
+                ent += e / log(t + 1.0);
+                prev += row[t - 1];
+                rows++;
+            }
+        entropy[h] = rows ? ent / rows : 0;
+        prev_token[h] = rows ? prev / rows : 0;
+    }
+}
+
+static void swap_rows(real *a, real *b, size_t n) {
+    if (a == b) return; /* tied: W_K is W_Q */
+    for (size_t i = 0; i < n; i++) {
+        real t = a[i];
+        a[i] = b[i];
+        b[i] = t;
+    }
+}
+
+void qk_swap(Model *m, int layer, int head) {
+    const ModelShape *s = &m->shape;
+    size_t C = s->C, hs = C / s->NH;
+    for (int l = 0; l < s->L; l++)
+        for (int h = 0; h < s->NH; h++) {
+            if (layer >= 0 && (l != layer || h != head)) continue;
+            size_t w = l * C * C + h * hs * C, b = l * C + h * hs;
+            swap_rows(m->p.wq + w, m->p.wk + w, hs * C);
+            if (s->bias) swap_rows(m->p.bq + b, m->p.bk + b, hs);
+        }
+}

@@ -1,0 +1,454 @@
+/* Unit tests of src/heatmap.c: pictures of known matrices are written to a
+ * temp folder, decoded with stb_image and checked pixel by pixel against the
+ * layout documented at the top of heatmap.c (the formulas are restated here
+ * on purpose, so that a layout change has to change both). */
+#include "heatmap.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <stb_image.h>
+
+#include "check.h"
+
+static char dir[256];
+
+static const char *at(const char *name) {
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return path;
+}
+
+/* ---- decoded pictures --------------------------------------------------- */
+
+typedef struct {
+    unsigned char *px;
+    int w, h;
+} Png;
+
+/* Loads path (NULL pixels if it cannot be read) and checks that the writer
+ * left no temp file behind. */
+static Png png_load(const char *path) {
+    Png p = {0};
+    int n;
+    p.px = stbi_load(path, &p.w, &p.h, &n, 3);
+    EXPECT(p.px, "%s: %s", path, stbi_failure_reason());
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    EXPECT(access(tmp, F_OK) != 0, "%s left behind", tmp);
+    return p;
+}
+
+static void png_free(Png *p, const char *path) {
+    stbi_image_free(p->px);
+    unlink(path);
+}
+
+static const unsigned char *pixel(const Png *p, int x, int y) {
+    static const unsigned char outside[3] = {1, 2, 3};
+    if (!p->px || x < 0 || y < 0 || x >= p->w || y >= p->h) return outside;
+    return p->px + ((size_t)y * (size_t)p->w + (size_t)x) * 3;
+}
+
+static int is_rgb(const unsigned char *c, uint32_t rgb) {
+    return c[0] == (rgb >> 16 & 0xFF) && c[1] == (rgb >> 8 & 0xFF) && c[2] == (rgb & 0xFF);
+}
+
+#define EXPECT_RGB(p, x, y, rgb, what)                                                      \
+    do {                                                                                    \
+        const unsigned char *c_ = pixel((p), (x), (y));                                     \
+        EXPECT(is_rgb(c_, (rgb)), "%s at (%d, %d): got #%02X%02X%02X, want #%06X", (what), \
+               (x), (y), c_[0], c_[1], c_[2], (unsigned)(rgb));                             \
+    } while (0)
+
+static uint32_t pack(const uint8_t c[3]) {
+    return (uint32_t)c[0] << 16 | (uint32_t)c[1] << 8 | c[2];
+}
+
+static uint32_t viridis(float v) {
+    uint8_t c[3];
+    heatmap_viridis(v, c);
+    return pack(c);
+}
+
+/* Non-white pixels in [x, x + w) x [y, y + h). */
+static int ink_in(const Png *p, int x, int y, int w, int h) {
+    int n = 0;
+    for (int yy = y; yy < y + h; yy++)
+        for (int xx = x; xx < x + w; xx++) n += !is_rgb(pixel(p, xx, yy), 0xFFFFFF);
+    return n;
+}
+
+/* Columns [first, last] holding ink in the rows [y, y + h), as a width
+ * (0 when there is none). */
+static int ink_width(const Png *p, int x, int y, int w, int h) {
+    int first = -1, last = -1;
+    for (int xx = x; xx < x + w; xx++)
+        if (ink_in(p, xx, y, 1, h)) {
+            if (first < 0) first = xx;
+            last = xx;
+        }
+    return first < 0 ? 0 : last - first + 1;
+}
+
+static int text_w(const char *s) {
+    return (int)strlen(s) * 6 - 1;
+}
+
+/* Whether the ink in the box spans the width of text s: at most its advance
+ * width, and less only by the blank columns a first or last glyph may have. */
+static int has_text(const Png *p, int x, int y, int w, int h, const char *s) {
+    int iw = ink_width(p, x, y, w, h);
+    return iw <= text_w(s) && iw >= text_w(s) - 4;
+}
+
+static int imax(int a, int b) {
+    return a > b ? a : b;
+}
+
+#define VIRIDIS_TOP 0xFDE725u
+#define VIRIDIS_BOTTOM 0x440154u
+
+/* A vertical viridis colour bar at (x, y), h px: exact ends, green rising
+ * monotonically from bottom to top (viridis' green channel is monotone). */
+static void check_viridis_bar(const Png *p, int x, int y, int h, const char *what) {
+    EXPECT_RGB(p, x + 7, y, VIRIDIS_TOP, what);
+    EXPECT_RGB(p, x + 7, y + h - 1, VIRIDIS_BOTTOM, what);
+    EXPECT(is_rgb(pixel(p, x - 1, y + h / 2), 0xFFFFFF), "%s: no white left of the bar", what);
+    for (int i = 1; i < h; i++)
+        EXPECT(pixel(p, x + 7, y + i - 1)[1] >= pixel(p, x + 7, y + i)[1],
+               "%s: green not monotone at bar row %d", what, i);
+    EXPECT(ink_in(p, x + 18, y - 4, 20, h + 8) > 0, "%s: bar labels missing", what);
+}
+
+/* ---- colour map --------------------------------------------------------- */
+
+static void test_viridis(void) {
+    EXPECT(viridis(1.0f) == VIRIDIS_TOP, "viridis(1) = #%06X", viridis(1.0f));
+    EXPECT(viridis(0.0f) == VIRIDIS_BOTTOM, "viridis(0) = #%06X", viridis(0.0f));
+    EXPECT(viridis(7.0f) == VIRIDIS_TOP && viridis(-1.0f) == VIRIDIS_BOTTOM, "no clamping");
+    EXPECT(viridis(NAN) == VIRIDIS_BOTTOM, "NAN = #%06X", viridis(NAN));
+    EXPECT(viridis(0.5f) == 0x21918Cu, "viridis(0.5) = #%06X", viridis(0.5f));
+    /* The mask must not be mistaken for any weight. */
+    int worst = 1 << 30;
+    for (int i = 0; i <= 1000; i++) {
+        uint32_t c = viridis((float)i / 1000.0f);
+        int d = 0;
+        for (int k = 0; k < 3; k++) {
+            int a = (int)(c >> (8 * k) & 0xFF), b = (int)(HEATMAP_MASK_RGB >> (8 * k) & 0xFF);
+            d += (a - b) * (a - b);
+        }
+        if (d < worst) worst = d;
+    }
+    EXPECT(worst > 100 * 100, "mask colour within %.0f of viridis", sqrt(worst));
+}
+
+/* ---- layer -------------------------------------------------------------- */
+
+/* The documented panel layout. */
+typedef struct {
+    int pitch_x, pitch_y, w, h, bar_x, bar_h;
+} Panels;
+
+static Panels panels(int cols, int rows, int T) {
+    Panels g;
+    g.pitch_x = 12 + imax(10 * T, 84) + 14;
+    g.pitch_y = 14 + 12 + 10 * T + 14;
+    g.w = cols * g.pitch_x + 57;
+    g.h = 20 + imax(rows * g.pitch_y - 14, 26 + imax(10 * T, 80));
+    g.bar_x = 10 + cols * g.pitch_x - 14 + 16;
+    g.bar_h = imax(10 * T, 80);
+    return g;
+}
+
+static int cell_x(const Panels *g, int c, int j) {
+    return 10 + c * g->pitch_x + 12 + 10 * j;
+}
+
+static int cell_y(const Panels *g, int r, int i) {
+    return 10 + r * g->pitch_y + 26 + 10 * i;
+}
+
+/* The 5 x 9 ink pattern of the key label above column j, as 45 bits. */
+static uint64_t key_glyph(const Png *p, const Panels *g, int j) {
+    uint64_t bits = 0;
+    int x = cell_x(g, 0, j) + 2, y = cell_y(g, 0, 0) - 11;
+    for (int yy = 0; yy < 9; yy++)
+        for (int xx = 0; xx < 5; xx++) bits = bits << 1 | (uint64_t)ink_in(p, x + xx, y + yy, 1, 1);
+    return bits;
+}
+
+static void test_layer(void) {
+    enum { NH = 3, T = 5 };
+    float att[NH * T * T];
+    for (int h = 0; h < NH; h++)
+        for (int i = 0; i < T; i++)
+            for (int j = 0; j < T; j++) {
+                float v = j > i ? 0.5f : h == 0 ? (i == j ? 1.0f : 0.0f) : 0.5f;
+                att[(h * T + i) * T + j] = v; /* masked entries hold junk on purpose */
+            }
+    const uint32_t chars[T] = {'a', ' ', '\n', 0xE9, '\t'};
+    Error err = {{0}};
+    const char *path = at("layer.png");
+    EXPECT(heatmap_write_layer(path, att, NH, T, chars, 7, &err) == 0, "%s", err.msg);
+    Png p = png_load(path);
+    Panels g = panels(2, 2, T); /* 3 heads: 2 columns, 2 rows */
+    EXPECT(p.w == g.w && p.h == g.h, "size %d x %d, want %d x %d", p.w, p.h, g.w, g.h);
+
+    /* head 0 (panel 0, 0): diagonal 1, below it 0, above it masked */
+    for (int i = 0; i < T; i++)
+        for (int j = 0; j < T; j++)
+            EXPECT_RGB(&p, cell_x(&g, 0, j) + 5, cell_y(&g, 0, i) + 5,
+                       j > i ? HEATMAP_MASK_RGB : i == j ? VIRIDIS_TOP : VIRIDIS_BOTTOM, "head 0");
+    /* the whole cell has its colour, corners included */
+    EXPECT_RGB(&p, cell_x(&g, 0, 2), cell_y(&g, 0, 2), VIRIDIS_TOP, "cell corner");
+    EXPECT_RGB(&p, cell_x(&g, 0, 2) + 9, cell_y(&g, 0, 2) + 9, VIRIDIS_TOP, "cell corner");
+    /* head 2 sits in panel (0, 1); head 1 in (1, 0) */
+    EXPECT_RGB(&p, cell_x(&g, 0, 1) + 5, cell_y(&g, 1, 3) + 5, 0x21918Cu, "head 2 weight 0.5");
+    EXPECT_RGB(&p, cell_x(&g, 1, 0) + 5, cell_y(&g, 0, 4) + 5, 0x21918Cu, "head 1 weight 0.5");
+    EXPECT_RGB(&p, cell_x(&g, 1, 3) + 5, cell_y(&g, 0, 1) + 5, HEATMAP_MASK_RGB, "head 1 mask");
+
+    for (int k = 0; k < NH; k++) {
+        int c = k % 2, r = k / 2;
+        int cx = cell_x(&g, c, 0), cy = cell_y(&g, r, 0), px = 10 + c * g.pitch_x;
+        char title[32];
+        snprintf(title, sizeof title, "L7 H%d", k);
+        EXPECT(has_text(&p, px, cy - 26, g.pitch_x - 14, 14, title),
+               "head %d: title ink %d px wide", k, ink_width(&p, px, cy - 26, g.pitch_x - 14, 14));
+        for (int i = 0; i < T; i++) {
+            EXPECT(ink_in(&p, px, cy + 10 * i, 12 - 4, 10) > 0, "head %d: no query label %d", k, i);
+            EXPECT(ink_in(&p, cx + 10 * i, cy - 12, 10, 12) > 0, "head %d: no key label %d", k, i);
+        }
+        /* blank: the 4 px between query labels and cells, and the panel
+         * column right of the cells (T * CELL < 84) */
+        EXPECT(ink_in(&p, cx - 4, cy, 4, 10 * T) == 0, "head %d: ink next to the cells", k);
+        EXPECT(ink_in(&p, cx + 10 * T, cy - 12, 84 - 10 * T, 12 + 10 * T) == 0,
+               "head %d: ink right of the cells", k);
+    }
+    /* the fourth grid slot stays empty; so do the margins */
+    EXPECT(ink_in(&p, 10 + g.pitch_x, 10 + g.pitch_y, g.pitch_x - 14, g.pitch_y - 14) == 0,
+           "empty slot not blank");
+    EXPECT(ink_in(&p, 0, 0, g.w, 10) == 0 && ink_in(&p, 0, 0, 10, g.h) == 0, "margin not blank");
+    /* space, newline, non-ASCII and tab have visible glyphs, all different */
+    uint64_t glyph[T];
+    for (int j = 0; j < T; j++) glyph[j] = key_glyph(&p, &g, j);
+    for (int a = 0; a < T; a++)
+        for (int b = a + 1; b < T; b++)
+            EXPECT(glyph[a] != glyph[b], "labels %d and %d look the same", a, b);
+    check_viridis_bar(&p, g.bar_x, 36, g.bar_h, "layer bar");
+    png_free(&p, path);
+
+    /* one head: one panel; T = 10 fills the minimum panel width */
+    float one[100] = {0};
+    uint32_t ten[10];
+    for (int i = 0; i < 10; i++) ten[i] = (uint32_t)('0' + i);
+    EXPECT(heatmap_write_layer(path, one, 1, 10, ten, 0, &err) == 0, "%s", err.msg);
+    p = png_load(path);
+    g = panels(1, 1, 10);
+    EXPECT(p.w == g.w && p.h == g.h, "size %d x %d, want %d x %d", p.w, p.h, g.w, g.h);
+    check_viridis_bar(&p, g.bar_x, 36, g.bar_h, "one-head bar");
+    png_free(&p, path);
+}
+
+/* ---- compare ------------------------------------------------------------ */
+
+static void test_compare(void) {
+    enum { NH = 2, T = 3 };
+    float a[NH * T * T], b[NH * T * T];
+    for (int k = 0; k < NH * T * T; k++) {
+        int i = k / T % T, j = k % T;
+        a[k] = i == j ? 1.0f : 0.75f;
+        b[k] = i == j ? 0.0f : 0.25f;
+    }
+    const uint32_t chars[T] = {'x', 'y', 'z'};
+    Error err = {{0}};
+    const char *path = at("compare.png");
+    EXPECT(heatmap_write_compare(path, a, b, NH, T, chars, 1, &err) == 0, "%s", err.msg);
+    Png p = png_load(path);
+    Panels g = panels(3, NH, T);
+    EXPECT(p.w == g.w && p.h == g.h, "size %d x %d, want %d x %d", p.w, p.h, g.w, g.h);
+    for (int r = 0; r < NH; r++) {
+        EXPECT_RGB(&p, cell_x(&g, 0, 1) + 5, cell_y(&g, r, 1) + 5, VIRIDIS_TOP, "A diagonal");
+        EXPECT_RGB(&p, cell_x(&g, 1, 1) + 5, cell_y(&g, r, 1) + 5, VIRIDIS_BOTTOM, "B diagonal");
+        EXPECT_RGB(&p, cell_x(&g, 2, 1) + 5, cell_y(&g, r, 1) + 5, VIRIDIS_TOP, "|A-B| diagonal");
+        EXPECT_RGB(&p, cell_x(&g, 0, 0) + 5, cell_y(&g, r, 2) + 5, viridis(0.75f), "A below");
+        EXPECT_RGB(&p, cell_x(&g, 2, 0) + 5, cell_y(&g, r, 2) + 5, 0x21918Cu, "|A-B| below");
+        for (int c = 0; c < 3; c++) {
+            EXPECT_RGB(&p, cell_x(&g, c, 2) + 5, cell_y(&g, r, 0) + 5, HEATMAP_MASK_RGB, "masked");
+            static const char *const which[3] = {"A", "B", "|A-B|"};
+            char title[32];
+            snprintf(title, sizeof title, "L1 H%d %s", r, which[c]);
+            int px = 10 + c * g.pitch_x, py = 10 + r * g.pitch_y;
+            EXPECT(has_text(&p, px, py, g.pitch_x - 14, 14, title), "title \"%s\"", title);
+            EXPECT(ink_in(&p, px, cell_y(&g, r, 1), 8, 10) > 0, "no query label");
+        }
+    }
+    check_viridis_bar(&p, g.bar_x, 36, g.bar_h, "compare bar");
+    png_free(&p, path);
+}
+
+/* ---- filmstrip ---------------------------------------------------------- */
+
+static void test_filmstrip(void) {
+    enum { NH = 2, T = 4, NS = 3 };
+    float m[NS][NH * T * T];
+    const float *maps[NS];
+    for (int s = 0; s < NS; s++) {
+        for (int k = 0; k < NH * T * T; k++) m[s][k] = 0.0f;
+        maps[s] = m[s];
+    }
+    m[1][(1 * T + 3) * T + 1] = 1.0f; /* step 1, head 1, query 3, key 1 */
+    const int steps[NS] = {0, 500, 12000};
+    Error err = {{0}};
+    const char *path = at("film.png");
+    EXPECT(heatmap_write_filmstrip(path, maps, steps, NS, NH, T, 5, &err) == 0, "%s", err.msg);
+    Png p = png_load(path);
+    int f = 24, side = T * f, x0 = 10 + text_w("H1") + 6, y0 = 36;
+    int bar_x = x0 + NS * (side + 8) - 8 + 16;
+    int w = imax(bar_x + 35 + 10, text_w("L5 attention over training") + 20);
+    int h = y0 + imax(NH * (side + 8) - 8, imax(side, 80)) + 10;
+    EXPECT(p.w == w && p.h == h, "size %d x %d, want %d x %d", p.w, p.h, w, h);
+    for (int s = 0; s < NS; s++)
+        for (int hd = 0; hd < NH; hd++) {
+            int tx = x0 + s * (side + 8), ty = y0 + hd * (side + 8);
+            int one = s == 1 && hd == 1;
+            EXPECT_RGB(&p, tx + f + f / 2, ty + 3 * f + f / 2, one ? VIRIDIS_TOP : VIRIDIS_BOTTOM,
+                       "thumbnail cell");
+            EXPECT_RGB(&p, tx + 3 * f + f / 2, ty + f / 2, HEATMAP_MASK_RGB, "thumbnail mask");
+            EXPECT_RGB(&p, tx, ty + side - 1, VIRIDIS_BOTTOM, "thumbnail corner");
+            EXPECT(is_rgb(pixel(&p, tx + side, ty + side - 1), 0xFFFFFF), "thumbnail too wide");
+        }
+    for (int s = 0; s < NS; s++) {
+        char label[16];
+        snprintf(label, sizeof label, "%d", steps[s]);
+        EXPECT(has_text(&p, x0 + s * (side + 8), y0 - 12, side, 12, label), "step label %s", label);
+    }
+    for (int hd = 0; hd < NH; hd++)
+        EXPECT(has_text(&p, 0, y0 + hd * (side + 8), x0, side, "H0"), "row label %d", hd);
+    EXPECT(has_text(&p, 0, 0, w, 24, "L5 attention over training"), "title");
+    check_viridis_bar(&p, bar_x, y0, imax(side, 80), "filmstrip bar");
+    png_free(&p, path);
+
+    /* a long probe: 2 px per cell */
+    static float big[64 * 64];
+    const float *one[1] = {big};
+    const int step0[1] = {0};
+    EXPECT(heatmap_write_filmstrip(path, one, step0, 1, 1, 64, 0, &err) == 0, "%s", err.msg);
+    p = png_load(path);
+    bar_x = x0 + 128 + 8 - 8 + 16;
+    EXPECT(p.w == imax(bar_x + 45, text_w("L0 attention over training") + 20) &&
+               p.h == y0 + 128 + 10, "T = 64: size %d x %d", p.w, p.h);
+    png_free(&p, path);
+}
+
+/* ---- balance ------------------------------------------------------------ */
+
+static const char balance_title[] =
+    "log2(gq_norm / gk_norm): red = query gradient larger, blue = key larger";
+
+static void test_balance(void) {
+    const float vals[8] = {1.0f, -1.0f, 0.0f, NAN, 0.5f, -0.5f, 2.0f, -2.0f};
+    const char *const labels[2] = {"L0 H0", "L10 H3"};
+    const int steps[4] = {10, 20, 30, 40};
+    Error err = {{0}};
+    const char *path = at("balance.png");
+    EXPECT(heatmap_write_balance(path, vals, 2, 4, labels, steps, &err) == 0, "%s", err.msg);
+    Png p = png_load(path);
+    int x0 = 10 + text_w("L10 H3") + 6, y0 = 24, gw = 48, gh = 24;
+    int bar_x = x0 + gw + 16;
+    int w = imax(bar_x + 18 + text_w("+2") + 10, text_w(balance_title) + 20);
+    int h = y0 + imax(gh + 16, 80) + 10;
+    EXPECT(p.w == w && p.h == h, "size %d x %d, want %d x %d", p.w, p.h, w, h);
+#define BLOCK_AT(r, c) pixel(&p, x0 + 12 * (c) + 6, y0 + 12 * (r) + 6)
+    const unsigned char *pos = BLOCK_AT(0, 0), *neg = BLOCK_AT(0, 1);
+    EXPECT(pos[0] > pos[2] + 50, "+1 not reddish: %d %d %d", pos[0], pos[1], pos[2]);
+    EXPECT(neg[2] > neg[0] + 50, "-1 not bluish: %d %d %d", neg[0], neg[1], neg[2]);
+    EXPECT_RGB(&p, x0 + 24 + 6, y0 + 6, 0xFFFFFF, "zero");
+    EXPECT_RGB(&p, x0 + 36 + 6, y0 + 6, HEATMAP_MASK_RGB, "NAN");
+    const unsigned char *top = BLOCK_AT(1, 2), *bottom = BLOCK_AT(1, 3);
+    EXPECT(top[0] > 150 && top[1] < 60 && top[2] < 60, "+R not saturated red: %d %d %d", top[0],
+           top[1], top[2]);
+    EXPECT(bottom[2] > 150 && bottom[0] < 60, "-R not saturated blue: %d %d %d", bottom[0],
+           bottom[1], bottom[2]);
+    /* +1 is half way to +R = 2: paler than +2 */
+    EXPECT(pos[1] > top[1], "+1 as saturated as +2");
+    EXPECT(has_text(&p, 0, 0, w, y0, balance_title), "title");
+    EXPECT(has_text(&p, 0, y0 + 12, x0, 12, "L10 H3"), "row label");
+    EXPECT(ink_in(&p, x0, y0 + gh, gw, 16) > 0, "no step labels");
+    EXPECT(ink_in(&p, bar_x + 18, y0 - 4, 12, 8) > 0, "no +R label");
+    const unsigned char *bar_top = pixel(&p, bar_x + 7, y0);
+    const unsigned char *bar_bottom = pixel(&p, bar_x + 7, y0 + 79);
+    EXPECT(bar_top[0] > bar_top[2] && bar_bottom[2] > bar_bottom[0], "bar ends");
+#undef BLOCK_AT
+    png_free(&p, path);
+
+    /* many columns: narrower blocks, the width stays bounded */
+    enum { MANY = 5000 };
+    static float wide[MANY];
+    static int wide_steps[MANY];
+    for (int c = 0; c < MANY; c++) {
+        wide[c] = c < MANY / 2 ? 1.0f : -1.0f;
+        wide_steps[c] = 10 * (c + 1);
+    }
+    const char *const one_label[1] = {"L0 H0"};
+    EXPECT(heatmap_write_balance(path, wide, 1, MANY, one_label, wide_steps, &err) == 0, "%s",
+           err.msg);
+    p = png_load(path);
+    x0 = 10 + text_w("L0 H0") + 6;
+    EXPECT(p.w == x0 + 1200 + 16 + 18 + text_w("+1") + 10 && p.w <= 1600, "width %d", p.w);
+    EXPECT(pixel(&p, x0 + 10, y0 + 6)[0] > 150 && pixel(&p, x0 + 1190, y0 + 6)[2] > 150,
+           "columns out of order");
+    png_free(&p, path);
+    EXPECT(heatmap_write_balance(path, wide, 1, 150, one_label, wide_steps, &err) == 0, "%s",
+           err.msg);
+    p = png_load(path);
+    EXPECT(p.w == x0 + 150 * 8 + 16 + 18 + text_w("+1") + 10, "150 columns: width %d", p.w);
+    png_free(&p, path);
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+static void test_errors(void) {
+    float att[4] = {1.0f, 0.0f, 0.5f, 0.5f};
+    const uint32_t chars[2] = {'a', 'b'};
+    Error err = {{0}};
+    char path[600];
+    snprintf(path, sizeof path, "%s/missing/layer.png", dir);
+    EXPECT(heatmap_write_layer(path, att, 1, 2, chars, 0, &err) == -1,
+           "wrote into a missing folder");
+    EXPECT(strstr(err.msg, path) && strstr(err.msg, "cannot write PNG"), "message: %s", err.msg);
+
+    /* the temp file is written, the rename fails: the temp is removed */
+    const char *taken = at("taken.png");
+    EXPECT(mkdir(taken, 0755) == 0, "mkdir %s", taken);
+    char sub[600];
+    snprintf(sub, sizeof sub, "%s/x", taken);
+    EXPECT(mkdir(sub, 0755) == 0, "mkdir %s", sub);
+    err.msg[0] = 0;
+    EXPECT(heatmap_write_layer(taken, att, 1, 2, chars, 0, &err) == -1, "renamed over a folder");
+    EXPECT(strstr(err.msg, taken) != NULL, "message: %s", err.msg);
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp", taken);
+    EXPECT(access(tmp, F_OK) != 0, "%s left behind", tmp);
+    rmdir(sub);
+    rmdir(taken);
+}
+
+int main(void) {
+    snprintf(dir, sizeof dir, "/tmp/qk_heatmap_XXXXXX");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_viridis();
+    test_layer();
+    test_compare();
+    test_filmstrip();
+    test_balance();
+    test_errors();
+    EXPECT(rmdir(dir) == 0, "%s not empty at the end", dir);
+    CHECK_DONE("heatmap");
+}
