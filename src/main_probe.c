@@ -124,7 +124,7 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/probe_grads.csv", dir);
     write_grads_csv(path, &q);
 
-    printf("probe: %d characters, loss %.4f; wrote %s/\n", T, loss, dir);
+    printf("probe: %d characters, loss %.6f; wrote %s/\n", T, loss, dir);
     printf("layer head    gq_norm    gk_norm  gq/gk\n");
     for (int l = 0; l < s->L; l++)
         for (int h = 0; h < s->NH; h++) {
