@@ -119,6 +119,8 @@ static const KeyDesc keys[] = {
      .def = "500", .doc = "steps between checkpoints, 0 = only at the end"},
     {KEY("log", "keep_checkpoints", KEY_INT, keep_checkpoints), .min = 1, .max = 1e6,
      .def = "3", .doc = "periodic checkpoints kept on disk"},
+    {KEY("log", "swap_batches", KEY_INT, swap_batches), .min = 0, .max = 1e6, .def = "2",
+     .doc = "validation batches for the Q/K analysis at each eval (qk_eval.csv), 0 = off"},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])

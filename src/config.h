@@ -43,6 +43,7 @@ typedef struct {
     /* [log] */
     char probe[CONFIG_STR];  /* probe text, "" = a fixed validation window */
     int heatmap_every, checkpoint_every, keep_checkpoints;
+    int swap_batches;        /* validation batches for qk_eval.csv, 0 = off */
 } Config;
 
 /* Fills every field with its default. */

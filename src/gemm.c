@@ -54,22 +54,23 @@ static inline __attribute__((always_inline)) void ukr(size_t kc, const real *res
     vstore(c + 5 * ldc, c50), vstore(c + 5 * ldc + VL, c51);
 }
 
-static void ukr_rows(size_t kc, const real *a, size_t lda, const real *bp, real *c, size_t ldc,
-                     int acc) {
-    ukr(kc, a, lda, 1, bp, c, ldc, acc);
+/* A micro-row of C across np full panels of packed B (panel p at bp + p * bps):
+ * the kernel is inlined into the loop, so a call costs one set-up. */
+static void strip_rows(size_t kc, const real *a, size_t lda, const real *bp, size_t bps,
+                       size_t np, real *c, size_t ldc, int acc) {
+    for (size_t p = 0; p < np; p++) ukr(kc, a, lda, 1, bp + p * bps, c + p * NR, ldc, acc);
 }
 
-static void ukr_cols(size_t kc, const real *a, size_t sak, const real *bp, real *c, size_t ldc,
-                     int acc) {
-    ukr(kc, a, 1, sak, bp, c, ldc, acc);
+static void strip_cols(size_t kc, const real *a, size_t sak, const real *bp, size_t bps,
+                       size_t np, real *c, size_t ldc, int acc) {
+    for (size_t p = 0; p < np; p++) ukr(kc, a, 1, sak, bp + p * bps, c + p * NR, ldc, acc);
 }
 
 /* A[mr, kc] (strides sam, sak) -> ap[k * MR + i], rows mr..MR-1 zero. */
 static void pack_a(real *restrict ap, const real *a, size_t sam, size_t sak, size_t mr,
                    size_t kc) {
     if (sam == 1 && mr == MR) {
-        for (size_t k = 0; k < kc; k++)
-            for (int i = 0; i < MR; i++) ap[k * MR + i] = a[k * sak + i];
+        for (size_t k = 0; k < kc; k++) memcpy(ap + k * MR, a + k * sak, MR * sizeof(real));
         return;
     }
     for (size_t k = 0; k < kc; k++) {
@@ -79,43 +80,57 @@ static void pack_a(real *restrict ap, const real *a, size_t sam, size_t sak, siz
     }
 }
 
-/* One register tile with any edges: partial tiles go through a padded copy
- * of C, so every element gets the same arithmetic as in a full tile. `packed`
- * says a is already an ap[k * MR + i] micro-panel. */
-static void tile(size_t kc, const real *a, size_t sam, size_t sak, size_t mr, int packed,
-                 const real *bp, size_t nr, real *c, size_t ldc, int acc) {
+/* One register tile with edges, through a zero-padded copy of C, so every
+ * element gets the same arithmetic as in a full tile. ap is a packed
+ * ap[k * MR + i] micro-panel (zero rows past mr). */
+static void tile_edge(size_t kc, const real *ap, size_t mr, const real *bp, size_t nr, real *c,
+                      size_t ldc, int acc) {
     real ct[MR * NR] __attribute__((aligned(64)));
-    real *cc = c;
-    size_t ldcc = ldc;
-    int full = mr == MR && nr == NR;
-    if (!full) {
-        memset(ct, 0, sizeof ct);
-        if (acc)
-            for (size_t i = 0; i < mr; i++) memcpy(ct + i * NR, c + i * ldc, nr * sizeof(real));
-        cc = ct;
-        ldcc = NR;
-    }
-    if (packed)
-        ukr_cols(kc, a, MR, bp, cc, ldcc, acc);
-    else if (mr == MR && sak == 1)
-        ukr_rows(kc, a, sam, bp, cc, ldcc, acc);
-    else if (mr == MR && sam == 1)
-        ukr_cols(kc, a, sak, bp, cc, ldcc, acc);
-    else {
-        real ap[GEMM_KC * MR] __attribute__((aligned(64)));
-        for (size_t k0 = 0; k0 < kc; k0 += GEMM_KC) {
-            size_t kn = kc - k0 < GEMM_KC ? kc - k0 : GEMM_KC;
-            pack_a(ap, a + k0 * sak, sam, sak, mr, kn);
-            ukr_cols(kn, ap, MR, bp + k0 * NR, cc, ldcc, acc || k0 > 0);
-        }
-    }
-    if (!full)
-        for (size_t i = 0; i < mr; i++) memcpy(c + i * ldc, ct + i * NR, nr * sizeof(real));
+    memset(ct, 0, sizeof ct);
+    if (acc)
+        for (size_t i = 0; i < mr; i++) memcpy(ct + i * NR, c + i * ldc, nr * sizeof(real));
+    ukr(kc, ap, 1, MR, bp, ct, NR, acc);
+    for (size_t i = 0; i < mr; i++) memcpy(c + i * ldc, ct + i * NR, nr * sizeof(real));
 }
 
-void gemm_tile(size_t kc, const real *a, size_t sam, size_t sak, size_t mr, const real *bp,
-               size_t nr, real *c, size_t ldc, int accumulate) {
-    tile(kc, a, sam, sak, mr, 0, bp, nr, c, ldc, accumulate);
+/* A micro-row over columns [0, n): full panels in place when A can be read
+ * as rows (sak == 1) or columns (sam == 1), everything else through a packed
+ * micro-panel of A (with `packed`, a already is one, kc <= GEMM_KC). */
+static void micro_row(size_t kc, const real *a, size_t sam, size_t sak, size_t mr,
+                      const real *bp, size_t bps, size_t n, real *c, size_t ldc, int acc,
+                      real *ap, int packed) {
+    size_t nfull = n / NR, nr = n - nfull * NR;
+    if (packed) {
+        if (mr == MR)
+            strip_cols(kc, ap, MR, bp, bps, nfull, c, ldc, acc);
+        else
+            for (size_t p = 0; p < nfull; p++)
+                tile_edge(kc, ap, mr, bp + p * bps, NR, c + p * NR, ldc, acc);
+        if (nr) tile_edge(kc, ap, mr, bp + nfull * bps, nr, c + nfull * NR, ldc, acc);
+        return;
+    }
+    if (mr == MR && (sak == 1 || sam == 1) && (nr == 0 || kc <= GEMM_KC)) {
+        if (sak == 1)
+            strip_rows(kc, a, sam, bp, bps, nfull, c, ldc, acc);
+        else
+            strip_cols(kc, a, sak, bp, bps, nfull, c, ldc, acc);
+        if (nr) {
+            pack_a(ap, a, sam, sak, mr, kc);
+            tile_edge(kc, ap, mr, bp + nfull * bps, nr, c + nfull * NR, ldc, acc);
+        }
+        return;
+    }
+    for (size_t k0 = 0; k0 < kc; k0 += GEMM_KC) {
+        size_t kn = kc - k0 < GEMM_KC ? kc - k0 : GEMM_KC;
+        pack_a(ap, a + k0 * sak, sam, sak, mr, kn);
+        micro_row(kn, NULL, 0, 0, mr, bp + k0 * NR, bps, n, c, ldc, acc || k0 > 0, ap, 1);
+    }
+}
+
+void gemm_strip(size_t kc, const real *a, size_t sam, size_t sak, size_t mr, const real *bp,
+                size_t bps, size_t n, real *c, size_t ldc, int acc) {
+    real ap[GEMM_KC * MR] __attribute__((aligned(64)));
+    micro_row(kc, a, sam, sak, mr, bp, bps, n, c, ldc, acc, ap, 0);
 }
 
 /* ---- packing B ---------------------------------------------------------- */
@@ -258,29 +273,21 @@ static void run_tile(const GemmJob *j, size_t t) {
             for (size_t r = r0; r < r1; r++) memset(j->C + r * j->ldc + c0, 0, (c1 - c0) * sizeof(real));
         return;
     }
-    int rows = j->sak == 1;
+    /* K blocks of at most KB <= GEMM_KC; a transposed A is packed once per
+     * micro-row and k block, and then sits in L1 across the column block */
     real ap[KB * MR] __attribute__((aligned(64)));
+    size_t bps = j->K * NR;
     for (size_t kb = 0; kb < j->nkb; kb++) {
         size_t k0 = kb * j->K / j->nkb, k1 = (kb + 1) * j->K / j->nkb, kc = k1 - k0;
         int acc = acc0 || kb > 0;
+        const real *b = j->bpack + p0 * bps + k0 * NR;
         for (size_t i = r0; i < r1; i += MR) {
             size_t mr = r1 - i < MR ? r1 - i : MR;
             const real *a = j->A + i * j->sam + k0 * j->sak;
-            int packed = !(rows && mr == MR);
+            int packed = !(mr == MR && j->sak == 1);
             if (packed) pack_a(ap, a, j->sam, j->sak, mr, kc);
-            for (size_t p = p0; p < p1; p++) {
-                size_t nr = j->N - p * NR < NR ? j->N - p * NR : NR;
-                const real *bp = j->bpack + p * j->K * NR + k0 * NR;
-                real *c = j->C + i * j->ldc + p * NR;
-                if (mr == MR && nr == NR) {
-                    if (packed)
-                        ukr_cols(kc, ap, MR, bp, c, j->ldc, acc);
-                    else
-                        ukr_rows(kc, a, j->sam, bp, c, j->ldc, acc);
-                } else {
-                    tile(kc, packed ? ap : a, j->sam, j->sak, mr, packed, bp, nr, c, j->ldc, acc);
-                }
-            }
+            micro_row(kc, a, j->sam, j->sak, mr, b, bps, c1 - c0, j->C + i * j->ldc + c0, j->ldc,
+                      acc, ap, packed);
         }
     }
 }

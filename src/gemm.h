@@ -22,8 +22,8 @@
 #define VL ((int)(QK_VBYTES / sizeof(real)))
 #define MR 6
 #define NR (2 * VL)
-/* Longest k run a packed A micro-panel holds; longer runs are chunked, which
- * does not change the arithmetic. */
+/* Longest k run a packed A micro-panel holds; longer runs are chunked (the
+ * partial sums go through C unchanged, so the arithmetic is the same). */
 #define GEMM_KC 256
 
 typedef real vreal __attribute__((vector_size(QK_VBYTES), aligned(sizeof(real))));
@@ -92,10 +92,11 @@ static inline real sexp(real x) {
  * for k < kc, j < nr, zero for nr <= j < NR. */
 void gemm_pack_b(real *dst, const real *B, size_t sbk, size_t sbn, size_t kc, size_t nr);
 
-/* C[mr, nr] (ldc) = (accumulate ? C : 0) + A[mr, kc] Bp[kc, nr] where A is read
- * at a[i * sam + k * sak] and Bp is one packed panel. mr <= MR, nr <= NR. */
-void gemm_tile(size_t kc, const real *a, size_t sam, size_t sak, size_t mr, const real *bp,
-               size_t nr, real *c, size_t ldc, int accumulate);
+/* One micro-row of C: C[mr, n] (ldc) = (acc ? C : 0) + A[mr, kc] B[kc, n] where
+ * A is read at a[i * sam + k * sak] (mr <= MR) and B is packed in panels of NR
+ * columns, panel p at bp + p * bps holding row k at k * NR. */
+void gemm_strip(size_t kc, const real *a, size_t sam, size_t sak, size_t mr, const real *bp,
+                size_t bps, size_t n, real *c, size_t ldc, int acc);
 
 /* Elementwise exp, exact 0 never produced for finite input: the float build
  * uses a polynomial (about 1 ulp), the double build libm. n may be anything. */

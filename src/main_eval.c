@@ -93,7 +93,7 @@ int main(int argc, char **argv) {
             return cli_fail(&err);
         windows = (long)c->eval_batches * c->batch_size;
         int *inp = xmalloc((size_t)B * T * sizeof(int)), *tgt = xmalloc((size_t)B * T * sizeof(int));
-        loss = train_eval_split(&m, &corpus, 1, (int)windows, B, inp, tgt);
+        loss = model_eval_windows(&m, &corpus, 1, (int)windows, B, inp, tgt, NULL, NULL);
         free(inp);
         free(tgt);
         corpus_free(&corpus);

@@ -373,6 +373,22 @@ const real *model_grad_key_path(const Model *m, int l) {
     return base + (size_t)l * m->shape.C * m->shape.C;
 }
 
+double model_eval_windows(Model *m, const Corpus *c, int val, int count, int B, int *inputs,
+                          int *targets, ChunkHook each, void *ctx) {
+    int T = m->shape.maxT;
+    double sum = 0;
+    for (int i = 0; i < count; i += B) {
+        int nb = count - i < B ? count - i : B;
+        for (int b = 0; b < nb; b++)
+            batch_eval_window(c, val, i + b, count, T, inputs + (size_t)b * T,
+                              targets + (size_t)b * T);
+        /* mean over nb rows, weighted back to a mean over all windows */
+        sum += (double)model_forward(m, inputs, targets, nb, T) * nb;
+        if (each) each(ctx, m, nb);
+    }
+    return sum / count;
+}
+
 double model_grad_norm(const Model *m) {
     double s = 0;
     for (size_t i = 0; i < m->n_params; i++) s += (double)m->grads[i] * m->grads[i];

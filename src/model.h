@@ -155,6 +155,16 @@ void model_backward(Model *m);
 const real *model_grad_query_path(const Model *m, int l);
 const real *model_grad_key_path(const Model *m, int l);
 
+/* Called after each chunk's forward with the chunk's size (activations of
+ * that chunk are in m->acts). */
+typedef void (*ChunkHook)(void *ctx, const Model *m, int nb);
+
+/* Mean loss over `count` fixed windows of one split of c (val = 1:
+ * validation; see batch_eval_window), evaluated B windows at a time;
+ * inputs/targets are [B, maxT] buffers; `each` (may be NULL) sees every chunk. */
+double model_eval_windows(Model *m, const Corpus *c, int val, int count, int B, int *inputs,
+                          int *targets, ChunkHook each, void *ctx);
+
 /* Global L2 norm of the gradient buffer (fixed summation order). */
 double model_grad_norm(const Model *m);
 

@@ -442,6 +442,40 @@ double qk_symmetry(const real *wq, const real *wk, int d, int C) {
     return norm2 > 0 ? tr2 / norm2 : 0;
 }
 
+/* Sum of the elementwise products of two d x d matrices. */
+static double frob_dot(const double *P, const double *Q, int d) {
+    double s = 0;
+    for (int i = 0; i < d * d; i++) s += P[i] * Q[i];
+    return s;
+}
+
+double qk_bilinear_cosine(const real *wq_a, const real *wk_a, const real *wq_b,
+                          const real *wk_b, int d, int C) {
+    /* <M_a, M_b> = sum_ab (Wq_a Wq_b^T)_ab (Wk_a Wk_b^T)_ab */
+    double *Gq = xmalloc(2 * (size_t)d * d * sizeof(double)), *Gk = Gq + d * d;
+    gram(Gq, wq_a, wq_b, d, C);
+    gram(Gk, wk_a, wk_b, d, C);
+    double dot = frob_dot(Gq, Gk, d);
+    gram(Gq, wq_a, wq_a, d, C);
+    gram(Gk, wk_a, wk_a, d, C);
+    double na = frob_dot(Gq, Gk, d);
+    gram(Gq, wq_b, wq_b, d, C);
+    gram(Gk, wk_b, wk_b, d, C);
+    double nb = frob_dot(Gq, Gk, d);
+    free(Gq);
+    return na > 0 && nb > 0 ? dot / sqrt(na * nb) : 0;
+}
+
+double qk_js_divergence(const double *p, const double *q, int n) {
+    double js = 0;
+    for (int i = 0; i < n; i++) {
+        double mix = 0.5 * (p[i] + q[i]);
+        if (p[i] > 0) js += 0.5 * p[i] * log2(p[i] / mix);
+        if (q[i] > 0) js += 0.5 * q[i] * log2(q[i] / mix);
+    }
+    return js > 0 ? js : 0;
+}
+
 void qk_bilinear(double *out, const real *wq, const real *wk, int d, int C) {
     for (size_t i = 0; i < (size_t)C * C; i++) out[i] = 0;
     for (int a = 0; a < d; a++)
@@ -608,4 +642,141 @@ void qk_swap(Model *m, int layer, int head) {
             swap_rows(m->p.wq + w, m->p.wk + w, hs * C);
             if (s->bias) swap_rows(m->p.bq + b, m->p.bk + b, hs);
         }
+}
+
+const char *const qk_eval_columns[QK_EVAL_NCOLS] = {
+    "step", "layer", "head", "symmetry", "directionality", "balance", "overlap_mean",
+    "overlap_max", "swap_delta", "entropy", "prev_token"};
+
+typedef struct {
+    int L, NH;
+    double *entropy, *prev; /* [L * NH] window-weighted sums */
+    double *e, *p;          /* [NH] one chunk */
+    int windows;
+} StatsAcc;
+
+static void stats_chunk(void *ctx, const Model *m, int nb) {
+    StatsAcc *a = ctx;
+    int T = m->T;
+    size_t per_layer = (size_t)nb * a->NH * T * T;
+    for (int l = 0; l < a->L; l++) {
+        qk_attention_stats(m->acts.att + l * per_layer, nb, a->NH, T, a->e, a->p);
+        for (int h = 0; h < a->NH; h++) {
+            a->entropy[l * a->NH + h] += a->e[h] * nb;
+            a->prev[l * a->NH + h] += a->p[h] * nb;
+        }
+    }
+    a->windows += nb;
+}
+
+double qk_eval_heads(Model *m, const Corpus *c, int count, int B, int *inputs, int *targets,
+                     QkHeadEval *heads, double *base_loss) {
+    const ModelShape *s = &m->shape;
+    int L = s->L, NH = s->NH, C = s->C, d = C / NH;
+    StatsAcc acc = {.L = L, .NH = NH};
+    acc.entropy = xcalloc((size_t)2 * L * NH + 2 * NH, sizeof(double));
+    acc.prev = acc.entropy + L * NH;
+    acc.e = acc.prev + L * NH;
+    acc.p = acc.e + NH;
+    double base = model_eval_windows(m, c, 1, count, B, inputs, targets, stats_chunk, &acc);
+    double *cosines = xmalloc((size_t)d * sizeof(double));
+    double *M = xmalloc((size_t)C * C * sizeof(double));
+    for (int l = 0; l < L; l++)
+        for (int h = 0; h < NH; h++) {
+            QkHeadEval *e = &heads[l * NH + h];
+            size_t off = (size_t)l * C * C + (size_t)h * d * C;
+            const real *wq = m->p.wq + off, *wk = m->p.wk + off;
+            e->symmetry = qk_symmetry(wq, wk, d, C);
+            qk_bilinear(M, wq, wk, d, C);
+            e->directionality = qk_directionality(M, C);
+            double nq = 0, nk = 0;
+            for (size_t i = 0; i < (size_t)d * C; i++) {
+                nq += (double)wq[i] * wq[i];
+                nk += (double)wk[i] * wk[i];
+            }
+            e->balance = nq - nk;
+            qk_principal_cosines(wq, wk, d, C, cosines);
+            e->overlap_max = cosines[0];
+            e->overlap_mean = 0;
+            for (int i = 0; i < d; i++) e->overlap_mean += cosines[i] / d;
+            e->entropy = acc.entropy[l * NH + h] / acc.windows;
+            e->prev_token = acc.prev[l * NH + h] / acc.windows;
+            qk_swap(m, l, h);
+            e->swap_delta = model_eval_windows(m, c, 1, count, B, inputs, targets, NULL, NULL) - base;
+            qk_swap(m, l, h);
+        }
+    qk_swap(m, -1, -1);
+    double all = model_eval_windows(m, c, 1, count, B, inputs, targets, NULL, NULL) - base;
+    qk_swap(m, -1, -1);
+    free(cosines);
+    free(M);
+    free(acc.entropy);
+    if (base_loss) *base_loss = base;
+    return all;
+}
+
+void qk_eval_csv_write(CsvLog *w, int step, const QkHeadEval *heads, int L, int NH,
+                       double swap_all) {
+    for (int i = 0; i <= L * NH; i++) {
+        int all = i == L * NH;
+        csvlog_int(w, step);
+        csvlog_int(w, all ? -1 : i / NH);
+        csvlog_int(w, all ? -1 : i % NH);
+        const QkHeadEval *e = &heads[all ? 0 : i];
+        double v[] = {e->symmetry, e->directionality, e->balance, e->overlap_mean,
+                      e->overlap_max, all ? swap_all : e->swap_delta, e->entropy, e->prev_token};
+        for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+            if (all && k != 5) csvlog_str(w, "");
+            else csvlog_num(w, v[k]);
+        }
+        csvlog_end_row(w);
+    }
+}
+
+/* y[d] = P x for P [d, d] and a strided x (x[i * stride]). */
+static void gauge_vec(real *x, size_t stride, const double *P, int d, double *tmp) {
+    for (int i = 0; i < d; i++) {
+        double s = 0;
+        for (int k = 0; k < d; k++) s += P[i * d + k] * x[(size_t)k * stride];
+        tmp[i] = s;
+    }
+    for (int i = 0; i < d; i++) x[(size_t)i * stride] = (real)tmp[i];
+}
+
+/* Rows of w ([d, C]) mixed by P: w -> P w; and the head's bias likewise. */
+static void gauge_rows(real *w, real *b, int C, const double *P, int d, double *tmp) {
+    for (int c = 0; c < C; c++) gauge_vec(w + c, (size_t)C, P, d, tmp);
+    if (b) gauge_vec(b, 1, P, d, tmp);
+}
+
+void qk_gauge_apply(Model *m, Rng *r) {
+    const ModelShape *s = &m->shape;
+    int C = s->C, d = C / s->NH;
+    double *U = xmalloc((size_t)d * d * sizeof(double)), *P = xmalloc((size_t)d * d * sizeof(double));
+    double *Pit = xmalloc((size_t)d * d * sizeof(double)), *D = xmalloc((size_t)d * sizeof(double));
+    double *tmp = xmalloc((size_t)d * sizeof(double));
+    real *g = xmalloc((size_t)d * d * sizeof(real));
+    for (int l = 0; l < s->L; l++)
+        for (int h = 0; h < s->NH; h++) {
+            /* U: orthonormal rows from a random Gaussian matrix */
+            for (int i = 0; i < d * d; i++) g[i] = (real)rng_normal(r);
+            CHECK(row_basis(U, g, d, d) == d, "gauge: random matrix was singular");
+            for (int i = 0; i < d; i++)
+                D[i] = s->qk_tied ? 1 : exp(log(2.0) * (2 * rng_uniform(r) - 1));
+            /* A = U D and A^-T = U D^-1 (U^-T = U) */
+            for (int i = 0; i < d; i++)
+                for (int k = 0; k < d; k++) {
+                    P[i * d + k] = U[i * d + k] * D[k];
+                    Pit[i * d + k] = U[i * d + k] / D[k];
+                }
+            size_t w = (size_t)l * C * C + (size_t)h * d * C, b = (size_t)l * C + (size_t)h * d;
+            gauge_rows(m->p.wq + w, s->bias ? m->p.bq + b : NULL, C, P, d, tmp);
+            if (!s->qk_tied) gauge_rows(m->p.wk + w, s->bias ? m->p.bk + b : NULL, C, Pit, d, tmp);
+        }
+    free(U);
+    free(P);
+    free(Pit);
+    free(D);
+    free(tmp);
+    free(g);
 }

@@ -92,6 +92,14 @@ double qk_symmetry(const real *wq, const real *wk, int d, int C);
 /* M = wq^T wk into out [C, C] (row i: query input dim i, column j: key input dim j). */
 void qk_bilinear(double *out, const real *wq, const real *wk, int d, int C);
 
+/* Cosine similarity <M_a, M_b>_F / (|M_a| |M_b|) of two heads' bilinear
+ * forms, computed in d x d space; gauge invariant. */
+double qk_bilinear_cosine(const real *wq_a, const real *wk_a, const real *wq_b,
+                          const real *wk_b, int d, int C);
+
+/* Jensen-Shannon divergence (bits, in [0, 1]) between two distributions. */
+double qk_js_divergence(const double *p, const double *q, int n);
+
 /* Directionality of M (Saponati et al.): row norms r_i and column norms c_j,
  * thresholds mean + 2 std of each set, R = sum over rows above the threshold
  * of (r_i - thr), Cx likewise for columns; d = (Cx - R) / (Cx + R), 0 when
@@ -113,5 +121,40 @@ void qk_attention_stats(const real *att, int B, int NH, int T, double *entropy,
 /* Exchanges W_Q^h and W_K^h (and their biases) of one head, or of every head
  * of every layer when layer < 0. Calling it twice restores the model. */
 void qk_swap(Model *m, int layer, int head);
+
+/* The gauge freedom of the scores: per head, W_Q^h -> A W_Q^h and
+ * W_K^h -> A^-T W_K^h (biases likewise) with A = U D, U a random orthogonal
+ * d x d matrix and D diagonal with entries in [1/2, 2] (well conditioned);
+ * D = I when qk is tied. Leaves every q.k, hence the model's function,
+ * unchanged. */
+void qk_gauge_apply(Model *m, Rng *r);
+
+/* ---- per-head analysis at every eval (qk_eval.csv), probe and compare ---- */
+
+typedef struct {
+    double symmetry;       /* qk_symmetry of M_h */
+    double directionality; /* qk_directionality of M_h */
+    double balance;        /* ||W_Q^h||_F^2 - ||W_K^h||_F^2 (not gauge invariant) */
+    double overlap_mean;   /* mean and largest cosine of the principal angles */
+    double overlap_max;    /* between the row spaces of W_Q^h and W_K^h */
+    double swap_delta;     /* val loss with W_Q^h <-> W_K^h, minus the normal one */
+    double entropy;        /* qk_attention_stats on the same windows */
+    double prev_token;
+} QkHeadEval;
+
+#define QK_EVAL_NCOLS 11
+extern const char *const qk_eval_columns[QK_EVAL_NCOLS];
+
+/* Analyses every head into heads[L * NH] on `count` fixed validation windows
+ * (B at a time; inputs/targets [B, maxT] buffers). Returns the delta with the
+ * heads of all layers swapped at once; *base_loss gets the normal loss. The
+ * model is left as it was. */
+double qk_eval_heads(Model *m, const Corpus *c, int count, int B, int *inputs, int *targets,
+                     QkHeadEval *heads, double *base_loss);
+
+/* qk_eval.csv rows of one eval: one per (layer, head), then one with layer
+ * and head -1 whose swap_delta is the all-heads swap (other fields empty). */
+void qk_eval_csv_write(CsvLog *w, int step, const QkHeadEval *heads, int L, int NH,
+                       double swap_all);
 
 #endif

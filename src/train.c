@@ -233,6 +233,7 @@ int train_setup(Trainer *t, const Config *cfg, Error *err) {
     t->targets = xmalloc(bt * sizeof(int));
 
     qk_norms_create(&t->qk, &s);
+    t->heads = xcalloc((size_t)s.L * s.NH, sizeof(QkHeadEval));
     metric_cols_build(t);
     const char *const *mcols = (const char *const *)t->metric_cols;
     struct {
@@ -242,7 +243,8 @@ int train_setup(Trainer *t, const Config *cfg, Error *err) {
         int ncols;
     } logs[] = {{&t->metrics, "metrics.csv", mcols, t->n_metric_cols},
                 {&t->evals, "eval.csv", eval_cols, N_EVAL_COLS},
-                {&t->qklog, "qk.csv", qk_csv_columns, QK_CSV_NCOLS}};
+                {&t->qklog, "qk.csv", qk_csv_columns, QK_CSV_NCOLS},
+                {&t->qkeval, "qk_eval.csv", qk_eval_columns, QK_EVAL_NCOLS}};
     for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++) {
         run_path(path, sizeof path, t, logs[i].file);
         if (!c->resume)
@@ -261,28 +263,14 @@ int train_setup(Trainer *t, const Config *cfg, Error *err) {
     return 0;
 }
 
-double train_eval_split(Model *m, const Corpus *c, int val, int count, int B, int *inputs,
-                        int *targets) {
-    int T = m->shape.maxT;
-    double sum = 0;
-    for (int i = 0; i < count; i += B) {
-        int nb = count - i < B ? count - i : B;
-        for (int b = 0; b < nb; b++)
-            batch_eval_window(c, val, i + b, count, T, inputs + (size_t)b * T,
-                              targets + (size_t)b * T);
-        /* mean over nb rows, weighted back to a mean over all windows */
-        sum += (double)model_forward(m, inputs, targets, nb, T) * nb;
-    }
-    return sum / count;
-}
 
 static void train_eval(Trainer *t) {
     const Config *c = &t->cfg;
     int count = c->eval_batches * c->batch_size;
-    double tr = train_eval_split(&t->model, &t->corpus, 0, count, c->batch_size, t->inputs,
-                                 t->targets);
-    double va = train_eval_split(&t->model, &t->corpus, 1, count, c->batch_size, t->inputs,
-                                 t->targets);
+    double tr = model_eval_windows(&t->model, &t->corpus, 0, count, c->batch_size, t->inputs,
+                                 t->targets, NULL, NULL);
+    double va = model_eval_windows(&t->model, &t->corpus, 1, count, c->batch_size, t->inputs,
+                                 t->targets, NULL, NULL);
     t->last_train = tr;
     t->last_val = va;
     t->last_eval_step = t->step;
@@ -293,9 +281,19 @@ static void train_eval(Trainer *t) {
     csvlog_flush(&t->evals);
     csvlog_flush(&t->metrics);
     csvlog_flush(&t->qklog);
-    char line[256];
-    snprintf(line, sizeof line, "step %d/%d | eval: train loss %.4f | val loss %.4f", t->step,
-             c->steps, tr, va);
+    char line[256], qkinfo[96] = "";
+    if (c->swap_batches > 0) {
+        double swap_all = qk_eval_heads(&t->model, &t->corpus, c->swap_batches * c->batch_size,
+                                        c->batch_size, t->inputs, t->targets, t->heads, NULL);
+        qk_eval_csv_write(&t->qkeval, t->step, t->heads, c->n_layer, c->n_head, swap_all);
+        double sym = 0;
+        for (int i = 0; i < c->n_layer * c->n_head; i++) sym += t->heads[i].symmetry;
+        snprintf(qkinfo, sizeof qkinfo, " | mean symmetry %.3f | swap-all delta %+.3f",
+                 sym / (c->n_layer * c->n_head), swap_all);
+    }
+    csvlog_flush(&t->qkeval);
+    snprintf(line, sizeof line, "step %d/%d | eval: train loss %.4f | val loss %.4f%s", t->step,
+             c->steps, tr, va, qkinfo);
     progress_show(&t->progress, line, 1);
 }
 
@@ -402,6 +400,7 @@ static void train_finish_logs(Trainer *t) {
     csvlog_close(&t->metrics);
     csvlog_close(&t->evals);
     csvlog_close(&t->qklog);
+    csvlog_close(&t->qkeval);
 }
 
 /* Heatmaps at step 0, every heatmap_every steps and at the end of training
@@ -459,6 +458,7 @@ void train_free(Trainer *t) {
     for (int i = 0; i < t->n_metric_cols; i++) free(t->metric_cols[i]);
     free(t->metric_cols);
     qk_norms_free(&t->qk);
+    free(t->heads);
     qk_watch_free(&t->watch);
     model_free(&t->model);
     corpus_free(&t->corpus);

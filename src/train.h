@@ -20,11 +20,12 @@ typedef struct {
     char run_dir[CONFIG_STR + 256];
     int *inputs, *targets; /* [B, T] batch buffers */
     int step;             /* updates done so far */
-    CsvLog metrics, evals, qklog;
+    CsvLog metrics, evals, qklog, qkeval;
     char **metric_cols;   /* metrics.csv header: base columns + per-layer Q/K totals */
     int n_metric_cols;
     QkNorms qk;           /* this step's per-head norms */
     QkWatch watch;        /* probe and history for the heatmaps */
+    QkHeadEval *heads;    /* [L * NH] the last eval's Q/K analysis */
     double observe_seconds; /* time spent writing heatmaps */
     Progress progress;
     double last_train, last_val; /* latest eval losses, NAN before the first eval */
@@ -55,9 +56,5 @@ void train_free(Trainer *t);
 int train_check_compatible(const Checkpoint *ck, const Config *c, const Corpus *corpus,
                            Error *err);
 
-/* Mean loss over `count` fixed windows of one split (val = 1: validation),
- * evaluated B windows at a time. */
-double train_eval_split(Model *m, const Corpus *c, int val, int count, int B, int *inputs,
-                        int *targets);
 
 #endif

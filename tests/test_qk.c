@@ -164,7 +164,138 @@ static void test_csv_roundtrip(void) {
     model_free(&m);
 }
 
+static real *rand_mat(Rng *r, int rows, int cols) {
+    real *a = xmalloc((size_t)rows * cols * sizeof(real));
+    for (int i = 0; i < rows * cols; i++) a[i] = (real)rng_normal(r);
+    return a;
+}
+
+/* s on symmetric and antisymmetric M; the d-space traces against the full
+ * C x C computation; gauge invariance of s, directionality and the M cosine. */
+static void test_symmetry(void) {
+    Rng r;
+    rng_seed(&r, 3);
+    int d = 4, C = 12;
+    real *wq = rand_mat(&r, d, C), *wk = rand_mat(&r, d, C);
+    EXPECT(fabs(qk_symmetry(wq, wq, d, C) - 1) < 1e-12, "W_K = W_Q: s = %g", qk_symmetry(wq, wq, d, C));
+    /* d = 2, C = 2: W_Q = I, W_K = [[0, 1], [-1, 0]] gives M = W_K, antisymmetric */
+    real I2[4] = {1, 0, 0, 1}, J2[4] = {0, 1, -1, 0};
+    EXPECT(fabs(qk_symmetry(I2, J2, 2, 2) + 1) < 1e-12, "antisymmetric: s = %g", qk_symmetry(I2, J2, 2, 2));
+    /* full computation */
+    double *M = xmalloc((size_t)C * C * sizeof(double));
+    qk_bilinear(M, wq, wk, d, C);
+    double tr2 = 0, f2 = 0;
+    for (int i = 0; i < C; i++)
+        for (int j = 0; j < C; j++) {
+            tr2 += M[i * C + j] * M[j * C + i];
+            f2 += M[i * C + j] * M[i * C + j];
+        }
+    double s = qk_symmetry(wq, wk, d, C);
+    EXPECT(fabs(s - tr2 / f2) < 1e-6, "d-space s %.9g vs full %.9g", s, tr2 / f2);
+    EXPECT(s > -1 && s < 1, "random s in (-1, 1)");
+    EXPECT(fabs(qk_bilinear_cosine(wq, wk, wq, wk, d, C) - 1) < 1e-6, "self cosine");
+    /* M = W_Q^T W_K: cosine with M^T = W_K^T W_Q is s itself */
+    EXPECT(fabs(qk_bilinear_cosine(wq, wk, wk, wq, d, C) - s) < 1e-6, "cos(M, M^T) = s");
+    /* gauge: W_Q -> A W_Q, W_K -> A^-T W_K leaves M, hence s and the cosine */
+    ModelShape sh = {.V = 3, .L = 1, .NH = 1, .C = 8, .maxT = 2, .tie_embeddings = 1};
+    Model m;
+    model_create(&m, &sh, 1);
+    model_init_params(&m, &r, 0);
+    real *q0 = xmalloc(64 * sizeof(real)), *k0 = xmalloc(64 * sizeof(real));
+    memcpy(q0, m.p.wq, 64 * sizeof(real));
+    memcpy(k0, m.p.wk, 64 * sizeof(real));
+    qk_gauge_apply(&m, &r);
+    double M0[64], M1[64];
+    qk_bilinear(M0, q0, k0, 8, 8);
+    qk_bilinear(M1, m.p.wq, m.p.wk, 8, 8);
+    double dm = 0, mx = 0;
+    for (int i = 0; i < 64; i++) {
+        dm = fmax(dm, fabs(M0[i] - M1[i]));
+        mx = fmax(mx, fabs(M0[i]));
+    }
+    EXPECT(dm < 1e-5 * mx, "gauge changed M by %g (max %g)", dm, mx);
+    EXPECT(fabs(frob_rows(m.p.wq, 8, 0, 8) - frob_rows(q0, 8, 0, 8)) > 1e-3 * frob_rows(q0, 8, 0, 8),
+           "gauge left |W_Q| unchanged");
+    EXPECT(fabs(qk_symmetry(q0, k0, 8, 8) - qk_symmetry(m.p.wq, m.p.wk, 8, 8)) < 1e-5, "gauge s");
+    EXPECT(fabs(qk_directionality(M0, 8) - qk_directionality(M1, 8)) < 1e-4, "gauge directionality");
+    model_free(&m);
+    free(q0); free(k0); free(M); free(wq); free(wk);
+}
+
+/* Sign convention: one dominant column (a key-side input direction) gives
+ * d > 0, one dominant row (query side) d < 0. */
+static void test_directionality(void) {
+    int C = 32;
+    double *M = xcalloc((size_t)C * C, sizeof(double)), *Mt = xcalloc((size_t)C * C, sizeof(double));
+    Rng r;
+    rng_seed(&r, 8);
+    for (int i = 0; i < C * C; i++) M[i] = 0.01 * rng_normal(&r);
+    for (int i = 0; i < C; i++) M[i * C + 5] += 1.0; /* column 5 */
+    for (int i = 0; i < C; i++)
+        for (int j = 0; j < C; j++) Mt[j * C + i] = M[i * C + j];
+    double d = qk_directionality(M, C), dt = qk_directionality(Mt, C);
+    EXPECT(d > 0.9, "column-dominant: d = %g", d);
+    EXPECT(fabs(dt + d) < 1e-12, "row-dominant: d = %g", dt);
+    double *Z = xcalloc((size_t)C * C, sizeof(double));
+    EXPECT(qk_directionality(Z, C) == 0, "zero matrix");
+    free(M); free(Mt); free(Z);
+}
+
+static void test_principal_angles(void) {
+    Rng r;
+    rng_seed(&r, 4);
+    int d = 3, C = 10;
+    real *a = rand_mat(&r, d, C), *b = xmalloc((size_t)d * C * sizeof(real));
+    double cs[3];
+    /* the same row space, other basis: b = mixes of a's rows */
+    for (int i = 0; i < d; i++)
+        for (int c = 0; c < C; c++) b[i * C + c] = a[((i + 1) % d) * C + c] + 0.5f * a[i * C + c];
+    qk_principal_cosines(a, b, d, C, cs);
+    for (int i = 0; i < d; i++) EXPECT(fabs(cs[i] - 1) < 1e-6, "same space: cos %g", cs[i]);
+    /* orthogonal spaces: coordinate axes 0..2 vs 3..5 */
+    real e[30] = {0}, f[30] = {0};
+    for (int i = 0; i < 3; i++) {
+        e[i * C + i] = 1;
+        f[i * C + 3 + i] = 1;
+    }
+    qk_principal_cosines(e, f, d, C, cs);
+    for (int i = 0; i < d; i++) EXPECT(fabs(cs[i]) < 1e-9, "orthogonal: cos %g", cs[i]);
+    /* one shared axis, one at 60 degrees, one orthogonal */
+    memset(f, 0, sizeof f);
+    f[0 * C + 0] = 1;
+    f[1 * C + 1] = 0.5f, f[1 * C + 5] = (real)sqrt(0.75);
+    f[2 * C + 7] = 1;
+    qk_principal_cosines(e, f, d, C, cs);
+    EXPECT(fabs(cs[0] - 1) < 1e-6 && fabs(cs[1] - 0.5) < 1e-6 && fabs(cs[2]) < 1e-6,
+           "cosines %g %g %g, expected 1 0.5 0", cs[0], cs[1], cs[2]);
+    free(a); free(b);
+}
+
+static void test_js_and_stats(void) {
+    double p[3] = {1, 0, 0}, q[3] = {0, 1, 0}, u[3] = {1 / 3.0, 1 / 3.0, 1 / 3.0};
+    EXPECT(fabs(qk_js_divergence(p, q, 3) - 1) < 1e-12, "disjoint: JS = 1 bit");
+    EXPECT(qk_js_divergence(u, u, 3) == 0, "equal: JS = 0");
+    /* uniform causal attention: entropy 1 per row; previous-token weight 1/(t+1) */
+    int T = 4;
+    real att[16] = {0};
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j <= t; j++) att[t * T + j] = (real)(1.0 / (t + 1));
+    double ent, prev;
+    qk_attention_stats(att, 1, 1, T, &ent, &prev);
+    EXPECT(fabs(ent - 1) < 1e-6, "uniform entropy %g", ent);
+    EXPECT(fabs(prev - (0.5 + 1 / 3.0 + 0.25) / 3) < 1e-6, "uniform prev-token %g", prev);
+    memset(att, 0, sizeof att);
+    att[0] = 1;
+    for (int t = 1; t < T; t++) att[t * T + t - 1] = 1;
+    qk_attention_stats(att, 1, 1, T, &ent, &prev);
+    EXPECT(ent == 0 && prev == 1, "previous-token head: entropy %g prev %g", ent, prev);
+}
+
 int main(void) {
+    test_symmetry();
+    test_directionality();
+    test_principal_angles();
+    test_js_and_stats();
     test_norms(0);
     test_norms(1);
     test_csv_roundtrip();

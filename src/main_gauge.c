@@ -1,0 +1,58 @@
+/* qkscope gauge CKPT OUT [--seed S]: applies a random well-conditioned A per
+ * head, W_Q^h -> A W_Q^h and W_K^h -> A^-T W_K^h (biases likewise). Every
+ * attention score q.k is unchanged, so the model computes the same function,
+ * while the norms of W_Q and W_K and of their gradients change: a check of
+ * which logged quantities mean something (README, "What the norms mean"). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "qk.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: qkscope gauge CKPT OUT [--seed S]\n"
+               "  Writes OUT: CKPT with W_Q^h -> A W_Q^h, W_K^h -> A^-T W_K^h for a random\n"
+               "  well-conditioned A (d_head x d_head) per head; the same function, other norms.\n"
+               "  A = U D with U random orthogonal and D diagonal in [1/2, 2]; with qk = tied\n"
+               "  (one matrix for both) A = U, the only choice that keeps W_K = W_Q.\n"
+               "  --seed S   choice of the A's (default 1)\n");
+}
+
+int main(int argc, char **argv) {
+    const char *in = NULL, *out = NULL, *v;
+    long seed = 1;
+    Error err;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--seed")) {
+            if (cli_value(argc, argv, &i, &v, &err) || cli_long(a, v, 0, 0x7fffffffL, &seed, &err))
+                return cli_fail(&err);
+        } else if (a[0] == '-' || (in && out)) {
+            fprintf(stderr, "qkscope: gauge: unexpected argument '%s' (see qkscope gauge --help)\n", a);
+            return EXIT_BADINPUT;
+        } else if (!in) {
+            in = a;
+        } else {
+            out = a;
+        }
+    }
+    if (!in || !out) {
+        usage(stderr);
+        return EXIT_BADINPUT;
+    }
+    Checkpoint ck;
+    Model m;
+    if (cli_load_model(in, &ck, &m, 1, &err)) return cli_fail(&err);
+    Rng r;
+    rng_seed(&r, (uint64_t)seed);
+    qk_gauge_apply(&m, &r);
+    if (checkpoint_save(out, &m, &ck.cfg, ck.vocab, ck.V, &ck.state, 0, &err)) return cli_fail(&err);
+    printf("gauge: wrote %s (%s A per head)\n", out, ck.shape.qk_tied ? "orthogonal" : "random");
+    model_free(&m);
+    checkpoint_free(&ck);
+    return 0;
+}
