@@ -1,6 +1,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -62,4 +63,16 @@ int dir_create(const char *path, Error *err) {
         }
     }
     return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void dir_remove(const char *path) {
+    if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        die("cannot remove %s: %s", path, strerror(errno));
 }

@@ -50,6 +50,10 @@ void *xcalloc_at(size_t count, size_t size, const char *file, int line);
 /* mkdir -p: creates path and its missing parents; -1 with a message. */
 int dir_create(const char *path, Error *err);
 
+/* rm -r: removes path and everything below it (symbolic links are not
+ * followed); failures die. */
+void dir_remove(const char *path);
+
 /* Wall-clock seconds from a monotonic clock. */
 double time_now(void);
 

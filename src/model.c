@@ -44,6 +44,9 @@ static const struct {
     {offsetof(ParamTensors, lm_head), "lm_head.weight", 0},
 };
 
+const char *const model_op_names[N_OPS] = {"matmul", "attention", "layernorm", "gelu",
+                                           "softmax-crossentropy", "other"};
+
 /* Shape of one instance of a kind (one layer's slice); 0 rows when absent. */
 static void kind_dims(const ModelShape *s, int k, int *rows, int *cols) {
     int C = s->C;
@@ -234,6 +237,15 @@ void model_init_params(Model *m, Rng *r, int symmetric_qk) {
     }
 }
 
+/* Adds the wall time of an op call to m->op_seconds (the benchmark's per-op
+ * breakdown; a clock read costs ~20 ns against microseconds per op). */
+#define TIMED(op, call)                                  \
+    do {                                                 \
+        double t0_ = time_now();                         \
+        call;                                            \
+        m->op_seconds[op] += time_now() - t0_;           \
+    } while (0)
+
 /* Layer l's slice of a stacked tensor, or NULL when the tensor is absent. */
 static real *at(real *base, int l, size_t stride) {
     return base ? base + (size_t)l * stride : NULL;
@@ -250,7 +262,7 @@ real model_forward(Model *m, const int *inputs, const int *targets, int B, int T
     ParamTensors *p = &m->p;
     Activations *a = &m->acts;
 
-    encoder_forward(a->encoded, inputs, p->wte, p->wpe, B, T, C);
+    TIMED(OP_OTHER, encoder_forward(a->encoded, inputs, p->wte, p->wpe, B, T, C));
     const real *resid = a->encoded;
     for (int l = 0; l < s->L; l++) {
         real *ln1 = a->ln1 + l * BTC, *q = a->q + l * BTC, *k = a->k + l * BTC;
@@ -259,27 +271,29 @@ real model_forward(Model *m, const int *inputs, const int *targets, int B, int T
         real *fch = a->fch + l * BTC * 4, *fchg = a->fch_gelu + l * BTC * 4;
         real *att = a->att + (size_t)l * B * NH * T * T;
 
-        layernorm_forward(ln1, a->ln1_mean + l * BT, a->ln1_rstd + l * BT, resid,
-                          p->ln1w + l * C, p->ln1b + l * C, BT, C);
-        matmul_forward(q, ln1, p->wq + l * CC, at(p->bq, l, C), BT, C, C, 0);
-        matmul_forward(k, ln1, p->wk + l * CC, at(p->bk, l, C), BT, C, C, 0);
-        matmul_forward(v, ln1, p->wv + l * CC, at(p->bv, l, C), BT, C, C, 0);
-        attention_forward(atty, att, q, k, v, B, T, C, NH);
+        TIMED(OP_LAYERNORM, layernorm_forward(ln1, a->ln1_mean + l * BT, a->ln1_rstd + l * BT,
+                                              resid, p->ln1w + l * C, p->ln1b + l * C, BT, C));
+        TIMED(OP_MATMUL, matmul_forward(q, ln1, p->wq + l * CC, at(p->bq, l, C), BT, C, C, 0));
+        TIMED(OP_MATMUL, matmul_forward(k, ln1, p->wk + l * CC, at(p->bk, l, C), BT, C, C, 0));
+        TIMED(OP_MATMUL, matmul_forward(v, ln1, p->wv + l * CC, at(p->bv, l, C), BT, C, C, 0));
+        TIMED(OP_ATTENTION, attention_forward(atty, att, q, k, v, B, T, C, NH));
         memcpy(res2, resid, BTC * sizeof(real)); /* the W_O matmul adds onto it */
-        matmul_forward(res2, atty, p->wo + l * CC, at(p->bo, l, C), BT, C, C, 1);
+        TIMED(OP_MATMUL, matmul_forward(res2, atty, p->wo + l * CC, at(p->bo, l, C), BT, C, C, 1));
 
-        layernorm_forward(ln2, a->ln2_mean + l * BT, a->ln2_rstd + l * BT, res2,
-                          p->ln2w + l * C, p->ln2b + l * C, BT, C);
-        matmul_forward(fch, ln2, p->fcw + l * 4 * CC, at(p->fcb, l, 4 * (size_t)C), BT, C,
-                       4 * C, 0);
-        gelu_forward(fchg, fch, BTC * 4);
+        TIMED(OP_LAYERNORM, layernorm_forward(ln2, a->ln2_mean + l * BT, a->ln2_rstd + l * BT, res2,
+                                              p->ln2w + l * C, p->ln2b + l * C, BT, C));
+        TIMED(OP_MATMUL, matmul_forward(fch, ln2, p->fcw + l * 4 * CC, at(p->fcb, l, 4 * (size_t)C),
+                                        BT, C, 4 * C, 0));
+        TIMED(OP_GELU, gelu_forward(fchg, fch, BTC * 4));
         memcpy(res3, res2, BTC * sizeof(real));
-        matmul_forward(res3, fchg, p->projw + l * 4 * CC, at(p->projb, l, C), BT, 4 * C, C, 1);
+        TIMED(OP_MATMUL, matmul_forward(res3, fchg, p->projw + l * 4 * CC, at(p->projb, l, C), BT,
+                                        4 * C, C, 1));
         resid = res3;
     }
-    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, resid, p->lnfw, p->lnfb, BT, C);
-    matmul_forward(a->logits, a->lnf, p->lm_head, NULL, BT, C, V, 0);
-    crossentropy_forward(a->probs, a->losses, a->logits, targets, BT, V);
+    TIMED(OP_LAYERNORM,
+          layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, resid, p->lnfw, p->lnfb, BT, C));
+    TIMED(OP_MATMUL, matmul_forward(a->logits, a->lnf, p->lm_head, NULL, BT, C, V, 0));
+    TIMED(OP_CROSSENTROPY, crossentropy_forward(a->probs, a->losses, a->logits, targets, BT, V));
 
     m->B = B;
     m->T = T;
@@ -287,7 +301,8 @@ real model_forward(Model *m, const int *inputs, const int *targets, int B, int T
     m->targets = targets;
     if (!targets) return 0;
     double sum = 0;
-    for (size_t i = 0; i < BT; i++) sum += a->losses[i];
+    for (size_t i = 0; i < BT; i++)
+        sum += a->losses[i];
     m->loss = (real)(sum / BT);
     return m->loss;
 }
@@ -312,12 +327,14 @@ void model_backward(Model *m) {
         }
     }
 
-    crossentropy_backward(d->dlogits, a->probs, m->targets, BT, V, (real)(1.0 / BT));
-    matmul_backward(d->dln, s->tie_embeddings ? g->wte : g->lm_head, NULL, d->dlogits, a->lnf,
-                    p->lm_head, BT, C, V, 0);
+    TIMED(OP_CROSSENTROPY,
+          crossentropy_backward(d->dlogits, a->probs, m->targets, BT, V, (real)(1.0 / BT)));
+    TIMED(OP_MATMUL, matmul_backward(d->dln, s->tie_embeddings ? g->wte : g->lm_head, NULL,
+                                     d->dlogits, a->lnf, p->lm_head, BT, C, V, 0));
     memset(d->dres, 0, BTC * sizeof(real));
-    layernorm_backward(d->dres, g->lnfw, g->lnfb, d->dln, a->res3 + (s->L - 1) * BTC, p->lnfw,
-                       a->lnf_mean, a->lnf_rstd, BT, C);
+    TIMED(OP_LAYERNORM,
+          layernorm_backward(d->dres, g->lnfw, g->lnfb, d->dln, a->res3 + (s->L - 1) * BTC, p->lnfw,
+                             a->lnf_mean, a->lnf_rstd, BT, C));
 
     for (int l = s->L - 1; l >= 0; l--) {
         const real *resid = l == 0 ? a->encoded : a->res3 + (l - 1) * BTC;
@@ -329,37 +346,44 @@ void model_backward(Model *m) {
 
         /* MLP: dres holds dL/d(res3); layernorm_backward adds the branch's
          * contribution so that afterwards dres = dL/d(res2). */
-        matmul_backward(d->dfch_gelu, g->projw + l * 4 * CC, at(g->projb, l, C), d->dres, fchg,
-                        p->projw + l * 4 * CC, BT, 4 * C, C, 0);
-        gelu_backward(d->dfch, fch, d->dfch_gelu, BTC * 4);
-        matmul_backward(d->dln, g->fcw + l * 4 * CC, at(g->fcb, l, 4 * (size_t)C), d->dfch, ln2,
-                        p->fcw + l * 4 * CC, BT, C, 4 * C, 0);
-        layernorm_backward(d->dres, g->ln2w + l * C, g->ln2b + l * C, d->dln, res2,
-                           p->ln2w + l * C, a->ln2_mean + l * BT, a->ln2_rstd + l * BT, BT, C);
+        TIMED(OP_MATMUL, matmul_backward(d->dfch_gelu, g->projw + l * 4 * CC, at(g->projb, l, C),
+                                         d->dres, fchg, p->projw + l * 4 * CC, BT, 4 * C, C, 0));
+        TIMED(OP_GELU, gelu_backward(d->dfch, fch, d->dfch_gelu, BTC * 4));
+        TIMED(OP_MATMUL, matmul_backward(d->dln, g->fcw + l * 4 * CC, at(g->fcb, l, 4 * (size_t)C),
+                                         d->dfch, ln2, p->fcw + l * 4 * CC, BT, C, 4 * C, 0));
+        TIMED(OP_LAYERNORM, layernorm_backward(d->dres, g->ln2w + l * C, g->ln2b + l * C, d->dln,
+                                               res2, p->ln2w + l * C, a->ln2_mean + l * BT,
+                                               a->ln2_rstd + l * BT, BT, C));
 
         /* Attention: afterwards dres = dL/d(block input). */
-        matmul_backward(d->datty, g->wo + l * CC, at(g->bo, l, C), d->dres, atty, p->wo + l * CC,
-                        BT, C, C, 0);
-        attention_backward(d->dq, d->dk, d->dv, d->datt, d->datty, q, k, v, att, B, T, C, NH);
+        TIMED(OP_MATMUL, matmul_backward(d->datty, g->wo + l * CC, at(g->bo, l, C), d->dres, atty,
+                                         p->wo + l * CC, BT, C, C, 0));
+        TIMED(OP_ATTENTION, attention_backward(d->dq, d->dk, d->dv, d->datt, d->datty, q, k, v, att,
+                                               B, T, C, NH));
         real *gwq = s->qk_tied ? d->dwq_path + l * CC : g->wq + l * CC;
         real *gbq = s->qk_tied ? at(d->dbq_path, l, C) : at(g->bq, l, C);
         real *gwk = s->qk_tied ? d->dwk_path + l * CC : g->wk + l * CC;
         real *gbk = s->qk_tied ? at(d->dbk_path, l, C) : at(g->bk, l, C);
-        matmul_backward(d->dln, gwq, gbq, d->dq, ln1, p->wq + l * CC, BT, C, C, 0);
-        matmul_backward(d->dln, gwk, gbk, d->dk, ln1, p->wk + l * CC, BT, C, C, 1);
-        matmul_backward(d->dln, g->wv + l * CC, at(g->bv, l, C), d->dv, ln1, p->wv + l * CC,
-                        BT, C, C, 1);
-        layernorm_backward(d->dres, g->ln1w + l * C, g->ln1b + l * C, d->dln, resid,
-                           p->ln1w + l * C, a->ln1_mean + l * BT, a->ln1_rstd + l * BT, BT, C);
+        TIMED(OP_MATMUL,
+              matmul_backward(d->dln, gwq, gbq, d->dq, ln1, p->wq + l * CC, BT, C, C, 0));
+        TIMED(OP_MATMUL,
+              matmul_backward(d->dln, gwk, gbk, d->dk, ln1, p->wk + l * CC, BT, C, C, 1));
+        TIMED(OP_MATMUL, matmul_backward(d->dln, g->wv + l * CC, at(g->bv, l, C), d->dv, ln1,
+                                         p->wv + l * CC, BT, C, C, 1));
+        TIMED(OP_LAYERNORM, layernorm_backward(d->dres, g->ln1w + l * C, g->ln1b + l * C, d->dln,
+                                               resid, p->ln1w + l * C, a->ln1_mean + l * BT,
+                                               a->ln1_rstd + l * BT, BT, C));
     }
-    encoder_backward(g->wte, g->wpe, d->dres, m->inputs, B, T, C);
+    TIMED(OP_OTHER, encoder_backward(g->wte, g->wpe, d->dres, m->inputs, B, T, C));
 
     /* Tied W_Q = W_K: the shared gradient is query path + key path. */
     if (s->qk_tied) {
         size_t n = (size_t)s->L * CC;
-        for (size_t i = 0; i < n; i++) g->wq[i] = d->dwq_path[i] + d->dwk_path[i];
+        for (size_t i = 0; i < n; i++)
+            g->wq[i] = d->dwq_path[i] + d->dwk_path[i];
         if (s->bias)
-            for (size_t i = 0; i < (size_t)s->L * C; i++) g->bq[i] = d->dbq_path[i] + d->dbk_path[i];
+            for (size_t i = 0; i < (size_t)s->L * C; i++)
+                g->bq[i] = d->dbq_path[i] + d->dbk_path[i];
     }
 }
 

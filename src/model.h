@@ -104,6 +104,10 @@ typedef struct {
     real *dbk_path;  /* [L, C] */
 } BackwardScratch;
 
+/* Op categories of the per-op time breakdown. */
+enum { OP_MATMUL, OP_ATTENTION, OP_LAYERNORM, OP_GELU, OP_CROSSENTROPY, OP_OTHER, N_OPS };
+extern const char *const model_op_names[N_OPS];
+
 typedef struct {
     ModelShape shape;
     ParamView *views;      /* [n_views] */
@@ -123,6 +127,7 @@ typedef struct {
     const int *inputs;     /* [B, T] tokens of the last forward */
     const int *targets;    /* [B, T] its targets (NULL = none) */
     real loss;             /* mean loss of the last forward with targets */
+    double op_seconds[N_OPS]; /* wall time spent in each op category so far */
 } Model;
 
 /* The named views of a shape, in checkpoint order, without allocating a model

@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,10 +31,6 @@ int train_check_memory(const ModelShape *s, int B, Error *err) {
     return 0;
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb; (void)flag; (void)ftw;
-    return remove(path);
-}
 
 static int dir_is_empty(const char *path) {
     DIR *d = opendir(path);
@@ -70,8 +65,7 @@ static int run_dir_prepare(Trainer *t, Error *err) {
                                  "%s: not a qkscope run folder (no config.ini); refusing to "
                                  "overwrite it",
                                  t->run_dir);
-            if (nftw(t->run_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-                die("cannot remove %s: %s", t->run_dir, strerror(errno));
+            dir_remove(t->run_dir);
         }
     }
     return dir_create(t->run_dir, err);
@@ -171,6 +165,7 @@ int train_setup(Trainer *t, const Config *cfg, Error *err) {
     memset(t, 0, sizeof *t);
     t->cfg = *cfg;
     t->resumed_from = -1;
+    t->qk_logging = 1;
     t->last_train = t->last_val = NAN;
     t->last_eval_step = -1;
     const Config *c = &t->cfg;
@@ -297,25 +292,35 @@ static void train_eval(Trainer *t) {
     progress_show(&t->progress, line, 1);
 }
 
-/* One update, logged to metrics.csv and the console. */
-static void train_step(Trainer *t) {
+void train_step(Trainer *t) {
     const Config *c = &t->cfg;
     int B = c->batch_size, T = c->block_size;
-    double t0 = time_now();
+    double *ph = t->phase_seconds, t0 = time_now(), t1, t2, t3, tq = 0;
     double lr = optim_lr(&t->opt, t->step);
     batch_sample_train(&t->corpus, &t->batch_rng, B, T, t->inputs, t->targets);
     real loss = model_forward(&t->model, t->inputs, t->targets, B, T);
+    t1 = time_now();
     model_backward(&t->model);
-    qk_norms_measure_grads(&t->qk, &t->model);
+    t2 = time_now();
+    if (t->qk_logging) qk_norms_measure_grads(&t->qk, &t->model);
+    t3 = time_now();
     double norm = model_grad_norm(&t->model);
     double scale = optim_clip_scale(norm, c->grad_clip);
     optim_adamw_update(&t->model, &t->opt, lr, t->step + 1, scale);
-    qk_norms_measure_update(&t->qk, &t->model);
+    double t4 = time_now();
+    if (t->qk_logging) qk_norms_measure_update(&t->qk, &t->model);
     t->step++;
-    double dt = time_now() - t0;
+    double t5 = time_now(), dt = t5 - t0;
     t->train_seconds += dt;
-    qk_watch_record(&t->watch, &t->qk, t->step);
-    qk_csv_write_step(&t->qklog, &t->qk, t->step);
+    if (t->qk_logging) {
+        qk_watch_record(&t->watch, &t->qk, t->step);
+        qk_csv_write_step(&t->qklog, &t->qk, t->step);
+        tq = time_now() - t5;
+    }
+    ph[PHASE_FORWARD] += t1 - t0;
+    ph[PHASE_BACKWARD] += t2 - t1;
+    ph[PHASE_OPTIMIZER] += t4 - t3;
+    ph[PHASE_QK_LOGGING] += (t3 - t2) + (t5 - t4) + tq;
 
     csvlog_int(&t->metrics, t->step);
     csvlog_num(&t->metrics, lr);
@@ -406,7 +411,7 @@ static void train_finish_logs(Trainer *t) {
 /* Heatmaps at step 0, every heatmap_every steps and at the end of training
  * (not at an interruption, so a resumed run draws the same set); timed apart
  * from the steps. */
-static int train_observe(Trainer *t, Error *err) {
+int train_observe(Trainer *t, Error *err) {
     int every = t->cfg.heatmap_every;
     if (every <= 0 || !(t->step % every == 0 || t->step == t->cfg.steps)) return 0;
     double t0 = time_now();

@@ -11,6 +11,9 @@
 #include "optim.h"
 #include "qk.h"
 
+/* Phases of a step, timed for the benchmark. */
+enum { PHASE_FORWARD, PHASE_BACKWARD, PHASE_OPTIMIZER, PHASE_QK_LOGGING, N_PHASES };
+
 typedef struct {
     Config cfg;
     Corpus corpus;
@@ -27,6 +30,8 @@ typedef struct {
     QkWatch watch;        /* probe and history for the heatmaps */
     QkHeadEval *heads;    /* [L * NH] the last eval's Q/K analysis */
     double observe_seconds; /* time spent writing heatmaps */
+    double phase_seconds[N_PHASES];
+    int qk_logging;       /* per-head norms and qk.csv every step (the benchmark turns it off) */
     Progress progress;
     double last_train, last_val; /* latest eval losses, NAN before the first eval */
     int last_eval_step;   /* -1 before the first eval */
@@ -48,6 +53,13 @@ int train_setup(Trainer *t, const Config *cfg, Error *err);
 /* Runs the steps, evals and checkpoints to train.steps (or train.stop_after);
  * returns 0, or 1 after reporting a failed checkpoint write. */
 int train_run(Trainer *t);
+
+/* One update, logged to metrics.csv (and qk.csv) and the console. */
+void train_step(Trainer *t);
+
+/* Draws the heatmaps when the step calls for them (step 0, every
+ * heatmap_every, the end); -1 with a message on a write failure. */
+int train_observe(Trainer *t, Error *err);
 
 void train_free(Trainer *t);
 

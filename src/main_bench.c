@@ -1,0 +1,183 @@
+/* qkscope bench CONFIG [--steps N] [--warmup N] [--threads N] [section.key=value ...]:
+ * times training steps of a config and prints ms/step, tokens/s, GFLOP/s,
+ * MFU against this machine's measured FMA peak, peak RSS against what the
+ * model needs, and per-phase and per-op breakdowns; then the cost of the Q/K
+ * instrumentation (steps with per-head logging off, and one heatmap set).
+ * Runs in a temporary folder; nothing is kept. Not a test: it only prints. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "cli.h"
+#include "train.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: qkscope bench CONFIG [--steps N] [--warmup N] [--threads N] [section.key=value ...]\n"
+               "  --steps N    timed steps (default 50)\n"
+               "  --warmup N   untimed steps first (default 5)\n"
+               "  --threads N  OpenMP threads (default: run.threads, else all cores)\n");
+}
+
+#if defined(__AVX512F__)
+#define PEAK_BYTES 64
+#else
+#define PEAK_BYTES 32
+#endif
+typedef float vpeak __attribute__((vector_size(PEAK_BYTES)));
+#define PEAK_CHAINS 12 /* independent FMA chains: enough to cover the FMA latency */
+
+/* fp32 FLOP/s of `threads` threads running independent vector FMA chains. */
+static double fma_peak(int threads) {
+    const long iters = 20000000;
+    volatile float sink = 0;
+    double t0 = time_now();
+#pragma omp parallel num_threads(threads)
+    {
+        vpeak acc[PEAK_CHAINS], mul = {0}, add = {0};
+        for (int i = 0; i < PEAK_CHAINS; i++) acc[i] = (vpeak){0} + (float)i;
+        mul += 0.999999f;
+        add += 1e-7f;
+        for (long it = 0; it < iters; it++)
+            for (int i = 0; i < PEAK_CHAINS; i++) acc[i] = acc[i] * mul + add;
+        float s = 0;
+        for (int i = 0; i < PEAK_CHAINS; i++) s += acc[i][0];
+#pragma omp atomic
+        sink += s;
+    }
+    double dt = time_now() - t0;
+    (void)sink;
+    return 2.0 * (PEAK_BYTES / 4) * PEAK_CHAINS * (double)iters * threads / dt;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median seconds per step over n steps. */
+static double run_steps(Trainer *t, int n) {
+    double *dt = xmalloc((size_t)n * sizeof(double));
+    for (int i = 0; i < n; i++) {
+        double t0 = time_now();
+        train_step(t);
+        dt[i] = time_now() - t0;
+    }
+    qsort(dt, (size_t)n, sizeof(double), cmp_double);
+    double med = n % 2 ? dt[n / 2] : 0.5 * (dt[n / 2 - 1] + dt[n / 2]);
+    free(dt);
+    return med;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_BADINPUT : 0;
+    }
+    long steps = 50, warmup = 5, threads = 0;
+    char *overrides[256];
+    int n_over = 0;
+    Error err;
+    const char *v;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        int bad = 0;
+        if (!strcmp(a, "--steps")) {
+            bad = cli_value(argc, argv, &i, &v, &err) || cli_long(a, v, 1, 1000000, &steps, &err);
+        } else if (!strcmp(a, "--warmup")) {
+            bad = cli_value(argc, argv, &i, &v, &err) || cli_long(a, v, 0, 1000000, &warmup, &err);
+        } else if (!strcmp(a, "--threads")) {
+            bad = cli_value(argc, argv, &i, &v, &err) || cli_long(a, v, 1, 1024, &threads, &err);
+        } else if (a[0] == '-' || n_over == 256) {
+            fprintf(stderr, "qkscope: bench: unexpected argument '%s' (see qkscope bench --help)\n", a);
+            return EXIT_BADINPUT;
+        } else {
+            overrides[n_over++] = (char *)a;
+        }
+        if (bad) return cli_fail(&err);
+    }
+    Config cfg;
+    if (config_load(&cfg, argv[1], n_over, overrides, &err)) return cli_fail(&err);
+    char dir[] = "/tmp/qkscope-bench-XXXXXX";
+    CHECK(mkdtemp(dir), "cannot create a temporary folder");
+    snprintf(cfg.out_dir, sizeof cfg.out_dir, "%s", dir);
+    cfg.resume = 0;
+    cfg.init_from[0] = '\0';
+    if (threads > 0) cfg.threads = (int)threads;
+    /* enough steps that the schedule stays in its warm-up/cosine shape */
+    if (cfg.steps < warmup + 2 * steps) cfg.steps = (int)(warmup + 2 * steps);
+    if (cfg.warmup_steps > cfg.steps) cfg.warmup_steps = cfg.steps;
+    cfg.stop_after = 0;
+    cfg.log_every = 1000000000; /* no progress lines between the figures */
+    Trainer t;
+    if (train_setup(&t, &cfg, &err)) {
+        dir_remove(dir);
+        return cli_fail(&err);
+    }
+    int nthreads = 1;
+#ifdef _OPENMP
+    nthreads = omp_get_max_threads();
+#endif
+    const ModelShape *s = &t.model.shape;
+    int B = cfg.batch_size, T = cfg.block_size;
+    double fpt = 6.0 * (12.0 * s->L * (double)s->C * s->C + (double)s->V * s->C) +
+                 12.0 * s->L * (double)T * s->C;
+    double peak1 = fma_peak(1), peakn = nthreads > 1 ? fma_peak(nthreads) : peak1;
+
+    printf("bench %s: L%d H%d C%d T%d B%d V%d, %zu parameters, %d thread(s)\n", argv[1], s->L,
+           s->NH, s->C, T, B, s->V, t.model.n_params, nthreads);
+    printf("machine fp32 FMA peak: %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d (%d-bit vectors)\n",
+           peak1 / 1e9, peakn / 1e9, nthreads, PEAK_BYTES * 8);
+    for (long i = 0; i < warmup; i++) train_step(&t);
+    memset(t.phase_seconds, 0, sizeof t.phase_seconds);
+    memset(t.model.op_seconds, 0, sizeof t.model.op_seconds);
+    double med = run_steps(&t, (int)steps);
+    double phases[N_PHASES], ops[N_OPS];
+    memcpy(phases, t.phase_seconds, sizeof phases);
+    memcpy(ops, t.model.op_seconds, sizeof ops);
+    t.qk_logging = 0;
+    double med_off = run_steps(&t, (int)steps);
+    t.qk_logging = 1;
+    /* one heatmap set (probe forward + PNGs + filmstrips + balance) */
+    double h0 = time_now();
+    int heat_ok = qk_watch_snapshot(&t.watch, &t.model, t.run_dir, t.step, &err) == 0;
+    double heat = time_now() - h0;
+
+    double tps = B * T / med;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double rss = ru.ru_maxrss / 1024.0, need = model_memory_bytes(s, B) / 1048576.0;
+    printf("median %.2f ms/step over %ld steps (after %ld warm-up): %.0f tokens/s, %.1f GFLOP/s, "
+           "MFU %.1f%% of the %d-thread peak\n",
+           med * 1e3, steps, warmup, tps, fpt * tps / 1e9, 100 * fpt * tps / peakn, nthreads);
+    printf("model FLOPs per token %.3f M (6 (12 L C^2 + V C) + 12 L T C)\n", fpt / 1e6);
+    printf("peak RSS %.1f MiB; parameters + gradients + Adam state + activations need %.1f MiB (%.2fx)\n",
+           rss, need, rss / need);
+    const char *phase_names[N_PHASES] = {"forward", "backward", "optimizer", "Q/K logging"};
+    double phase_total = 0;
+    for (int i = 0; i < N_PHASES; i++) phase_total += phases[i];
+    printf("per phase (mean ms/step):\n");
+    for (int i = 0; i < N_PHASES; i++)
+        printf("  %-22s %8.3f  %5.1f%%\n", phase_names[i], phases[i] * 1e3 / steps,
+               100 * phases[i] / phase_total);
+    printf("per op, forward + backward (mean ms/step):\n");
+    double op_total = 0;
+    for (int i = 0; i < N_OPS; i++) op_total += ops[i];
+    for (int i = 0; i < N_OPS; i++)
+        printf("  %-22s %8.3f  %5.1f%%\n", model_op_names[i], ops[i] * 1e3 / steps,
+               100 * ops[i] / op_total);
+    printf("Q/K instrumentation: per-head logging on %.2f ms/step, off %.2f ms/step (%+.1f%%)\n",
+           med * 1e3, med_off * 1e3, 100 * (med - med_off) / med_off);
+    if (heat_ok && cfg.heatmap_every > 0)
+        printf("heatmaps: %.1f ms per set, every %d steps: %.2f%% of the step time\n", heat * 1e3,
+               cfg.heatmap_every, 100 * heat / (cfg.heatmap_every * med));
+    else if (!heat_ok)
+        printf("heatmaps: %s\n", err.msg);
+    train_free(&t);
+    dir_remove(dir);
+    return 0;
+}
