@@ -64,7 +64,8 @@ static double run_steps(Trainer *t, int n) {
     double *dt = xmalloc((size_t)n * sizeof(double));
     for (int i = 0; i < n; i++) {
         double t0 = time_now();
-        train_step(t);
+        Error err;
+        if (train_step(t, &err) != 0) die("%s", err.msg);
         dt[i] = time_now() - t0;
     }
     qsort(dt, (size_t)n, sizeof(double), cmp_double);
@@ -132,7 +133,8 @@ int main(int argc, char **argv) {
            s->NH, s->C, T, B, s->V, t.model.n_params, nthreads);
     printf("machine fp32 FMA peak: %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d (%d-bit vectors)\n",
            peak1 / 1e9, peakn / 1e9, nthreads, PEAK_BYTES * 8);
-    for (long i = 0; i < warmup; i++) train_step(&t);
+    for (long i = 0; i < warmup; i++)
+        if (train_step(&t, &err) != 0) die("%s", err.msg);
     memset(t.phase_seconds, 0, sizeof t.phase_seconds);
     memset(t.model.op_seconds, 0, sizeof t.model.op_seconds);
     double med = run_steps(&t, (int)steps);

@@ -1,6 +1,8 @@
 /* train CONFIG [section.key=value ...]: trains a model, logging to runs/<name>/. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "train.h"
@@ -14,6 +16,14 @@ static void usage(FILE *f) {
             "  ckpt/).\n"
             "  --overwrite   same as run.overwrite=true (replace the run folder)\n"
             "  --resume      same as run.resume=true (continue from ckpt/latest.safetensors)\n");
+}
+
+/* First SIGINT/SIGTERM: finish the step, checkpoint, exit 130/143. A second
+ * one exits at once; checkpoints are written atomically, so the last complete
+ * one stays intact. */
+static void on_signal(int sig) {
+    if (train_stop_signal) _exit(128 + sig);
+    train_stop_signal = sig;
 }
 
 int main(int argc, char **argv) {
@@ -43,6 +53,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "qkscope: %s\n", err.msg);
         return EXIT_BADINPUT;
     }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     Trainer t;
     if (train_setup(&t, &cfg, &err) != 0) {
         fprintf(stderr, "qkscope: %s\n", err.msg);

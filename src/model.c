@@ -418,3 +418,26 @@ double model_grad_norm(const Model *m) {
     for (size_t i = 0; i < m->n_params; i++) s += (double)m->grads[i] * m->grads[i];
     return sqrt(s);
 }
+
+int model_find_nonfinite(const Model *m, const real *buf, char *out, size_t n) {
+    int hs = m->shape.C / m->shape.NH;
+    for (int i = 0; i < m->n_views; i++) {
+        const ParamView *v = &m->views[i];
+        for (size_t j = 0; j < v->numel; j++) {
+            if (isfinite(buf[v->offset + j])) continue;
+            int layer = -1, head = -1;
+            sscanf(v->name, "blocks.%d.", &layer);
+            if (strstr(v->name, ".attn.")) {
+                /* q, k, v: head h owns rows (and bias entries) h*hs..; o: those input columns */
+                size_t row = v->ndim == 2 ? j / v->shape[1] : j, col = v->ndim == 2 ? j % v->shape[1] : 0;
+                int is_o = strstr(v->name, ".attn.o.") != NULL;
+                head = is_o ? (v->ndim == 2 ? (int)(col / hs) : -1) : (int)(row / hs);
+            }
+            int k = snprintf(out, n, "%s[%zu] = %g", v->name, j, (double)buf[v->offset + j]);
+            if (layer >= 0 && k >= 0 && (size_t)k < n)
+                snprintf(out + k, n - k, head >= 0 ? " (layer %d, head %d)" : " (layer %d)", layer, head);
+            return 1;
+        }
+    }
+    return 0;
+}

@@ -170,6 +170,11 @@ typedef void (*ChunkHook)(void *ctx, const Model *m, int nb);
 double model_eval_windows(Model *m, const Corpus *c, int val, int count, int B, int *inputs,
                           int *targets, ChunkHook each, void *ctx);
 
+/* Describes the first non-finite element of buf (a parameter-layout buffer:
+ * params or grads) into out, e.g. "blocks.1.attn.q.weight[70] = nan (layer 1,
+ * head 2)"; returns 0 when all are finite. */
+int model_find_nonfinite(const Model *m, const real *buf, char *out, size_t n);
+
 /* Global L2 norm of the gradient buffer (fixed summation order). */
 double model_grad_norm(const Model *m);
 

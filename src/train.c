@@ -292,7 +292,9 @@ static void train_eval(Trainer *t) {
     progress_show(&t->progress, line, 1);
 }
 
-void train_step(Trainer *t) {
+volatile sig_atomic_t train_stop_signal;
+
+int train_step(Trainer *t, Error *err) {
     const Config *c = &t->cfg;
     int B = c->batch_size, T = c->block_size;
     double *ph = t->phase_seconds, t0 = time_now(), t1, t2, t3, tq = 0;
@@ -305,6 +307,14 @@ void train_step(Trainer *t) {
     if (t->qk_logging) qk_norms_measure_grads(&t->qk, &t->model);
     t3 = time_now();
     double norm = model_grad_norm(&t->model);
+    if (!isfinite(loss) || !isfinite(norm)) {
+        /* stop before the update: the weights, and so every checkpoint, stay finite */
+        char where[256] = "no gradient tensor";
+        model_find_nonfinite(&t->model, t->model.grads, where, sizeof where);
+        return error_set(err, "step %d: non-finite %s (loss %g, gradient norm %g); first "
+                              "non-finite gradient: %s; the last checkpoint is intact",
+                         t->step + 1, isfinite(loss) ? "gradient" : "loss", (double)loss, norm, where);
+    }
     double scale = optim_clip_scale(norm, c->grad_clip);
     optim_adamw_update(&t->model, &t->opt, lr, t->step + 1, scale);
     double t4 = time_now();
@@ -342,6 +352,7 @@ void train_step(Trainer *t) {
                  t->step, c->steps, (double)loss, val, lr, tps, eta);
         progress_show(&t->progress, line, 0);
     }
+    return 0;
 }
 
 /* Numbers of the step_NNNNNN.safetensors files in dir, ascending. */
@@ -379,6 +390,10 @@ static int train_checkpoint(Trainer *t, Error *err) {
     char name[64];
     snprintf(name, sizeof name, "step_%06d.safetensors", t->step);
     snprintf(path, sizeof path, "%s/%s", dir, name);
+    char bad[256];
+    if (model_find_nonfinite(&t->model, t->model.params, bad, sizeof bad))
+        return error_set(err, "step %d: not saving a checkpoint with a non-finite weight: %s",
+                         t->step, bad);
     TrainState st = {.step = t->step, .batch_rng = t->batch_rng, .train_loss = t->last_train,
                      .val_loss = t->last_val, .eval_step = t->last_eval_step};
     Config rec = config_record(c);
@@ -434,16 +449,24 @@ int train_run(Trainer *t) {
         if (train_observe(t, &err) != 0) goto failed;
     }
     while (t->step < last) {
-        train_step(t);
-        int end = t->step == last;
+        if (train_step(t, &err) != 0) goto failed;
+        int end = t->step == last || train_stop_signal;
         if (t->step % c->eval_every == 0 || t->step == c->steps) train_eval(t);
         if (train_observe(t, &err) != 0) goto failed;
         if ((c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) || end)
             if (train_checkpoint(t, &err) != 0) goto failed;
+        if (train_stop_signal) break;
     }
     train_finish_logs(t);
     double tokens = (double)(t->step - (t->resumed_from > 0 ? t->resumed_from : 0)) *
                     c->batch_size * c->block_size;
+    if (train_stop_signal) {
+        printf("\nqkscope: interrupted (%s) after step %d of %d; checkpoint %s/ckpt/step_%06d.safetensors;"
+               " continue with:\n  ./train %s/config.ini run.resume=true\n",
+               train_stop_signal == SIGTERM ? "SIGTERM" : "SIGINT", t->step, c->steps, t->run_dir,
+               t->step, t->run_dir);
+        return 128 + train_stop_signal;
+    }
     if (t->step < c->steps)
         printf("qkscope: stopped after step %d of %d (train.stop_after); continue with:\n"
                "  ./train %s/config.ini run.resume=true\n",

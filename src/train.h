@@ -3,6 +3,8 @@
 #ifndef QK_TRAIN_H
 #define QK_TRAIN_H
 
+#include <signal.h>
+
 #include "checkpoint.h"
 #include "config.h"
 #include "data.h"
@@ -54,8 +56,15 @@ int train_setup(Trainer *t, const Config *cfg, Error *err);
  * returns 0, or 1 after reporting a failed checkpoint write. */
 int train_run(Trainer *t);
 
-/* One update, logged to metrics.csv (and qk.csv) and the console. */
-void train_step(Trainer *t);
+/* One update, logged to metrics.csv (and qk.csv) and the console; -1 with a
+ * message naming the step and the first non-finite tensor when the loss or a
+ * gradient is not finite (no update is applied then). */
+int train_step(Trainer *t, Error *err);
+
+/* Set (to the signal number) by the command's SIGINT/SIGTERM handler: the
+ * run finishes its step, writes a checkpoint and the logs, and train_run
+ * returns 128 + the signal. */
+extern volatile sig_atomic_t train_stop_signal;
 
 /* Draws the heatmaps when the step calls for them (step 0, every
  * heatmap_every, the end); -1 with a message on a write failure. */
