@@ -12,6 +12,8 @@
 #include <omp.h>
 #endif
 
+#include "report.h"
+
 ModelShape train_model_shape(const Config *c, int V) {
     ModelShape s = {.V = V, .L = c->n_layer, .NH = c->n_head, .C = c->n_embd,
                     .maxT = c->block_size, .bias = c->bias,
@@ -248,6 +250,10 @@ int train_setup(Trainer *t, const Config *cfg, Error *err) {
             return -1;
     }
     if (c->resume && qk_watch_reload(&t->watch, t->run_dir, t->step, err) != 0) return -1;
+    /* the probe's text for the report page's attention viewer */
+    if (c->heatmap_every > 0 &&
+        report_probe_write(t->run_dir, t->watch.probe_chars, t->watch.T, err) != 0)
+        return -1;
     run_path(path, sizeof path, t, "config.ini");
     FILE *f = fopen(path, "w");
     if (!f) die("cannot create %s: %s", path, strerror(errno));
@@ -435,6 +441,14 @@ int train_observe(Trainer *t, Error *err) {
     return rc;
 }
 
+/* index.html, rewritten at each eval and at the end; a failure only warns:
+ * the page is a view of the run, not part of it. */
+static void train_report(Trainer *t) {
+    Error err;
+    if (report_write(t->run_dir, NULL, &err) != 0)
+        fprintf(stderr, "qkscope: warning: report page not written: %s\n", err.msg);
+}
+
 int train_run(Trainer *t) {
     const Config *c = &t->cfg;
     Error err;
@@ -455,9 +469,11 @@ int train_run(Trainer *t) {
         if (train_observe(t, &err) != 0) goto failed;
         if ((c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) || end)
             if (train_checkpoint(t, &err) != 0) goto failed;
+        if (t->step % c->eval_every == 0) train_report(t);
         if (train_stop_signal) break;
     }
     train_finish_logs(t);
+    train_report(t);
     double tokens = (double)(t->step - (t->resumed_from > 0 ? t->resumed_from : 0)) *
                     c->batch_size * c->block_size;
     if (train_stop_signal) {

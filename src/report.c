@@ -1,0 +1,1579 @@
+/* The HTML report of a run folder: the CSV logs are read with libcsv (as
+ * qk_csv_read does), the charts are inline SVG drawn here, and the attention
+ * viewer is a little JavaScript over the heatmap PNGs the run already holds.
+ * The page needs no server and no network: everything but the PNGs and the
+ * checkpoint links is in the one file. */
+#include "report.h"
+
+#include <cjson/cJSON.h>
+#include <csv.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "data.h"
+
+/* ---- output text --------------------------------------------------------- */
+
+typedef struct {
+    char *s;
+    size_t len, cap;
+} Buf;
+
+static void buf_add(Buf *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *p = realloc(b->s, cap);
+        CHECK(p, "out of memory building the report (%zu bytes)", cap);
+        b->s = p;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+static void buf_puts(Buf *b, const char *s) {
+    buf_add(b, s, strlen(s));
+}
+
+__attribute__((format(printf, 2, 3))) static void buf_printf(Buf *b, const char *fmt, ...) {
+    char small[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n < sizeof small) {
+        buf_add(b, small, (size_t)n);
+        return;
+    }
+    char *big = xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    buf_add(b, big, (size_t)n);
+    free(big);
+}
+
+/* Text in HTML content or a quoted attribute. */
+static void buf_html(Buf *b, const char *s) {
+    for (; *s; s++) switch (*s) {
+        case '&': buf_puts(b, "&amp;"); break;
+        case '<': buf_puts(b, "&lt;"); break;
+        case '>': buf_puts(b, "&gt;"); break;
+        case '"': buf_puts(b, "&quot;"); break;
+        case '\'': buf_puts(b, "&#39;"); break;
+        default: buf_add(b, s, 1);
+        }
+}
+
+/* A path as a relative URL: every byte but unreserved ones and '/' escaped. */
+static void buf_url(Buf *b, const char *s) {
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("-._~/", c))
+            buf_add(b, s, 1);
+        else
+            buf_printf(b, "%%%02X", c);
+    }
+}
+
+/* A JSON string; <, > and & escaped too, so the text can sit in a <script>. */
+static void buf_json_str(Buf *b, const char *s) {
+    buf_puts(b, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            buf_add(b, "\\", 1);
+            buf_add(b, s, 1);
+        } else if (c < 0x20 || c == '<' || c == '>' || c == '&') {
+            buf_printf(b, "\\u%04x", c);
+        } else {
+            buf_add(b, s, 1);
+        }
+    }
+    buf_puts(b, "\"");
+}
+
+/* A word for a POSIX shell: bare when it is plainly safe, else single-quoted. */
+static void buf_shell(Buf *b, const char *s) {
+    if (*s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-+:=@,") ==
+                  strlen(s)) {
+        buf_puts(b, s);
+        return;
+    }
+    buf_puts(b, "'");
+    for (; *s; s++)
+        if (*s == '\'')
+            buf_puts(b, "'\\''");
+        else
+            buf_add(b, s, 1);
+    buf_puts(b, "'");
+}
+
+/* ---- files and paths ----------------------------------------------------- */
+
+static char *path_join(const char *dir, const char *rel) {
+    Buf b = {0};
+    buf_puts(&b, dir);
+    if (b.len == 0 || b.s[b.len - 1] != '/') buf_puts(&b, "/");
+    buf_puts(&b, rel);
+    return b.s;
+}
+
+static char *path_dirname(const char *path) {
+    const char *slash = strrchr(path, '/');
+    Buf b = {0};
+    if (!slash)
+        buf_puts(&b, ".");
+    else
+        buf_add(&b, path, slash == path ? 1 : (size_t)(slash - path));
+    return b.s;
+}
+
+/* The whole file, NUL-terminated, or NULL when it cannot be read. */
+static char *file_slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    Buf b = {0};
+    char chunk[1 << 14];
+    size_t n;
+    buf_add(&b, "", 0);
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) buf_add(&b, chunk, n);
+    int failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s;
+}
+
+/* A temp file in the same folder renamed over path: a browser (or a second
+ * writer) never sees half a page. */
+static int file_write_atomic(const char *path, const char *data, size_t len, Error *err) {
+    char *tmp = xmalloc(strlen(path) + 32);
+    sprintf(tmp, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    int ok = f && fwrite(data, 1, len, f) == len, saved = errno;
+    if (f && fclose(f) != 0 && ok) {
+        ok = 0;
+        saved = errno;
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = 0;
+        saved = errno;
+    }
+    if (!ok && f) remove(tmp);
+    free(tmp);
+    return ok ? 0 : error_set(err, "%s: cannot write: %s", path, strerror(saved));
+}
+
+/* The URL prefix ("" or ending in '/') from folder `from` to folder `to`,
+ * through their real paths: relative, so the page keeps working when the
+ * folders are opened elsewhere or moved together. */
+static char *href_prefix(const char *from, const char *to, Error *err) {
+    char a[PATH_MAX], b[PATH_MAX];
+    if (!realpath(from, a)) {
+        error_set(err, "%s: cannot open folder: %s", from, strerror(errno));
+        return NULL;
+    }
+    if (!realpath(to, b)) {
+        error_set(err, "%s: cannot open folder: %s", to, strerror(errno));
+        return NULL;
+    }
+    size_t k = 0; /* a[0..k) == b[0..k), both ending a path component at k */
+    for (size_t i = 0;; i++) {
+        if ((a[i] == '/' || !a[i]) && (b[i] == '/' || !b[i])) k = i;
+        if (!a[i] || !b[i] || a[i] != b[i]) break;
+    }
+    Buf out = {0};
+    buf_add(&out, "", 0);
+    for (const char *p = a + k; *p; p++)
+        if (*p == '/' && p[1]) buf_puts(&out, "../");
+    const char *rest = b + k + (b[k] == '/');
+    if (*rest) {
+        buf_url(&out, rest);
+        buf_puts(&out, "/");
+    }
+    return out.s;
+}
+
+/* Steps of the entries `step_<N><suffix>` of a folder, ascending (none when
+ * the folder does not exist yet). */
+static int step_entries(const char *dir, const char *suffix, int **out) {
+    int n = 0, cap = 16;
+    *out = xmalloc((size_t)cap * sizeof(int));
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        int step, len = 0;
+        if (sscanf(e->d_name, "step_%d%n", &step, &len) != 1 || step < 0 ||
+            strcmp(e->d_name + len, suffix) != 0)
+            continue;
+        if (n == cap) {
+            int *grown = realloc(*out, (size_t)(cap *= 2) * sizeof(int));
+            CHECK(grown, "out of memory listing %s", dir);
+            *out = grown;
+        }
+        (*out)[n++] = step;
+    }
+    closedir(d);
+    for (int i = 1; i < n; i++) /* insertion sort: a few hundred entries at most */
+        for (int j = i; j > 0 && (*out)[j - 1] > (*out)[j]; j--) {
+            int t = (*out)[j];
+            (*out)[j] = (*out)[j - 1];
+            (*out)[j - 1] = t;
+        }
+    return n;
+}
+
+/* Parameter count from a checkpoint's safetensors header (every tensor but
+ * the AdamW moments), -1 when it cannot be read: the run folder records the
+ * vocabulary size nowhere else. */
+static long long ckpt_param_count(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    unsigned char len8[8];
+    uint64_t hlen = 0;
+    char *h = NULL;
+    if (fread(len8, 1, 8, f) == 8) {
+        for (int i = 0; i < 8; i++) hlen |= (uint64_t)len8[i] << (8 * i);
+        if (hlen > 0 && hlen < (1u << 28)) h = xmalloc(hlen);
+        if (h && fread(h, 1, hlen, f) != hlen) hlen = 0;
+    }
+    fclose(f);
+    cJSON *j = h && hlen ? cJSON_ParseWithLength(h, hlen) : NULL;
+    free(h);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return -1;
+    }
+    long long count = 0;
+    cJSON *e, *dim;
+    cJSON_ArrayForEach(e, j) {
+        if (!strcmp(e->string, "__metadata__") || !strncmp(e->string, "optim.", 6)) continue;
+        long long numel = 1;
+        cJSON_ArrayForEach(dim, cJSON_GetObjectItemCaseSensitive(e, "shape")) numel *=
+            (long long)dim->valuedouble;
+        count += numel;
+    }
+    cJSON_Delete(j);
+    return count;
+}
+
+/* ---- CSV logs ------------------------------------------------------------ */
+
+/* The wanted columns of a CSV log, in file order; empty fields are NAN. */
+typedef struct {
+    size_t rows, cap;
+    int ncols;
+    double *v; /* [rows, ncols] */
+} Table;
+
+static double cell(const Table *t, size_t row, int col) {
+    return t->v[row * (size_t)t->ncols + (size_t)col];
+}
+
+#define TABLE_MAX_COLS 8
+
+typedef struct {
+    const char *path;
+    Error *err;
+    const char *const *want;
+    int nwant;
+    int *map;     /* header field -> wanted column, or -1 */
+    int nfields;  /* fields of the header row */
+    size_t row;   /* rows seen, the header included */
+    int col;
+    int bad;
+    int final;    /* csv_fini is delivering a last row that had no newline */
+    double cur[TABLE_MAX_COLS];
+    Table *t;
+} CsvRead;
+
+static void csvread_field(void *data, size_t len, void *p) {
+    CsvRead *r = p;
+    if (r->bad || r->final) return;
+    if (r->row == 0) {
+        int *grown = realloc(r->map, (size_t)(r->col + 1) * sizeof(int));
+        CHECK(grown, "out of memory reading %s", r->path);
+        r->map = grown;
+        r->map[r->col] = -1;
+        for (int k = 0; k < r->nwant; k++)
+            if (strlen(r->want[k]) == len && memcmp(r->want[k], data, len) == 0) r->map[r->col] = k;
+    } else if (r->col >= r->nfields) {
+        r->bad = 1;
+        error_set(r->err, "%s: row %zu has more than the header's %d fields", r->path, r->row + 1,
+                  r->nfields);
+    } else if (r->map[r->col] >= 0) {
+        double v = NAN;
+        char *end = data;
+        if (len > 0) v = strtod(data, &end); /* CSV_APPEND_NULL: data ends with a NUL */
+        if (end != (char *)data + len) {
+            r->bad = 1;
+            error_set(r->err, "%s: row %zu, column '%s': '%.*s' is not a number", r->path,
+                      r->row + 1, r->want[r->map[r->col]], len > 40 ? 40 : (int)len,
+                      (const char *)data);
+        }
+        r->cur[r->map[r->col]] = v;
+    }
+    r->col++;
+}
+
+static void csvread_row(int c, void *p) {
+    (void)c;
+    CsvRead *r = p;
+    if (r->bad || r->final) return;
+    if (r->row == 0) {
+        r->nfields = r->col;
+        for (int k = 0; k < r->nwant && !r->bad; k++) {
+            int found = 0;
+            for (int i = 0; i < r->col; i++) found |= r->map[i] == k;
+            if (!found) {
+                r->bad = 1;
+                error_set(r->err, "%s: no column '%s' in the header", r->path, r->want[k]);
+            }
+        }
+    } else if (r->col != r->nfields) {
+        r->bad = 1;
+        error_set(r->err, "%s: row %zu has %d fields, the header %d", r->path, r->row + 1, r->col,
+                  r->nfields);
+    } else {
+        Table *t = r->t;
+        if (t->rows == t->cap) {
+            t->cap = t->cap ? 2 * t->cap : 1024;
+            double *grown = realloc(t->v, t->cap * (size_t)t->ncols * sizeof(double));
+            CHECK(grown, "out of memory reading %s", r->path);
+            t->v = grown;
+        }
+        memcpy(t->v + t->rows++ * (size_t)t->ncols, r->cur, (size_t)t->ncols * sizeof(double));
+    }
+    r->row++;
+    r->col = 0;
+}
+
+/* Reads the wanted columns of a CSV log. A missing file is an empty table (the
+ * run has not written it yet), and a last row without its newline is one being
+ * written, so it is left out. */
+static int table_read(Table *t, const char *path, const char *const *want, int nwant,
+                      Error *err) {
+    memset(t, 0, sizeof *t);
+    t->ncols = nwant;
+    FILE *f = fopen(path, "rb");
+    if (!f) return errno == ENOENT ? 0 : error_set(err, "%s: cannot open: %s", path, strerror(errno));
+    struct csv_parser p;
+    CHECK(csv_init(&p, CSV_STRICT | CSV_APPEND_NULL) == 0, "csv_init failed");
+    CsvRead r = {.path = path, .err = err, .want = want, .nwant = nwant, .t = t};
+    char buf[1 << 16];
+    size_t n;
+    while (!r.bad && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        if (csv_parse(&p, buf, n, csvread_field, csvread_row, &r) != n && !r.bad) {
+            r.bad = 1;
+            error_set(err, "%s: not CSV: %s", path, csv_strerror(csv_error(&p)));
+        }
+    if (!r.bad && ferror(f)) r.bad = error_set(err, "%s: cannot read: %s", path, strerror(errno));
+    r.final = 1;
+    csv_fini(&p, csvread_field, csvread_row, &r);
+    csv_free(&p);
+    fclose(f);
+    free(r.map);
+    if (r.bad) {
+        free(t->v);
+        t->v = NULL;
+        t->rows = 0;
+        return -1;
+    }
+    return 0;
+}
+
+enum { MT_STEP, MT_LR, MT_LOSS, MT_MS, MT_N };
+static const char *const metrics_cols[MT_N] = {"step", "lr", "loss", "ms"};
+enum { EV_STEP, EV_TRAIN, EV_VAL, EV_N };
+static const char *const eval_cols[EV_N] = {"step", "train_loss", "val_loss"};
+/* qk.csv and qk_eval.csv share their first three columns. */
+enum { HD_STEP, HD_LAYER, HD_HEAD };
+enum { QN_GQ = 3, QN_GK, QN_N };
+static const char *const norm_cols[QN_N] = {"step", "layer", "head", "gq_norm", "gk_norm"};
+enum { QE_SYM = 3, QE_DIR, QE_SWAP, QE_ENT, QE_N };
+static const char *const heval_cols[QE_N] = {"step",       "layer",     "head",   "symmetry",
+                                             "directionality", "swap_delta", "entropy"};
+
+/* The qk_eval.csv panels of a layer; ref: a dashed line at this value. */
+static const struct {
+    int col;
+    const char *key, *title;
+    double ref;
+} eval_panels[] = {
+    {QE_SYM, "symmetry", "symmetry s", 0},
+    {QE_DIR, "directionality", "directionality d", 0},
+    {QE_SWAP, "swap_delta", "swap delta (val loss)", 0},
+    {QE_ENT, "entropy", "attention entropy", NAN},
+};
+#define N_PANELS (sizeof eval_panels / sizeof eval_panels[0])
+
+/* Head index l * NH + h of a row of qk.csv or qk_eval.csv, -1 for rows of no
+ * head of this shape (qk_eval.csv's all-heads row). */
+static int head_of(const Table *t, size_t row, int L, int NH) {
+    double l = cell(t, row, HD_LAYER), h = cell(t, row, HD_HEAD);
+    if (!(l >= 0 && l < L && h >= 0 && h < NH)) return -1;
+    return (int)l * NH + (int)h;
+}
+
+/* Rows of head i: idx[start[i] .. start[i + 1]), in file order. */
+typedef struct {
+    size_t *start, *idx;
+} Groups;
+
+static void groups_build(Groups *g, const Table *t, int L, int NH) {
+    size_t nh = (size_t)L * NH;
+    g->start = xcalloc(nh + 1, sizeof(size_t));
+    g->idx = xmalloc(t->rows * sizeof(size_t));
+    size_t *fill = xcalloc(nh, sizeof(size_t));
+    for (size_t r = 0; r < t->rows; r++) {
+        int i = head_of(t, r, L, NH);
+        if (i >= 0) g->start[i + 1]++;
+    }
+    for (size_t i = 0; i < nh; i++) g->start[i + 1] += g->start[i];
+    for (size_t r = 0; r < t->rows; r++) {
+        int i = head_of(t, r, L, NH);
+        if (i >= 0) g->idx[g->start[i] + fill[i]++] = r;
+    }
+    free(fill);
+}
+
+/* ---- a run folder -------------------------------------------------------- */
+
+typedef struct {
+    const char *dir;       /* as given: it goes into command lines */
+    char *label;           /* the run's name, or its folder beside another run */
+    char *href;            /* URL prefix from the page's folder to the run folder */
+    Config cfg;
+    char *config_text;
+    Table metrics, evals, norms, heval;
+    Groups norm_rows, heval_rows;
+    int *maps, n_maps;     /* heatmap steps whose every layer_L.png exists */
+    int *ckpts, n_ckpts;   /* ckpt/step_NNNNNN.safetensors steps */
+    char *probe;           /* the heatmaps' probe text (UTF-8), NULL when unknown */
+    int T;                 /* probe length of the heatmaps (their layout) */
+    long long n_params;    /* -1 before the first checkpoint */
+} Run;
+
+/* Characters (code points) of UTF-8 text. */
+static int utf8_count(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* The probe as the trainer recorded it in attn/probe.txt, else [log] probe
+ * cut to block_size characters as the trainer cuts it; an empty [log] probe
+ * (the start of the validation split) stays unknown. */
+static void run_probe(Run *r) {
+    char *path = path_join(r->dir, "attn/probe.txt");
+    r->probe = file_slurp(path);
+    free(path);
+    if (!r->probe && r->cfg.probe[0]) {
+        const char *s = r->cfg.probe;
+        size_t end = 0;
+        for (int n = 0; s[end]; end++) /* stops at the start of character block_size + 1 */
+            if (((unsigned char)s[end] & 0xC0) != 0x80 && n++ == r->cfg.block_size) break;
+        Buf b = {0};
+        buf_add(&b, s, end);
+        r->probe = b.s;
+    }
+}
+
+/* The probe length of the heatmaps: from the newest map's attention.f32
+ * ([L, NH, T, T] float32), else from the probe text, else block_size. */
+static int run_map_length(const Run *r) {
+    if (r->n_maps > 0) {
+        char rel[64];
+        snprintf(rel, sizeof rel, "attn/step_%06d/attention.f32", r->maps[r->n_maps - 1]);
+        char *path = path_join(r->dir, rel);
+        struct stat st;
+        int found = stat(path, &st) == 0;
+        free(path);
+        if (found) {
+            double per_map = (double)st.st_size / (4.0 * r->cfg.n_layer * r->cfg.n_head);
+            long T = lround(sqrt(per_map));
+            if (T >= 2 && (double)T * (double)T == per_map) return (int)T;
+        }
+    }
+    int T = r->probe ? utf8_count(r->probe) : r->cfg.block_size;
+    return T < r->cfg.block_size ? T : r->cfg.block_size;
+}
+
+static int run_load(Run *r, const char *dir, const char *page_dir, Error *err) {
+    memset(r, 0, sizeof *r);
+    r->dir = dir;
+    r->n_params = -1;
+    char *path = path_join(dir, "config.ini");
+    r->config_text = file_slurp(path);
+    int rc = 0;
+    if (!r->config_text)
+        rc = error_set(err, "%s: not a run folder (cannot read %s)", dir, path);
+    else
+        rc = config_load_string(&r->cfg, r->config_text, path, err);
+    free(path);
+    if (rc) return -1;
+    const struct {
+        Table *t;
+        const char *file;
+        const char *const *cols;
+        int n;
+    } logs[] = {{&r->metrics, "metrics.csv", metrics_cols, MT_N},
+                {&r->evals, "eval.csv", eval_cols, EV_N},
+                {&r->norms, "qk.csv", norm_cols, QN_N},
+                {&r->heval, "qk_eval.csv", heval_cols, QE_N}};
+    for (size_t i = 0; i < sizeof logs / sizeof logs[0] && !rc; i++) {
+        path = path_join(dir, logs[i].file);
+        rc = table_read(logs[i].t, path, logs[i].cols, logs[i].n, err);
+        free(path);
+    }
+    if (rc) return -1;
+    int L = r->cfg.n_layer, NH = r->cfg.n_head;
+    groups_build(&r->norm_rows, &r->norms, L, NH);
+    groups_build(&r->heval_rows, &r->heval, L, NH);
+
+    path = path_join(dir, "attn");
+    int n = step_entries(path, "", &r->maps);
+    for (int i = 0; i < n; i++) { /* a set being drawn is left out until complete */
+        int complete = 1;
+        for (int l = 0; l < L && complete; l++) {
+            char rel[64];
+            snprintf(rel, sizeof rel, "step_%06d/layer_%d.png", r->maps[i], l);
+            char *png = path_join(path, rel);
+            complete = access(png, R_OK) == 0;
+            free(png);
+        }
+        if (complete) r->maps[r->n_maps++] = r->maps[i];
+    }
+    free(path);
+    path = path_join(dir, "ckpt");
+    r->n_ckpts = step_entries(path, ".safetensors", &r->ckpts);
+    if (r->n_ckpts > 0) {
+        char rel[64];
+        snprintf(rel, sizeof rel, "step_%06d.safetensors", r->ckpts[r->n_ckpts - 1]);
+        char *ck = path_join(path, rel);
+        r->n_params = ckpt_param_count(ck);
+        free(ck);
+    }
+    free(path);
+    run_probe(r);
+    r->T = run_map_length(r);
+    r->href = href_prefix(page_dir, dir, err);
+    return r->href ? 0 : -1;
+}
+
+static void run_free(Run *r) {
+    free(r->label);
+    free(r->href);
+    free(r->config_text);
+    Table *tables[] = {&r->metrics, &r->evals, &r->norms, &r->heval};
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) free(tables[i]->v);
+    free(r->norm_rows.start);
+    free(r->norm_rows.idx);
+    free(r->heval_rows.start);
+    free(r->heval_rows.idx);
+    free(r->maps);
+    free(r->ckpts);
+    free(r->probe);
+}
+
+/* ---- charts -------------------------------------------------------------- */
+
+enum { S_DASH = 1, S_FAINT = 2, S_DOTS = 4 };
+
+typedef struct {
+    char name[160];
+    const char *colour;
+    int style;
+    double *x, *y;
+    size_t n;
+} Series;
+
+/* Column ycol (divided by column over when over >= 0) against column xcol of
+ * the given rows (rows NULL: all n rows). */
+static Series series_take(const char *name, const char *colour, int style, const Table *t,
+                          const size_t *rows, size_t n, int xcol, int ycol, int over) {
+    Series s = {.colour = colour, .style = style, .n = n};
+    snprintf(s.name, sizeof s.name, "%s", name);
+    s.x = xmalloc(n * sizeof(double));
+    s.y = xmalloc(n * sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        size_t r = rows ? rows[i] : i;
+        s.x[i] = cell(t, r, xcol);
+        s.y[i] = cell(t, r, ycol) / (over >= 0 ? cell(t, r, over) : 1.0);
+    }
+    return s;
+}
+
+static void series_free(Series *s) {
+    free(s->x);
+    free(s->y);
+}
+
+typedef struct {
+    double lo, hi; /* empty while lo > hi */
+} Range;
+
+#define RANGE_EMPTY ((Range){INFINITY, -INFINITY})
+
+static int drawable(double x, double y, int log_y) {
+    return isfinite(x) && isfinite(y) && (!log_y || y > 0);
+}
+
+static void range_add(Range *r, double v) {
+    if (v < r->lo) r->lo = v;
+    if (v > r->hi) r->hi = v;
+}
+
+static void range_add_series(Range *r, const Series *s, int log_y) {
+    for (size_t i = 0; i < s->n; i++)
+        if (drawable(s->x[i], s->y[i], log_y)) range_add(r, s->y[i]);
+}
+
+/* A y range with a little room around the data (on a log scale: in log
+ * space); a single value gets a range around it, no data a default. */
+static Range range_finish(Range r, int log_y) {
+    if (!(r.lo <= r.hi)) return log_y ? (Range){1, 10} : (Range){0, 1};
+    double a = log_y ? log10(r.lo) : r.lo, b = log_y ? log10(r.hi) : r.hi;
+    double pad = (b - a) * 0.05;
+    if (!(pad > 1e-12 * fmax(1.0, fabs(b)))) pad = log_y ? 0.3 : (a != 0 ? fabs(a) * 0.1 : 1.0);
+    a -= pad;
+    b += pad;
+    return log_y ? (Range){pow(10, a), pow(10, b)} : (Range){a, b};
+}
+
+/* Round values (1, 2 or 5 times a power of ten) across r, at most max. */
+static int ticks_linear(Range r, double *out, int max) {
+    double raw = (r.hi - r.lo) / 5, mag = pow(10, floor(log10(raw))), f = raw / mag;
+    double step = (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * mag;
+    if (!(step > 0) || !isfinite(step)) return 0;
+    int n = 0;
+    for (double k = ceil(r.lo / step); k * step <= r.hi + step * 1e-9 && n < max; k++)
+        out[n++] = k == 0 ? 0 : k * step;
+    return n;
+}
+
+/* Powers of ten across r when two or more fall in it, else 1, 2 and 5 times
+ * powers of ten, else round values as on a linear axis. */
+static int ticks_log(Range r, double *out, int max) {
+    if (!(r.lo > 0)) return 0;
+    double a = ceil(log10(r.lo) - 1e-9), b = floor(log10(r.hi) + 1e-9);
+    int n = 0;
+    if (b - a >= 1 && b - a <= 600) {
+        double stride = floor((b - a) / (max - 1)) + 1;
+        for (double k = a; k <= b && n < max; k += stride) out[n++] = pow(10, k);
+        return n;
+    }
+    static const double mantissas[3] = {1, 2, 5};
+    for (double k = a - 1; k <= b && n < max; k++)
+        for (int i = 0; i < 3 && n < max; i++) {
+            double v = mantissas[i] * pow(10, k);
+            if (v >= r.lo && v <= r.hi) out[n++] = v;
+        }
+    return n >= 2 ? n : ticks_linear(r, out, max);
+}
+
+/* Enough decimals to tell ticks `step` apart (step 0: as few as needed). */
+static void tick_label(char *out, size_t n, double v, double step) {
+    double a = fabs(v);
+    int decimals = step > 0 ? (int)ceil(-log10(step) - 1e-9) : 0;
+    if (v != 0 && (a < 1e-3 || a >= 1e6))
+        snprintf(out, n, "%.3g", v);
+    else if (step > 0)
+        snprintf(out, n, "%.*f", decimals < 0 ? 0 : decimals > 9 ? 9 : decimals, v);
+    else
+        snprintf(out, n, "%g", v);
+}
+
+/* Indices (ascending) of at most max of the n values: all of them when n <=
+ * max, else the smallest and largest of each of max / 2 runs of consecutive
+ * values (see REPORT_MAX_POINTS). */
+static size_t series_reduce(const double *v, size_t n, size_t max, size_t *keep) {
+    if (n <= max) {
+        for (size_t i = 0; i < n; i++) keep[i] = i;
+        return n;
+    }
+    size_t buckets = max / 2, k = 0;
+    for (size_t b = 0; b < buckets; b++) {
+        size_t lo = b * n / buckets, hi = (b + 1) * n / buckets, imin = lo, imax = lo;
+        for (size_t i = lo + 1; i < hi; i++) {
+            if (v[i] < v[imin]) imin = i;
+            if (v[i] > v[imax]) imax = i;
+        }
+        keep[k++] = imin < imax ? imin : imax;
+        if (imin != imax) keep[k++] = imin < imax ? imax : imin;
+    }
+    return k;
+}
+
+typedef struct {
+    char id[64];
+    const char *title, *ylabel; /* the x axis is always the training step */
+    int w, h, log_y;
+    double ref;                 /* dashed line at this y, NAN for none */
+    Range x, y;                 /* final ranges (shared between small multiples) */
+} Chart;
+
+#define M_LEFT 58
+#define M_RIGHT 16
+#define M_TOP 20
+#define M_BOTTOM 30
+#define DOTS_MAX 60 /* series this short get a dot per point: evals, not steps */
+
+static double axis_frac(double v, Range r, int log_scale) {
+    if (log_scale) return (log10(v) - log10(r.lo)) / (log10(r.hi) - log10(r.lo));
+    return (v - r.lo) / (r.hi - r.lo);
+}
+
+static void series_svg(Buf *b, const Chart *c, const Series *s) {
+    double pw = c->w - M_LEFT - M_RIGHT, ph = c->h - M_TOP - M_BOTTOM;
+    double *px = xmalloc((s->n + 1) * sizeof(double)), *py = xmalloc((s->n + 1) * sizeof(double));
+    size_t m = 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (drawable(s->x[i], s->y[i], c->log_y)) {
+            px[m] = M_LEFT + pw * axis_frac(s->x[i], c->x, 0);
+            py[m++] = M_TOP + ph * (1 - axis_frac(s->y[i], c->y, c->log_y));
+        }
+    size_t *keep = xmalloc((m + 1) * sizeof(size_t));
+    size_t k = series_reduce(py, m, REPORT_MAX_POINTS, keep);
+    if (k > 0) {
+        buf_printf(b, "<polyline class=\"s%s\" data-n=\"%zu\" stroke=\"%s\"%s data-name=\"",
+                   s->style & S_FAINT ? " faint" : "", m, s->colour,
+                   s->style & S_DASH ? " stroke-dasharray=\"5 3\"" : "");
+        buf_html(b, s->name);
+        buf_puts(b, "\" points=\"");
+        for (size_t j = 0; j < k; j++) buf_printf(b, "%.1f,%.1f ", px[keep[j]], py[keep[j]]);
+        buf_puts(b, "\"><title>");
+        buf_html(b, s->name);
+        buf_puts(b, "</title></polyline>\n");
+        if ((s->style & S_DOTS) && k <= DOTS_MAX) {
+            buf_printf(b, "<g fill=\"%s\">", s->colour);
+            for (size_t j = 0; j < k; j++)
+                buf_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2\"/>", px[keep[j]], py[keep[j]]);
+            buf_puts(b, "</g>\n");
+        }
+    }
+    free(keep);
+    free(px);
+    free(py);
+}
+
+static void chart_svg(Buf *b, const Chart *c, const Series *s, int ns) {
+    double pw = c->w - M_LEFT - M_RIGHT, ph = c->h - M_TOP - M_BOTTOM;
+    buf_printf(b, "<svg class=\"chart\" id=\"%s\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\">"
+                  "<text class=\"title\" x=\"%d\" y=\"13\">",
+               c->id, c->w, c->h, c->w, c->h, M_LEFT);
+    buf_html(b, c->title);
+    buf_puts(b, "</text>\n");
+    double t[12];
+    char label[32];
+    int nt = c->log_y ? ticks_log(c->y, t, 8) : ticks_linear(c->y, t, 8);
+    double step = !c->log_y && nt > 1 ? t[1] - t[0] : 0;
+    for (int i = 0; i < nt; i++) {
+        double y = M_TOP + ph * (1 - axis_frac(t[i], c->y, c->log_y));
+        tick_label(label, sizeof label, t[i], step);
+        buf_printf(b, "<line class=\"grid\" x1=\"%d\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
+                      "<text class=\"ty\" x=\"%d\" y=\"%.1f\">%s</text>\n",
+                   M_LEFT, M_LEFT + pw, y, y, M_LEFT - 4, y + 3, label);
+    }
+    nt = ticks_linear(c->x, t, 6);
+    step = nt > 1 ? t[1] - t[0] : 0;
+    for (int i = 0; i < nt; i++) {
+        double x = M_LEFT + pw * axis_frac(t[i], c->x, 0);
+        tick_label(label, sizeof label, t[i], step);
+        buf_printf(b, "<line class=\"tick\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
+                      "<text class=\"tx\" x=\"%.1f\" y=\"%.1f\">%s</text>\n",
+                   x, x, M_TOP + ph, M_TOP + ph + 3, x, M_TOP + ph + 13, label);
+    }
+    buf_printf(b, "<rect class=\"frame\" x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\"/>\n",
+               M_LEFT, M_TOP, pw, ph);
+    if (isfinite(c->ref) && (!c->log_y || c->ref > 0) && c->ref >= c->y.lo && c->ref <= c->y.hi) {
+        double y = M_TOP + ph * (1 - axis_frac(c->ref, c->y, c->log_y));
+        buf_printf(b, "<line class=\"ref\" x1=\"%d\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n", M_LEFT,
+                   M_LEFT + pw, y, y);
+    }
+    for (int i = 0; i < ns; i++) series_svg(b, c, &s[i]);
+    buf_printf(b, "<text class=\"xl\" x=\"%.1f\" y=\"%d\">step</text>"
+                  "<text class=\"yl\" transform=\"translate(11 %.1f) rotate(-90)\">",
+               M_LEFT + pw / 2, c->h - 3, M_TOP + ph / 2);
+    buf_html(b, c->ylabel);
+    buf_puts(b, "</text></svg>\n");
+}
+
+/* One line per series: a stroke sample and the name. */
+static void legend_html(Buf *b, const Series *s, int ns) {
+    buf_puts(b, "<p class=\"legend\">");
+    for (int i = 0; i < ns; i++) {
+        buf_printf(b, "<span><svg width=\"22\" height=\"8\"><line x1=\"0\" y1=\"4\" x2=\"22\" "
+                      "y2=\"4\" stroke=\"%s\" stroke-width=\"2\"%s%s/></svg> ",
+                   s[i].colour, s[i].style & S_DASH ? " stroke-dasharray=\"5 3\"" : "",
+                   s[i].style & S_FAINT ? " stroke-opacity=\".4\"" : "");
+        buf_html(b, s[i].name);
+        buf_puts(b, "</span>");
+    }
+    buf_puts(b, "</p>\n");
+}
+
+/* ---- the page ------------------------------------------------------------ */
+
+static const char *const run_colours[2] = {"#2e6fba", "#d9730d"};
+static const char *const head_colours[10] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2",
+                                             "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+                                             "#9c755f", "#7f7f7f"};
+#define GQ_COLOUR "#c0392b" /* red: query side, as in qk_balance.png */
+#define GK_COLOUR "#2e6fba" /* blue: key side */
+#define RATIO_COLOUR "#6a3d9a"
+#define BIG_W 640
+#define BIG_H 260
+#define SMALL_W 236
+#define SMALL_H 150
+
+static const char page_css[] =
+    "body{font:14px/1.45 system-ui,sans-serif;color:#222;margin:0 24px 40px;background:#fff}\n"
+    "h1{font-size:22px;margin:18px 0 2px}h2{font-size:18px;border-bottom:1px solid #ddd;"
+    "padding-bottom:3px;margin:30px 0 8px}h3{font-size:15px;margin:20px 0 4px}"
+    "h4{font-size:14px;margin:4px 0}h5{font-size:13px;font-weight:600;margin:10px 0 0}\n"
+    "nav a{margin-right:14px}.note{color:#666;max-width:70em}code{background:#f3f3f3;"
+    "padding:0 3px}\n"
+    "table.summary{border-collapse:collapse}table.summary td,table.summary th{padding:2px 18px 2px "
+    "0;text-align:left;vertical-align:top}table.summary th{color:#666;font-weight:normal}"
+    "table.summary thead th{color:#222;font-weight:600}tr.diff td{background:#fff1c2}\n"
+    "pre.config{background:#f6f6f6;padding:8px;font-size:12px;max-height:22em;overflow:auto}\n"
+    ".row{display:flex;flex-wrap:wrap;gap:4px 14px;align-items:flex-start}"
+    ".cols{display:flex;flex-wrap:wrap;gap:12px 36px}.col{flex:1 1 0;min-width:320px}\n"
+    "svg.chart{font:10px system-ui,sans-serif;background:#fff}svg.chart .title{font-size:11px;"
+    "font-weight:600;fill:#222}svg.chart text{fill:#555}.ty{text-anchor:end}"
+    ".tx,.xl,.yl{text-anchor:middle}.grid{stroke:#ececec}.tick{stroke:#999}"
+    ".frame{fill:none;stroke:#aaa}.ref{stroke:#888;stroke-dasharray:3 3}"
+    "polyline{fill:none;stroke-width:1.4;stroke-opacity:.85;stroke-linejoin:round}polyline.faint{stroke-opacity:.35;"
+    "stroke-width:1}\n"
+    ".legend{margin:2px 0}.legend span{margin-right:16px;white-space:nowrap}\n"
+    ".controls{display:flex;flex-wrap:wrap;gap:8px 22px;align-items:center;margin:6px 0 10px}"
+    "#att-step{width:320px}.probe{font-family:ui-monospace,monospace;background:#f3f3f3;"
+    "padding:2px 6px;white-space:pre-wrap;word-break:break-all}\n"
+    "figure.att{margin:0;flex:1 1 0;min-width:300px}.crop{position:relative;overflow:hidden;"
+    "max-width:100%}.crop img{display:block;max-width:100%}.crop.cropped img{position:absolute;"
+    "max-width:none;image-rendering:pixelated}figcaption{color:#666;margin-top:4px}\n"
+    "pre.cmd{background:#f3f3f3;padding:6px 8px;user-select:all;white-space:pre-wrap}\n";
+
+/* The viewer and the compare command; the data comes from #report-data. */
+static const char page_js[] =
+    "'use strict';\n"
+    "(() => {\n"
+    "  const data = JSON.parse(document.getElementById('report-data').textContent);\n"
+    "  const byId = (id) => document.getElementById(id);\n"
+    "  const slider = byId('att-step');\n"
+    "  if (slider) {\n"
+    "    const layerSel = byId('att-layer'), headSel = byId('att-head');\n"
+    "    const steps = [...new Set(data.runs.flatMap((r) => r.steps))].sort((a, b) => a - b);\n"
+    "    const figs = [...document.querySelectorAll('figure.att')];\n"
+    "    slider.max = steps.length - 1;\n"
+    "    slider.value = steps.length - 1;\n"
+    "    // the run's newest map at or before step s (its first when all are later)\n"
+    "    const stepFor = (run, s) => run.steps.reduce((best, t) => (t <= s ? t : best),\n"
+    "                                                 run.steps.length ? run.steps[0] : -1);\n"
+    "    // one head's panel, cut out of the layer picture and magnified; the\n"
+    "    // whole picture when all heads are asked for or its size is not the\n"
+    "    // one the layout predicts\n"
+    "    const fit = (fig) => {\n"
+    "      const run = data.runs[Number(fig.dataset.run)], img = fig.querySelector('img');\n"
+    "      const box = img.parentNode, head = Number(headSel.value);\n"
+    "      const exact = img.naturalWidth === run.size[0] && img.naturalHeight === run.size[1];\n"
+    "      box.removeAttribute('style');\n"
+    "      img.removeAttribute('style');\n"
+    "      box.classList.remove('cropped');\n"
+    "      box.dataset.head = -1;\n"
+    "      if (head < 0 || head >= run.NH || !exact) return;\n"
+    "      const [x, y, w, h] = run.rects[head];\n"
+    "      const k = Math.max(1, Math.floor(Math.min(fig.clientWidth || 560, 560) / Math.max(w, h)));\n"
+    "      box.style.width = w * k + 'px';\n"
+    "      box.style.height = h * k + 'px';\n"
+    "      img.style.width = run.size[0] * k + 'px';\n"
+    "      img.style.left = -x * k + 'px';\n"
+    "      img.style.top = -y * k + 'px';\n"
+    "      box.classList.add('cropped');\n"
+    "      box.dataset.head = head;\n"
+    "    };\n"
+    "    const show = () => {\n"
+    "      const s = steps[Number(slider.value)], layer = Number(layerSel.value);\n"
+    "      byId('att-step-label').textContent = 'step ' + s;\n"
+    "      for (const fig of figs) {\n"
+    "        const run = data.runs[Number(fig.dataset.run)], img = fig.querySelector('img');\n"
+    "        const cap = fig.querySelector('figcaption'), t = stepFor(run, s);\n"
+    "        if (t < 0 || layer >= run.L) {\n"
+    "          img.hidden = true;\n"
+    "          cap.textContent = run.label + ': no map of layer ' + layer;\n"
+    "          continue;\n"
+    "        }\n"
+    "        const src = run.href + 'attn/step_' + String(t).padStart(6, '0') + '/layer_' + layer + '.png';\n"
+    "        img.hidden = false;\n"
+    "        if (img.getAttribute('src') !== src) img.src = src;\n"
+    "        else fit(fig);\n"
+    "        const link = document.createElement('a');\n"
+    "        link.href = src;\n"
+    "        link.textContent = src;\n"
+    "        const head = Number(headSel.value) < 0 ? 'all heads' : 'head ' + headSel.value;\n"
+    "        cap.replaceChildren(`${run.label}: step ${t}, layer ${layer}, ${head} \\u2014 `, link);\n"
+    "      }\n"
+    "    };\n"
+    "    for (const fig of figs) fig.querySelector('img').addEventListener('load', () => fit(fig));\n"
+    "    for (const el of [layerSel, headSel, slider]) el.addEventListener('input', show);\n"
+    "    show();\n"
+    "  }\n"
+    "  const ckA = byId('ckpt-a'), ckB = byId('ckpt-b');\n"
+    "  if (ckA && ckB) {\n"
+    "    const command = () => {\n"
+    "      byId('ckpt-cmd').textContent = './qkscope compare ' + ckA.value + ' ' + ckB.value;\n"
+    "    };\n"
+    "    ckA.addEventListener('input', command);\n"
+    "    ckB.addEventListener('input', command);\n"
+    "    command();\n"
+    "  }\n"
+    "})();\n";
+
+/* The x range of every chart: step 0 to the planned end of the longest run,
+ * so a run in progress shows how far it has got. */
+static Range steps_range(const Run *runs, int n) {
+    Range x = {0, 1};
+    for (int r = 0; r < n; r++) x.hi = fmax(x.hi, runs[r].cfg.steps);
+    return x;
+}
+
+/* ---- summary ---- */
+
+enum {
+    SUM_FOLDER, SUM_PROGRESS, SUM_MODEL, SUM_QK, SUM_PARAMS, SUM_DATA, SUM_BATCH, SUM_SCHEDULE,
+    SUM_ADAMW, SUM_TOKENS, SUM_TIME, SUM_LAST_EVAL, SUM_BEST_VAL, SUM_LAST_BATCH, SUM_QK_EVAL,
+    SUM_N
+};
+static const char *const summary_labels[SUM_N] = {
+    "run folder", "progress", "model", "Q/K", "parameters", "data", "batches", "schedule",
+    "AdamW", "tokens/s", "time in steps", "last eval", "best val loss", "last batch loss",
+    "Q/K at last eval"};
+
+static const char *yes_no(int v) {
+    return v ? "true" : "false";
+}
+
+/* The text of one summary cell of a run. */
+static void summary_cell(const Run *r, int row, char *out, size_t n) {
+    const Config *c = &r->cfg;
+    const Table *m = &r->metrics, *e = &r->evals, *q = &r->heval;
+    size_t last_m = m->rows - 1, last_e = e->rows - 1;
+    snprintf(out, n, "\xe2\x80\x94"); /* an em dash for what is not known yet */
+    switch (row) {
+    case SUM_FOLDER: snprintf(out, n, "%s", r->dir); break;
+    case SUM_PROGRESS: {
+        double done = m->rows ? cell(m, last_m, MT_STEP) : 0;
+        snprintf(out, n, "step %.0f of %d%s", done, c->steps,
+                 done >= c->steps ? ", done" : ", in progress (or stopped)");
+        break;
+    }
+    case SUM_MODEL:
+        snprintf(out, n, "n_layer %d, n_head %d, n_embd %d, block_size %d, bias %s, "
+                         "tie_embeddings %s", c->n_layer, c->n_head, c->n_embd, c->block_size,
+                 yes_no(c->bias), yes_no(c->tie_embeddings));
+        break;
+    case SUM_QK:
+        snprintf(out, n, "qk %s, qk_init %s", config_qk_name(c->qk),
+                 config_qk_init_name(c->qk_init));
+        break;
+    case SUM_PARAMS:
+        if (r->n_params >= 0) snprintf(out, n, "%lld", r->n_params);
+        break;
+    case SUM_DATA: snprintf(out, n, "%s, val_fraction %g", c->data_path, c->val_fraction); break;
+    case SUM_BATCH: snprintf(out, n, "batch_size %d, seed %llu", c->batch_size,
+                             (unsigned long long)c->seed); break;
+    case SUM_SCHEDULE:
+        snprintf(out, n, "lr %g to %g, warm-up %d, steps %d", c->lr, c->min_lr, c->warmup_steps,
+                 c->steps);
+        break;
+    case SUM_ADAMW:
+        snprintf(out, n, "weight_decay %g, betas %g/%g, grad_clip %g", c->weight_decay, c->beta1,
+                 c->beta2, c->grad_clip);
+        break;
+    case SUM_TOKENS:
+    case SUM_TIME: {
+        double ms = 0;
+        for (size_t i = 0; i < m->rows; i++)
+            if (isfinite(cell(m, i, MT_MS))) ms += cell(m, i, MT_MS);
+        if (ms <= 0) break;
+        if (row == SUM_TIME)
+            snprintf(out, n, "%.1f s", ms / 1e3);
+        else
+            snprintf(out, n, "%.0f", (double)m->rows * c->batch_size * c->block_size / (ms / 1e3));
+        break;
+    }
+    case SUM_LAST_EVAL:
+        if (e->rows)
+            snprintf(out, n, "step %.0f: train %.4f, val %.4f", cell(e, last_e, EV_STEP),
+                     cell(e, last_e, EV_TRAIN), cell(e, last_e, EV_VAL));
+        break;
+    case SUM_BEST_VAL: {
+        size_t best = 0;
+        for (size_t i = 1; i < e->rows; i++)
+            if (cell(e, i, EV_VAL) < cell(e, best, EV_VAL)) best = i;
+        if (e->rows)
+            snprintf(out, n, "%.4f at step %.0f", cell(e, best, EV_VAL), cell(e, best, EV_STEP));
+        break;
+    }
+    case SUM_LAST_BATCH:
+        if (m->rows)
+            snprintf(out, n, "%.4f at step %.0f", cell(m, last_m, MT_LOSS), cell(m, last_m, MT_STEP));
+        break;
+    case SUM_QK_EVAL: {
+        if (!q->rows) break;
+        double step = cell(q, q->rows - 1, HD_STEP), sym = 0, all = NAN;
+        int heads = 0;
+        for (size_t i = 0; i < q->rows; i++) {
+            if (cell(q, i, HD_STEP) != step) continue;
+            if (head_of(q, i, c->n_layer, c->n_head) >= 0) {
+                sym += cell(q, i, QE_SYM);
+                heads++;
+            } else if (cell(q, i, HD_LAYER) == -1) {
+                all = cell(q, i, QE_SWAP);
+            }
+        }
+        snprintf(out, n, "step %.0f: mean symmetry %.3f, all-heads swap delta %+.4f", step,
+                 heads ? sym / heads : NAN, all);
+        break;
+    }
+    }
+}
+
+static void section_summary(Buf *b, const Run *runs, int n) {
+    buf_puts(b, "<section id=\"summary\"><h2>Summary</h2><table class=\"summary\">");
+    if (n > 1) {
+        buf_puts(b, "<thead><tr><th></th>");
+        for (int r = 0; r < n; r++) {
+            buf_puts(b, "<th>");
+            buf_html(b, runs[r].label);
+            buf_puts(b, "</th>");
+        }
+        buf_puts(b, "</tr></thead>");
+    }
+    for (int row = 0; row < SUM_N; row++) {
+        char text[2][CONFIG_STR + 512];
+        for (int r = 0; r < n; r++) summary_cell(&runs[r], row, text[r], sizeof text[r]);
+        buf_printf(b, "<tr%s><th>%s</th>",
+                   n > 1 && row != SUM_FOLDER && strcmp(text[0], text[1]) ? " class=\"diff\"" : "",
+                   summary_labels[row]);
+        for (int r = 0; r < n; r++) {
+            buf_puts(b, "<td>");
+            buf_html(b, text[r]);
+            buf_puts(b, "</td>");
+        }
+        buf_puts(b, "</tr>\n");
+    }
+    buf_puts(b, "</table><div class=\"cols\">");
+    for (int r = 0; r < n; r++) {
+        buf_puts(b, "<details class=\"col\"><summary>config.ini");
+        if (n > 1) {
+            buf_puts(b, " of ");
+            buf_html(b, runs[r].label);
+        }
+        buf_puts(b, "</summary><pre class=\"config\">");
+        buf_html(b, runs[r].config_text);
+        buf_puts(b, "</pre></details>");
+    }
+    buf_puts(b, "</div></section>\n");
+}
+
+/* ---- loss and learning-rate curves ---- */
+
+static void section_curves(Buf *b, const Run *runs, int n, Range steps) {
+    Series loss[6], lr[2];
+    int nl = 0;
+    for (int r = 0; r < n; r++) {
+        const Run *u = &runs[r];
+        char name[160];
+        const char *who = n > 1 ? u->label : "";
+        const char *sep = n > 1 ? ": " : "";
+        if (n == 1) /* beside another run the per-step noise would hide the comparison */
+            loss[nl++] = series_take("batch loss (every step)", "#888", S_FAINT, &u->metrics, NULL,
+                                     u->metrics.rows, MT_STEP, MT_LOSS, -1);
+        snprintf(name, sizeof name, "%s%strain loss (eval)", who, sep);
+        loss[nl++] = series_take(name, run_colours[n > 1 ? r : 1], S_DASH | S_DOTS,
+                                 &u->evals, NULL, u->evals.rows, EV_STEP, EV_TRAIN, -1);
+        snprintf(name, sizeof name, "%s%sval loss (eval)", who, sep);
+        loss[nl++] = series_take(name, run_colours[r], S_DOTS, &u->evals, NULL, u->evals.rows,
+                                 EV_STEP, EV_VAL, -1);
+        snprintf(name, sizeof name, "%s%slearning rate", who, sep);
+        lr[r] = series_take(name, run_colours[r], 0, &u->metrics, NULL, u->metrics.rows, MT_STEP,
+                            MT_LR, -1);
+    }
+    Range ly = RANGE_EMPTY, ry = RANGE_EMPTY;
+    for (int i = 0; i < nl; i++) range_add_series(&ly, &loss[i], 0);
+    for (int r = 0; r < n; r++) range_add_series(&ry, &lr[r], 0);
+    Chart lc = {.id = "loss", .title = "loss", .ylabel = "cross-entropy (nats)", .w = BIG_W,
+                .h = BIG_H, .ref = NAN, .x = steps, .y = range_finish(ly, 0)};
+    Chart rc = {.id = "lr", .title = "learning rate", .ylabel = "lr", .w = BIG_W, .h = BIG_H,
+                .ref = NAN, .x = steps, .y = range_finish(ry, 0)};
+    buf_puts(b, "<section id=\"curves\"><h2>Loss and learning rate</h2>");
+    legend_html(b, loss, nl);
+    buf_puts(b, "<div class=\"row\">");
+    chart_svg(b, &lc, loss, nl);
+    chart_svg(b, &rc, lr, n);
+    buf_puts(b, "</div>");
+    if (n > 1) legend_html(b, lr, n);
+    buf_puts(b, "</section>\n");
+    for (int i = 0; i < nl; i++) series_free(&loss[i]);
+    for (int r = 0; r < n; r++) series_free(&lr[r]);
+}
+
+/* ---- per layer ---- */
+
+/* One run's series of one layer: per head, over steps (qk.csv) and over evals
+ * (qk_eval.csv). */
+typedef struct {
+    int NH;
+    Series *gq, *gk, *ratio;  /* [NH] */
+    Series *eval[N_PANELS];   /* [NH] each */
+} LayerSeries;
+
+static void layer_series_build(LayerSeries *ls, const Run *u, int l) {
+    int NH = u->cfg.n_head;
+    ls->NH = NH;
+    ls->gq = xmalloc((size_t)NH * sizeof(Series));
+    ls->gk = xmalloc((size_t)NH * sizeof(Series));
+    ls->ratio = xmalloc((size_t)NH * sizeof(Series));
+    for (size_t p = 0; p < N_PANELS; p++) ls->eval[p] = xmalloc((size_t)NH * sizeof(Series));
+    for (int h = 0; h < NH; h++) {
+        size_t i = (size_t)l * NH + h;
+        const Groups *g = &u->norm_rows;
+        const size_t *rows = g->idx + g->start[i];
+        size_t count = g->start[i + 1] - g->start[i];
+        ls->gq[h] = series_take("gq_norm", GQ_COLOUR, 0, &u->norms, rows, count, HD_STEP, QN_GQ, -1);
+        ls->gk[h] = series_take("gk_norm", GK_COLOUR, 0, &u->norms, rows, count, HD_STEP, QN_GK, -1);
+        ls->ratio[h] = series_take("gq_norm / gk_norm", RATIO_COLOUR, 0, &u->norms, rows, count,
+                                   HD_STEP, QN_GQ, QN_GK);
+        g = &u->heval_rows;
+        rows = g->idx + g->start[i];
+        count = g->start[i + 1] - g->start[i];
+        char name[16];
+        snprintf(name, sizeof name, "H%d", h);
+        for (size_t p = 0; p < N_PANELS; p++)
+            ls->eval[p][h] = series_take(name, head_colours[h % 10], S_DOTS, &u->heval, rows,
+                                         count, HD_STEP, eval_panels[p].col, -1);
+    }
+}
+
+static void layer_series_free(LayerSeries *ls) {
+    for (int h = 0; h < ls->NH; h++) {
+        series_free(&ls->gq[h]);
+        series_free(&ls->gk[h]);
+        series_free(&ls->ratio[h]);
+        for (size_t p = 0; p < N_PANELS; p++) series_free(&ls->eval[p][h]);
+    }
+    free(ls->gq);
+    free(ls->gk);
+    free(ls->ratio);
+    for (size_t p = 0; p < N_PANELS; p++) free(ls->eval[p]);
+}
+
+/* Ranges shared by the small multiples of a layer (across heads and runs),
+ * so that panels compare by eye. */
+typedef struct {
+    Range norm, ratio, eval[N_PANELS];
+} LayerRanges;
+
+static void layer_column(Buf *b, const LayerSeries *ls, const LayerRanges *lr, int r, int l,
+                         Range steps, const Run *u, int pair) {
+    buf_puts(b, "<div class=\"col\">");
+    if (pair) {
+        buf_puts(b, "<h4>");
+        buf_html(b, u->label);
+        buf_puts(b, "</h4>");
+    }
+    Chart c = {.w = SMALL_W, .h = SMALL_H, .x = steps, .ref = NAN};
+    char title[32];
+    buf_puts(b, "<h5>Q/K gradient norms per head (log scale)</h5>");
+    Series pairs[2] = {ls->gq[0], ls->gk[0]};
+    legend_html(b, pairs, 2);
+    buf_puts(b, "<div class=\"row\">");
+    for (int h = 0; h < ls->NH; h++) {
+        snprintf(c.id, sizeof c.id, "r%d-norms-L%d-H%d", r, l, h);
+        snprintf(title, sizeof title, "L%d H%d", l, h);
+        c.title = title;
+        c.ylabel = "gradient norm";
+        c.log_y = 1;
+        c.y = lr->norm;
+        pairs[0] = ls->gq[h];
+        pairs[1] = ls->gk[h];
+        chart_svg(b, &c, pairs, 2);
+    }
+    buf_puts(b, "</div><h5>gq_norm / gk_norm per head (log scale; above 1: the query side "
+                "gets the larger gradient)</h5><div class=\"row\">");
+    for (int h = 0; h < ls->NH; h++) {
+        snprintf(c.id, sizeof c.id, "r%d-ratio-L%d-H%d", r, l, h);
+        snprintf(title, sizeof title, "L%d H%d", l, h);
+        c.title = title;
+        c.ylabel = "gq / gk";
+        c.log_y = 1;
+        c.ref = 1;
+        c.y = lr->ratio;
+        chart_svg(b, &c, &ls->ratio[h], 1);
+    }
+    buf_puts(b, "</div><h5>qk_eval.csv per head, over evals</h5>");
+    legend_html(b, ls->eval[0], ls->NH);
+    buf_puts(b, "<div class=\"row\">");
+    for (size_t p = 0; p < N_PANELS; p++) {
+        snprintf(c.id, sizeof c.id, "r%d-%s-L%d", r, eval_panels[p].key, l);
+        snprintf(title, sizeof title, "L%d %s", l, eval_panels[p].title);
+        c.title = title;
+        c.ylabel = eval_panels[p].key;
+        c.log_y = 0;
+        c.ref = eval_panels[p].ref;
+        c.y = lr->eval[p];
+        chart_svg(b, &c, ls->eval[p], ls->NH);
+    }
+    buf_puts(b, "</div></div>");
+}
+
+static void section_layers(Buf *b, const Run *runs, int n, Range steps) {
+    buf_puts(b, "<section id=\"qk\"><h2>Q/K per layer and head</h2><p class=\"note\">"
+                "Gradient norms of each head's slice of W_Q and W_K at every step (qk.csv), "
+                "their ratio, and the gauge-invariant analyses of every eval (qk_eval.csv): "
+                "symmetry s of M_h = W_Q^T W_K (1 symmetric, &minus;1 antisymmetric), "
+                "directionality d (&gt; 0: a few key-side directions dominate), the swap delta "
+                "(val loss with W_Q and W_K of the head exchanged, minus the normal loss) and "
+                "the attention entropy (1 = uniform). The norms are not gauge invariant; see "
+                "the README.</p>\n");
+    int maxL = 0;
+    for (int r = 0; r < n; r++) maxL = runs[r].cfg.n_layer > maxL ? runs[r].cfg.n_layer : maxL;
+    for (int l = 0; l < maxL; l++) {
+        LayerSeries ls[2];
+        LayerRanges lr = {.norm = RANGE_EMPTY, .ratio = RANGE_EMPTY};
+        for (size_t p = 0; p < N_PANELS; p++) {
+            lr.eval[p] = RANGE_EMPTY;
+            if (isfinite(eval_panels[p].ref)) range_add(&lr.eval[p], eval_panels[p].ref);
+        }
+        range_add(&lr.ratio, 1);
+        for (int r = 0; r < n; r++) {
+            if (l >= runs[r].cfg.n_layer) continue;
+            layer_series_build(&ls[r], &runs[r], l);
+            for (int h = 0; h < ls[r].NH; h++) {
+                range_add_series(&lr.norm, &ls[r].gq[h], 1);
+                range_add_series(&lr.norm, &ls[r].gk[h], 1);
+                range_add_series(&lr.ratio, &ls[r].ratio[h], 1);
+                for (size_t p = 0; p < N_PANELS; p++)
+                    range_add_series(&lr.eval[p], &ls[r].eval[p][h], 0);
+            }
+        }
+        lr.norm = range_finish(lr.norm, 1);
+        lr.ratio = range_finish(lr.ratio, 1);
+        for (size_t p = 0; p < N_PANELS; p++) lr.eval[p] = range_finish(lr.eval[p], 0);
+        buf_printf(b, "<section class=\"layer\" id=\"layer-%d\"><h3>Layer %d</h3><div class=\"cols\">",
+                   l, l);
+        for (int r = 0; r < n; r++)
+            if (l < runs[r].cfg.n_layer) {
+                layer_column(b, &ls[r], &lr, r, l, steps, &runs[r], n > 1);
+                layer_series_free(&ls[r]);
+            }
+        buf_puts(b, "</div></section>\n");
+    }
+    buf_puts(b, "</section>\n");
+}
+
+/* ---- attention viewer ---- */
+
+/* Where heatmap_write_layer puts each head's panel (title, labels, cells) in
+ * layer_L.png, after the layout documented at the top of heatmap.c; the page
+ * cuts a head out only when the picture has exactly the size predicted here,
+ * and shows the whole picture otherwise. */
+static void heatmap_layout_json(Buf *b, int NH, int T) {
+    int C = (int)ceil(sqrt((double)NH)), R = (NH + C - 1) / C;
+    int cells = 10 * T, panel_w = 12 + (cells > 84 ? cells : 84), panel_h = 26 + cells;
+    int pitch_x = panel_w + 14, pitch_y = 14 + panel_h;
+    int bar = cells > 80 ? cells : 80, grid_h = R * pitch_y - 14;
+    buf_printf(b, "\"size\":[%d,%d],\"rects\":[", C * pitch_x + 57,
+               20 + (grid_h > 26 + bar ? grid_h : 26 + bar));
+    for (int h = 0; h < NH; h++)
+        buf_printf(b, "%s[%d,%d,%d,%d]", h ? "," : "", 10 + (h % C) * pitch_x,
+                   10 + (h / C) * pitch_y, panel_w, panel_h);
+    buf_puts(b, "]");
+}
+
+/* The probe as the heatmaps label it: newline and tab as visible signs. */
+static void probe_html(Buf *b, const Run *u, int r) {
+    if (!u->probe) {
+        buf_printf(b, "<span class=\"note\">the first %d characters of the validation split of ",
+                   u->cfg.block_size);
+        buf_html(b, u->cfg.data_path);
+        buf_puts(b, " (not recorded in this run folder)</span>");
+        return;
+    }
+    buf_printf(b, "<span class=\"probe\" id=\"probe-r%d\">", r);
+    for (const char *s = u->probe; *s; s++)
+        if (*s == '\n')
+            buf_puts(b, "\xe2\x86\xb5"); /* the heatmaps' signs: newline, tab */
+        else if (*s == '\t')
+            buf_puts(b, "\xe2\x86\x92");
+        else {
+            char one[2] = {*s, 0};
+            buf_html(b, one);
+        }
+    buf_printf(b, "</span> <span class=\"note\">(%d characters)</span>", utf8_count(u->probe));
+}
+
+static void section_attention(Buf *b, const Run *runs, int n) {
+    buf_puts(b, "<section id=\"attention\"><h2>Attention on the probe</h2>");
+    int any = 0, maxL = 0, maxNH = 0;
+    for (int r = 0; r < n; r++) {
+        any |= runs[r].n_maps > 0;
+        if (runs[r].cfg.n_layer > maxL) maxL = runs[r].cfg.n_layer;
+        if (runs[r].cfg.n_head > maxNH) maxNH = runs[r].cfg.n_head;
+        buf_puts(b, "<p>probe");
+        if (n > 1) {
+            buf_puts(b, " of ");
+            buf_html(b, runs[r].label);
+        }
+        buf_puts(b, ": ");
+        probe_html(b, &runs[r], r);
+        buf_puts(b, "</p>");
+    }
+    if (!any) {
+        buf_puts(b, "<p class=\"note\">No heatmaps yet ([log] heatmap_every).</p>");
+    } else {
+        buf_puts(b, "<div class=\"controls\"><label>layer <select id=\"att-layer\">");
+        for (int l = 0; l < maxL; l++) buf_printf(b, "<option value=\"%d\">L%d</option>", l, l);
+        buf_puts(b, "</select></label><label>head <select id=\"att-head\">"
+                    "<option value=\"-1\">all heads</option>");
+        for (int h = 0; h < maxNH; h++)
+            buf_printf(b, "<option value=\"%d\"%s>H%d</option>", h, h == 0 ? " selected" : "", h);
+        buf_puts(b, "</select></label><label>step <input type=\"range\" id=\"att-step\" min=\"0\" "
+                    "max=\"0\" value=\"0\"></label><output id=\"att-step-label\"></output></div>"
+                    "<div class=\"row\">");
+        /* each run's newest map of layer 0 as the src, for a browser without
+         * JavaScript; the script takes over from there */
+        for (int r = 0; r < n; r++) {
+            const Run *u = &runs[r];
+            buf_printf(b, "<figure class=\"att\" data-run=\"%d\"><div class=\"crop\"><img alt=\""
+                          "attention map\"", r);
+            if (u->n_maps)
+                buf_printf(b, " src=\"%sattn/step_%06d/layer_0.png\"", u->href,
+                           u->maps[u->n_maps - 1]);
+            buf_puts(b, "></div><figcaption></figcaption></figure>");
+        }
+        buf_puts(b, "</div><p class=\"note\">Rows are queries, columns keys; viridis from 0 "
+                    "(dark) to 1 (yellow), grey where the causal mask hides the future. The "
+                    "slider moves over the heatmap steps; a run without a map at a step shows "
+                    "its newest earlier one.</p>");
+    }
+    for (int r = 0; r < n; r++) { /* the run's other pictures, when drawn */
+        const Run *u = &runs[r];
+        Buf links = {0};
+        buf_add(&links, "", 0);
+        for (int l = -1; l < u->cfg.n_layer; l++) {
+            char rel[64];
+            if (l < 0)
+                snprintf(rel, sizeof rel, "qk_balance.png");
+            else
+                snprintf(rel, sizeof rel, "attn/filmstrip_L%d.png", l);
+            char *path = path_join(u->dir, rel);
+            if (access(path, R_OK) == 0) {
+                buf_puts(&links, " <a href=\"");
+                buf_puts(&links, u->href);
+                buf_puts(&links, rel);
+                buf_printf(&links, "\">%s</a>", rel);
+            }
+            free(path);
+        }
+        if (links.len) {
+            buf_puts(b, "<p>pictures");
+            if (n > 1) {
+                buf_puts(b, " of ");
+                buf_html(b, u->label);
+            }
+            buf_printf(b, ":%s</p>", links.s);
+        }
+        free(links.s);
+    }
+    buf_puts(b, "</section>\n");
+}
+
+/* ---- checkpoints ---- */
+
+/* Options of a checkpoint select; the value is the path as a shell word. */
+static void ckpt_options(Buf *b, const Run *u, int selected) {
+    for (int i = 0; i < u->n_ckpts; i++) {
+        char rel[64];
+        snprintf(rel, sizeof rel, "ckpt/step_%06d.safetensors", u->ckpts[i]);
+        char *path = path_join(u->dir, rel);
+        Buf word = {0};
+        buf_shell(&word, path);
+        buf_puts(b, "<option value=\"");
+        buf_html(b, word.s);
+        buf_printf(b, "\"%s>step %d</option>", i == selected ? " selected" : "", u->ckpts[i]);
+        free(word.s);
+        free(path);
+    }
+}
+
+static void section_checkpoints(Buf *b, const Run *runs, int n) {
+    buf_puts(b, "<section id=\"checkpoints\"><h2>Checkpoints</h2>");
+    for (int r = 0; r < n; r++) {
+        const Run *u = &runs[r];
+        buf_puts(b, "<p>");
+        if (n > 1) {
+            buf_html(b, u->label);
+            buf_puts(b, ": ");
+        }
+        if (!u->n_ckpts) buf_puts(b, "<span class=\"note\">none yet</span>");
+        for (int i = 0; i < u->n_ckpts; i++)
+            buf_printf(b, "<a href=\"%sckpt/step_%06d.safetensors\">step %d</a> ", u->href,
+                       u->ckpts[i], u->ckpts[i]);
+        if (u->n_ckpts)
+            buf_printf(b, "<a href=\"%sckpt/latest.safetensors\">latest</a>", u->href);
+        buf_puts(b, "</p>");
+    }
+    const Run *a = &runs[0], *z = &runs[n - 1];
+    if (a->n_ckpts && z->n_ckpts) {
+        /* one run: its first and newest checkpoints; two runs: both newest */
+        buf_puts(b, "<p class=\"controls\"><label>A <select id=\"ckpt-a\">");
+        ckpt_options(b, a, n > 1 ? a->n_ckpts - 1 : 0);
+        buf_puts(b, "</select></label><label>B <select id=\"ckpt-b\">");
+        ckpt_options(b, z, z->n_ckpts - 1);
+        buf_puts(b, "</select></label></p><pre class=\"cmd\" id=\"ckpt-cmd\"></pre><p class=\"note"
+                    "\">Run from the folder the paths are relative to (the one training ran "
+                    "in).</p>");
+    }
+    buf_puts(b, "</section>\n");
+}
+
+static void page_data(Buf *b, const Run *runs, int n) {
+    buf_puts(b, "<script type=\"application/json\" id=\"report-data\">{\"runs\":[");
+    for (int r = 0; r < n; r++) {
+        const Run *u = &runs[r];
+        buf_puts(b, r ? ",{\"label\":" : "{\"label\":");
+        buf_json_str(b, u->label);
+        buf_puts(b, ",\"href\":");
+        buf_json_str(b, u->href);
+        buf_printf(b, ",\"L\":%d,\"NH\":%d,\"steps\":[", u->cfg.n_layer, u->cfg.n_head);
+        for (int i = 0; i < u->n_maps; i++) buf_printf(b, "%s%d", i ? "," : "", u->maps[i]);
+        buf_puts(b, "],");
+        heatmap_layout_json(b, u->cfg.n_head, u->T);
+        buf_puts(b, "}");
+    }
+    buf_puts(b, "]}</script>\n");
+}
+
+static void page_write(Buf *b, const Run *runs, int n) {
+    Range steps = steps_range(runs, n);
+    buf_puts(b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+                "<link rel=\"icon\" href=\"data:,\"><title>qkscope: ");
+    for (int r = 0; r < n; r++) {
+        if (r) buf_puts(b, " vs ");
+        buf_html(b, runs[r].label);
+    }
+    buf_printf(b, "</title><style>%s</style></head><body>\n<h1>qkscope: ", page_css);
+    for (int r = 0; r < n; r++) {
+        if (r) buf_puts(b, " <span class=\"note\">vs</span> ");
+        buf_html(b, runs[r].label);
+    }
+    buf_puts(b, "</h1><p class=\"note\">Written at every eval and at the end of training; "
+                "<code>./qkscope report");
+    for (int r = 0; r < n; r++) {
+        Buf word = {0};
+        buf_shell(&word, runs[r].dir);
+        buf_puts(b, " ");
+        buf_html(b, word.s);
+        free(word.s);
+    }
+    buf_puts(b, "</code> rewrites it.</p><nav><a href=\"#summary\">summary</a><a href=\"#curves\">"
+                "loss</a><a href=\"#qk\">Q/K per layer</a><a href=\"#attention\">attention</a>"
+                "<a href=\"#checkpoints\">checkpoints</a></nav>\n");
+    section_summary(b, runs, n);
+    section_curves(b, runs, n, steps);
+    section_layers(b, runs, n, steps);
+    section_attention(b, runs, n);
+    section_checkpoints(b, runs, n);
+    buf_printf(b, "<p class=\"note\">Series longer than %d points are drawn reduced: cut into "
+                  "%d runs of consecutive steps, each keeping its smallest and largest value. "
+                  "Points that are missing (or not positive on a log scale) are left out.</p>\n",
+               REPORT_MAX_POINTS, REPORT_MAX_POINTS / 2);
+    page_data(b, runs, n);
+    buf_printf(b, "<script>%s</script>\n</body></html>\n", page_js);
+}
+
+static int report_build(const char *const *dirs, int n, const char *out_path, Error *err) {
+    char *def = out_path ? NULL : report_default_path(dirs[0], n > 1 ? dirs[1] : NULL);
+    const char *out = out_path ? out_path : def;
+    char *page_dir = path_dirname(out);
+    Run runs[2];
+    int loaded = 0, rc = 0;
+    while (loaded < n && rc == 0) {
+        rc = run_load(&runs[loaded], dirs[loaded], page_dir, err);
+        loaded++;
+    }
+    for (int r = 0; r < loaded && rc == 0; r++) {
+        Buf label = {0};
+        buf_puts(&label, n > 1 ? dirs[r] : runs[r].cfg.name);
+        runs[r].label = label.s;
+    }
+    if (rc == 0) {
+        Buf page = {0};
+        page_write(&page, runs, n);
+        rc = file_write_atomic(out, page.s, page.len, err);
+        free(page.s);
+    }
+    for (int r = 0; r < loaded; r++) run_free(&runs[r]);
+    free(page_dir);
+    free(def);
+    return rc;
+}
+
+int report_write(const char *run_dir, const char *out_path, Error *err) {
+    return report_build(&run_dir, 1, out_path, err);
+}
+
+int report_write_pair(const char *a_dir, const char *b_dir, const char *out_path, Error *err) {
+    const char *dirs[2] = {a_dir, b_dir};
+    return report_build(dirs, 2, out_path, err);
+}
+
+char *report_default_path(const char *a_dir, const char *b_dir) {
+    if (!b_dir) return path_join(a_dir, "index.html");
+    char real[PATH_MAX];
+    const char *name = realpath(b_dir, real) ? real : b_dir;
+    const char *slash = strrchr(name, '/');
+    Buf file = {0};
+    buf_printf(&file, "compare_%s.html", slash && slash[1] ? slash + 1 : name);
+    char *path = path_join(a_dir, file.s);
+    free(file.s);
+    return path;
+}
+
+int report_probe_write(const char *run_dir, const uint32_t *chars, int n, Error *err) {
+    char *dir = path_join(run_dir, "attn");
+    int rc = dir_create(dir, err);
+    if (rc == 0) {
+        Buf text = {0};
+        buf_add(&text, "", 0);
+        for (int i = 0; i < n; i++) {
+            char utf8[4];
+            buf_add(&text, utf8, (size_t)utf8_encode(chars[i], utf8));
+        }
+        char *path = path_join(dir, "probe.txt");
+        rc = file_write_atomic(path, text.s, text.len, err);
+        free(path);
+        free(text.s);
+    }
+    free(dir);
+    return rc;
+}

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The HTML report end to end: two tiny runs trained with the real trainer
+# (untied and tied qk), the report of one and the side-by-side page of both,
+# relative links, a run in progress and malformed input, then both pages in
+# headless Chromium (tests/report_check.js: console errors, chart series and
+# points against the CSVs, the attention viewer's controls, the compare
+# command, a screenshot that is not blank). Without chromium or node the test
+# is skipped (exit 77): it never passes without a browser.
+set -euo pipefail
+build="$QK_BUILD/src"
+chromium=$(command -v chromium || true)
+if [ -z "$chromium" ]; then echo "SKIP: no chromium (apt-get install chromium)"; exit 77; fi
+if ! command -v node > /dev/null; then echo "SKIP: no node (apt-get install nodejs)"; exit 77; fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+report() { "$build/qkscope-report" "$@"; }
+expect_exit() { # expect_exit CODE PATTERN CMD...
+    local code=$1 pattern=$2
+    shift 2
+    set +e
+    "$@" > out.txt 2> err.txt
+    local rc=$?
+    set -e
+    [ "$rc" -eq "$code" ] || fail "$*: exit $rc, expected $code; stderr: $(cat err.txt)"
+    grep -q -- "$pattern" err.txt || fail "$*: stderr lacks '$pattern': $(cat err.txt)"
+}
+
+for i in $(seq 0 299); do echo "row $i: the fox saw $((i % 9)) hens; the hens saw $((i % 4)) foxes."; done > corpus.txt
+cat > r.ini <<'INI'
+[run]
+name = a
+out_dir = runs
+seed = 21
+[data]
+path = corpus.txt
+[model]
+n_layer = 2
+n_head = 2
+n_embd = 16
+block_size = 16
+[train]
+batch_size = 4
+steps = 40
+warmup_steps = 5
+eval_every = 10
+eval_batches = 2
+log_every = 40
+[log]
+heatmap_every = 10
+checkpoint_every = 20
+INI
+# run a: a probe longer than block_size (the page shows its first 16
+# characters); run b: tied qk and the default probe
+"$build/train" r.ini 'log.probe=the fox saw 3 hens' > /dev/null
+"$build/train" r.ini run.name=b model.qk=tied > /dev/null
+
+# -- one run
+report runs/a > out.txt
+grep -qx "qkscope: wrote runs/a/index.html" out.txt || fail "report output: $(cat out.txt)"
+[ -s runs/a/index.html ] || fail "no index.html"
+grep -q 'src="attn/step_000040/layer_0.png"' runs/a/index.html || fail "index.html lacks the newest heatmap by relative path"
+grep -q 'href="ckpt/step_000020.safetensors"' runs/a/index.html || fail "index.html lacks the checkpoint links"
+grep -q 'href="attn/filmstrip_L1.png"' runs/a/index.html || fail "index.html lacks the filmstrip link"
+grep -q "$tmp" runs/a/index.html && fail "index.html holds an absolute path"
+ls runs/a | grep -q tmp && fail "a temp file was left: $(ls runs/a)"
+# elsewhere: links lead back to the run folder
+mkdir pages
+report runs/a --out pages/a.html > /dev/null
+grep -q 'src="../runs/a/attn/step_000040/layer_0.png"' pages/a.html || fail "--out page: heatmap path"
+grep -q 'href="../runs/a/ckpt/latest.safetensors"' pages/a.html || fail "--out page: checkpoint path"
+
+# -- two runs side by side
+report runs/a runs/b > out.txt
+grep -qx "qkscope: wrote runs/a/compare_b.html" out.txt || fail "pair output: $(cat out.txt)"
+grep -q 'src="../b/attn/step_000040/layer_0.png"' runs/a/compare_b.html || fail "pair page: run b's heatmap path"
+
+# -- a run in progress: a torn last row, no qk_eval.csv, attn/ or ckpt/
+cp -r runs/a partial
+rm -r partial/qk_eval.csv partial/attn partial/ckpt
+head -c -7 runs/a/qk.csv > partial/qk.csv
+printf '"step","train_loss","val_loss"\n0,3.2,3.3\n10,3.1' > partial/eval.csv
+report partial > /dev/null || fail "report of a run in progress"
+grep -q "No heatmaps yet" partial/index.html || fail "partial: no note on the missing heatmaps"
+head -c 9 runs/a/metrics.csv > partial/metrics.csv # half a header
+: > partial/qk.csv
+report partial > /dev/null || fail "report with an empty qk.csv and half a header"
+
+# -- malformed input: refused with the file named, exit 2
+cp -r runs/a bad
+printf '"step","train_loss","val_loss"\n0,3.2,abc\n' > bad/eval.csv
+expect_exit 2 "bad/eval.csv: row 2, column 'val_loss': 'abc' is not a number" report bad
+cp runs/a/eval.csv bad/eval.csv
+sed -i '5s/$/,1/' bad/qk.csv
+expect_exit 2 "bad/qk.csv: row 5 has more than the header's 11 fields" report bad
+cp runs/a/qk.csv bad/qk.csv
+sed -i '1s/"loss"/"los"/' bad/metrics.csv
+expect_exit 2 "bad/metrics.csv: no column 'loss'" report bad
+head -c 30000 /dev/urandom > bad/metrics.csv
+expect_exit 2 "bad/metrics.csv" report bad
+rm bad/config.ini
+expect_exit 2 "bad: not a run folder" report bad
+expect_exit 2 "expected one or two run folders" report runs/a runs/b runs/a
+expect_exit 2 "pages/none: cannot open folder" report runs/a --out pages/none/x.html
+
+# -- in the browser
+check="$QK_SOURCE/tests/report_check.js"
+node "$check" --chromium "$chromium" --shot a.png --probe '0=the fox saw 3 he' \
+    runs/a/index.html runs/a > a.json || fail "run a's page in the browser"
+# run b's default probe is checked when the trainer records it (attn/probe.txt)
+node "$check" --chromium "$chromium" --shot ab.png --probe '0=the fox saw 3 he' \
+    runs/a/compare_b.html runs/a runs/b > ab.json || fail "the pair page in the browser"
+node "$check" --chromium "$chromium" --shot p.png --probe '0=the fox saw 3 he' \
+    pages/a.html runs/a > p.json || fail "the --out page in the browser"
+echo "run a: $(cat a.json)"
+echo "pair: $(cat ab.json)"
+echo "ok"
