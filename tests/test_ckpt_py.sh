@@ -4,49 +4,19 @@
 # wrote (names, shapes, metadata), and scripts/ref_model.py, an independent
 # float64 numpy model, gives the same loss as qkscope-eval.
 set -euo pipefail
-py=/usr/bin/python3 # Debian's, which has python3-numpy; a pyenv python3 may not
-if ! "$py" -c 'import numpy' 2>/dev/null; then
-    echo "SKIP: $py cannot import numpy (apt-get install python3-numpy)"
-    exit 77
-fi
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$QK_SOURCE/tests/lib.sh"
+need_numpy
 scripts="$QK_SOURCE/scripts"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
-fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # Multi-byte characters and \r\n line ends: both readers must count
 # characters the way the C corpus reader does.
-words=(café naïve über déjà fjord grove heath inlet → ½)
-for i in $(seq 0 299); do
-    printf 'the %s and the %s, number %d.\r\n' "${words[$((i % 10))]}" \
-        "${words[$(((i * 7 + 3) % 10))]}" $((i % 13))
-done > corpus.txt
+write_words_corpus corpus.txt 300 'the %s and the %s, number %d.\r\n' café naïve über déjà fjord grove heath inlet → ½
 
 # bias and an untied head exercise every optional tensor but attn.k's absence
-cat > cfg.ini <<INI
-[run]
-name = py
-out_dir = $tmp/runs
-seed = 3
-[data]
-path = corpus.txt
-[model]
-n_layer = 2
-n_head = 2
-n_embd = 16
-block_size = 16
-bias = true
-tie_embeddings = false
-[train]
-batch_size = 4
-steps = 30
-warmup_steps = 5
-eval_every = 30
-eval_batches = 2
-log_every = 30
-INI
-"$QK_BUILD/src/train" cfg.ini > train.log 2>&1 || { cat train.log >&2; fail "training failed"; }
+write_config cfg.ini run.name=py run.out_dir="$tmp/runs" run.seed=3 model.bias=true model.tie_embeddings=false \
+    train.eval_every=30
+"$build/train" cfg.ini > train.log 2>&1 || { cat train.log >&2; fail "training failed"; }
 ck=runs/py/ckpt/latest.safetensors
 [ -s "$ck" ] || fail "the trainer wrote no $ck"
 
@@ -94,7 +64,7 @@ for k in ("train_loss", "val_loss"):
 
 # ---- ref_model.py against qkscope-eval on the whole corpus
 ref=$("$py" "$scripts/ref_model.py" "$ck" --data corpus.txt --json) || fail "ref_model.py failed"
-eval_bin="$QK_BUILD/src/qkscope-eval"
+eval_bin="$build/qkscope-eval"
 if [ ! -x "$eval_bin" ]; then
     echo "SKIP: $eval_bin is not built (ckpt.py checks passed; ref_model.py says $ref)"
     exit 77

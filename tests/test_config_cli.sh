@@ -3,13 +3,11 @@
 # doing anything, with exit status 2 and exactly one stderr line naming the
 # file and line (or the override), the key and what is allowed.
 set -u
-
-train="${QK_BUILD:?QK_BUILD must point at the build directory}/src/train"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/qk_test_config_cli.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
 # Relative config paths keep the expected messages readable; anything a
-# broken binary might write lands in the temp dir too.
-cd "$tmp" || exit 1
+# broken binary might write lands in the temp dir too (lib.sh cds there).
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$QK_SOURCE/tests/lib.sh"
+train="$build/train"
 mkdir configs
 
 failures=0

@@ -4,44 +4,16 @@
 # qk_eval.csv and a byte-identical final checkpoint, with OMP_NUM_THREADS=1
 # and 2 (every reduction has a fixed order that does not depend on threads).
 set -euo pipefail
-build="$QK_BUILD/src"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
-fail() { echo "FAIL: $*" >&2; exit 1; }
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$QK_SOURCE/tests/lib.sh"
 
-for i in $(seq 0 299); do echo "verse $i: the owl and the $((i % 9)) cats sang $((i % 4)) songs."; done > corpus.txt
-cat > d.ini <<'INI'
-[run]
-out_dir = runs
-seed = 17
-[data]
-path = corpus.txt
-[model]
-n_layer = 2
-n_head = 4
-n_embd = 64
-block_size = 32
-bias = true
-[train]
-batch_size = 6
-steps = 40
-warmup_steps = 5
-eval_every = 20
-eval_batches = 2
-log_every = 40
-[log]
-heatmap_every = 20
-INI
+# every run below is named on the command line (the config's name, a, is unused)
+write_corpus corpus.txt 300 'verse %d: the owl and the %d cats sang %d songs.\n' 9 4
+write_config d.ini run.seed=17 model.n_head=4 model.n_embd=64 model.block_size=32 model.bias=true \
+    train.batch_size=6 train.steps=40 train.eval_every=20 train.log_every=40 log.heatmap_every=20
 OMP_NUM_THREADS=1 "$build/train" d.ini run.name=t1 > /dev/null
 OMP_NUM_THREADS=2 "$build/train" d.ini run.name=t2 > /dev/null
 OMP_NUM_THREADS=2 "$build/train" d.ini run.name=t2b > /dev/null
-untimed() { cut -d, -f1-5,8- "$1"; }
-tensors() { # the safetensors data section (the header holds the run name)
-    local n
-    n=$(od -An -t u8 -N8 "$1" | tr -d ' ')
-    tail -c +$((9 + n)) "$1"
-}
 for other in t2 t2b; do
     cmp <(untimed runs/t1/metrics.csv) <(untimed "runs/$other/metrics.csv") || fail "metrics.csv: t1 vs $other"
     for f in eval.csv qk.csv qk_eval.csv attn/step_000040/layer_1.png qk_balance.png; do

@@ -5,39 +5,14 @@
 # then resume leaves no duplicated or torn log row; a non-finite loss stops
 # the run naming the step and tensor, and no NaN reaches a checkpoint.
 set -euo pipefail
-build="$QK_BUILD/src"
-tmp=$(mktemp -d)
-trap 'kill -9 $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
-cd "$tmp"
-fail() { echo "FAIL: $*" >&2; exit 1; }
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$QK_SOURCE/tests/lib.sh"
 
-for i in $(seq 0 399); do echo "line $i: some $((i % 7)) words go by $((i % 3)) at a time."; done > corpus.txt
-cat > f.ini <<'INI'
-[run]
-name = ref
-out_dir = runs
-seed = 2
-threads = 1
-[data]
-path = corpus.txt
-[model]
-n_layer = 2
-n_head = 2
-n_embd = 32
-block_size = 32
-[train]
-batch_size = 8
-steps = 400
-warmup_steps = 10
-eval_every = 100
-eval_batches = 2
-log_every = 400
-[log]
-checkpoint_every = 50
-heatmap_every = 100
-INI
+write_corpus corpus.txt 400 'line %d: some %d words go by %d at a time.\n' 7 3
+write_config f.ini run.name=ref run.seed=2 run.threads=1 model.n_embd=32 model.block_size=32 \
+    train.batch_size=8 train.steps=400 train.warmup_steps=10 train.eval_every=100 train.log_every=400 \
+    log.checkpoint_every=50 log.heatmap_every=100
 "$build/train" f.ini > /dev/null
-untimed() { cut -d, -f1-5,8- "$1"; }
 
 # wait_rows RUN N: until metrics.csv of RUN has N data rows
 wait_rows() {
@@ -103,14 +78,8 @@ awk -F, 'NR > 1 { n[$1 "," $2 "," $3]++; if (n[$1 "," $2 "," $3] > 1) exit 1 } E
 cmp <(untimed runs/ref/metrics.csv) <(untimed runs/killed/metrics.csv) || fail "killed+resumed metrics differ"
 
 # A non-finite loss: stop, name the step and tensor, keep the checkpoints finite.
-set +e
-"$build/train" f.ini run.name=nan train.lr=1e30 train.grad_clip=0 train.warmup_steps=0 \
-    log.checkpoint_every=1 > nan.out 2> nan.err
-rc=$?
-set -e
-[ "$rc" -eq 1 ] || fail "non-finite loss: exit $rc"
-grep -q "^qkscope: step [0-9]*: non-finite .*; first non-finite gradient: .*; the last checkpoint is intact" nan.err \
-    || fail "non-finite message: $(cat nan.err)"
+expect_exit 1 "^qkscope: step [0-9]*: non-finite .*; first non-finite gradient: .*; the last checkpoint is intact" \
+    "$build/train" f.ini run.name=nan train.lr=1e30 train.grad_clip=0 train.warmup_steps=0 log.checkpoint_every=1
 for f in runs/nan/ckpt/step_*.safetensors; do
     [ -e "$f" ] || continue
     "$build/qkscope-info" "$f" > /dev/null || fail "$f does not load (NaN in a checkpoint?)"

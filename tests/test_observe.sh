@@ -5,46 +5,12 @@
 # pictures and logs the same rows as an uninterrupted one; the probe command
 # and its refusals.
 set -euo pipefail
-build="$QK_BUILD/src"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
-fail() { echo "FAIL: $*" >&2; exit 1; }
-expect_exit() { # expect_exit CODE PATTERN CMD...
-    local code=$1 pattern=$2
-    shift 2
-    set +e
-    "$@" > out.txt 2> err.txt
-    local rc=$?
-    set -e
-    [ "$rc" -eq "$code" ] || fail "$*: exit $rc, expected $code; stderr: $(cat err.txt)"
-    grep -q -- "$pattern" err.txt || fail "$*: stderr lacks '$pattern': $(cat err.txt)"
-}
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$QK_SOURCE/tests/lib.sh"
 
-for i in $(seq 0 299); do echo "row $i: the fox saw $((i % 9)) hens; the hens saw $((i % 4)) foxes."; done > corpus.txt
-cat > o.ini <<'INI'
-[run]
-name = a
-out_dir = runs
-seed = 21
-[data]
-path = corpus.txt
-[model]
-n_layer = 2
-n_head = 2
-n_embd = 16
-block_size = 16
-[train]
-batch_size = 4
-steps = 25
-warmup_steps = 5
-eval_every = 10
-eval_batches = 2
-log_every = 25
-[log]
-heatmap_every = 10
-checkpoint_every = 10
-INI
+write_corpus corpus.txt 300 'row %d: the fox saw %d hens; the hens saw %d foxes.\n' 9 4
+write_config o.ini run.seed=21 train.steps=25 train.log_every=25 \
+    log.heatmap_every=10 log.checkpoint_every=10
 
 "$build/train" o.ini > /dev/null
 # qk.csv: header + one row per (step, layer, head)

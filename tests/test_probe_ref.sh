@@ -7,62 +7,32 @@
 # ref_model.py --self-check first checks that backward against central finite
 # differences on small random models.
 set -euo pipefail
-py=/usr/bin/python3 # Debian's, which has python3-numpy; a pyenv python3 may not
-if ! "$py" -c 'import numpy' 2>/dev/null; then
-    echo "SKIP: $py cannot import numpy (apt-get install python3-numpy)"
-    exit 77
-fi
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$QK_SOURCE/tests/lib.sh"
+need_numpy
 ref_model="$QK_SOURCE/scripts/ref_model.py"
-probe="$QK_BUILD/src/qkscope-probe"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
-fail() { echo "FAIL: $*" >&2; exit 1; }
+probe="$build/qkscope-probe"
 
 "$py" "$ref_model" --self-check || fail "ref_model.py's backward disagrees with finite differences"
 
 # Multi-byte characters: the probe text is cut at block_size + 1 code points.
-words=(café naïve über déjà fjord grove heath inlet → ½)
-for i in $(seq 0 299); do
-    printf 'the %s and the %s, number %d.\n' "${words[$((i % 10))]}" \
-        "${words[$(((i * 7 + 3) % 10))]}" $((i % 13))
-done > corpus.txt
+write_words_corpus corpus.txt 300 'the %s and the %s, number %d.\n' café naïve über déjà fjord grove heath inlet → ½
 # 33 characters, é and ï among the first 17 (T = block_size = 16)
 text='the café and the naïve, number 1.'
 
-train() { # name, then overrides of model keys
+train() { # name, then model.key=value overrides
     local name=$1; shift
-    cat > "$name.ini" <<INI
-[run]
-name = $name
-out_dir = $tmp/runs
-seed = 5
-[data]
-path = corpus.txt
-[model]
-n_layer = 2
-n_head = 2
-n_embd = 16
-block_size = 16
-$(printf '%s\n' "$@")
-[train]
-batch_size = 4
-steps = 30
-warmup_steps = 5
-eval_every = 30
-eval_batches = 2
-log_every = 30
-INI
-    "$QK_BUILD/src/train" "$name.ini" > "$name.log" 2>&1 \
+    write_config "$name.ini" run.name="$name" run.out_dir="$tmp/runs" run.seed=5 train.eval_every=30 "$@"
+    "$build/train" "$name.ini" > "$name.log" 2>&1 \
         || { cat "$name.log" >&2; fail "training $name failed"; }
     [ -s "runs/$name/ckpt/latest.safetensors" ] \
         || fail "the trainer wrote no runs/$name/ckpt/latest.safetensors"
 }
 
 variants=(untied tied tied_bias)
-train untied "qk = untied"
-train tied "qk = tied"
-train tied_bias "qk = tied" "bias = true" "tie_embeddings = false"
+train untied model.qk=untied
+train tied model.qk=tied
+train tied_bias model.qk=tied model.bias=true model.tie_embeddings=false
 
 for name in "${variants[@]}"; do
     ck=runs/$name/ckpt/latest.safetensors

@@ -5,35 +5,11 @@
 # change; compare of a checkpoint with itself; compare across shapes; the
 # lookup measurement.
 set -euo pipefail
-build="$QK_BUILD/src"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
-fail() { echo "FAIL: $*" >&2; exit 1; }
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$QK_SOURCE/tests/lib.sh"
 
-for i in $(seq 0 299); do echo "item $i: red $((i % 6)) blue $((i % 11)); green $((i % 5))."; done > corpus.txt
-cat > q.ini <<'INI'
-[run]
-name = a
-out_dir = runs
-seed = 4
-[data]
-path = corpus.txt
-[model]
-n_layer = 2
-n_head = 2
-n_embd = 16
-block_size = 16
-[train]
-batch_size = 4
-steps = 30
-warmup_steps = 5
-eval_every = 10
-eval_batches = 2
-log_every = 30
-[log]
-heatmap_every = 0
-INI
+write_corpus corpus.txt 300 'item %d: red %d blue %d; green %d.\n' 6 11 5
+write_config q.ini run.seed=4 log.heatmap_every=0
 "$build/train" q.ini > /dev/null
 [ "$(head -1 runs/a/qk_eval.csv)" = '"step","layer","head","symmetry","directionality","balance","overlap_mean","overlap_max","swap_delta","entropy","prev_token"' ] \
     || fail "qk_eval.csv header"

@@ -7,50 +7,16 @@
 # command, a screenshot that is not blank). Without chromium or node the test
 # is skipped (exit 77): it never passes without a browser.
 set -euo pipefail
-build="$QK_BUILD/src"
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$QK_SOURCE/tests/lib.sh"
 chromium=$(command -v chromium || true)
 if [ -z "$chromium" ]; then echo "SKIP: no chromium (apt-get install chromium)"; exit 77; fi
 if ! command -v node > /dev/null; then echo "SKIP: no node (apt-get install nodejs)"; exit 77; fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
-fail() { echo "FAIL: $*" >&2; exit 1; }
 report() { "$build/qkscope-report" "$@"; }
-expect_exit() { # expect_exit CODE PATTERN CMD...
-    local code=$1 pattern=$2
-    shift 2
-    set +e
-    "$@" > out.txt 2> err.txt
-    local rc=$?
-    set -e
-    [ "$rc" -eq "$code" ] || fail "$*: exit $rc, expected $code; stderr: $(cat err.txt)"
-    grep -q -- "$pattern" err.txt || fail "$*: stderr lacks '$pattern': $(cat err.txt)"
-}
 
-for i in $(seq 0 299); do echo "row $i: the fox saw $((i % 9)) hens; the hens saw $((i % 4)) foxes."; done > corpus.txt
-cat > r.ini <<'INI'
-[run]
-name = a
-out_dir = runs
-seed = 21
-[data]
-path = corpus.txt
-[model]
-n_layer = 2
-n_head = 2
-n_embd = 16
-block_size = 16
-[train]
-batch_size = 4
-steps = 40
-warmup_steps = 5
-eval_every = 10
-eval_batches = 2
-log_every = 40
-[log]
-heatmap_every = 10
-checkpoint_every = 20
-INI
+write_corpus corpus.txt 300 'row %d: the fox saw %d hens; the hens saw %d foxes.\n' 9 4
+write_config r.ini run.seed=21 train.steps=40 train.log_every=40 \
+    log.heatmap_every=10 log.checkpoint_every=20
 # run a: a probe longer than block_size (the page shows its first 16
 # characters); run b: tied qk and the default probe
 "$build/train" r.ini 'log.probe=the fox saw 3 hens' > /dev/null

@@ -4,46 +4,12 @@
 # row to trim), refusals (shape change, nothing to resume), init_from, and the
 # eval, sample and info commands.
 set -euo pipefail
-build="$QK_BUILD/src"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
-fail() { echo "FAIL: $*" >&2; exit 1; }
-expect_exit() { # expect_exit CODE PATTERN CMD...: exit status and a stderr line
-    local code=$1 pattern=$2
-    shift 2
-    set +e
-    "$@" > out.txt 2> err.txt
-    local rc=$?
-    set -e
-    [ "$rc" -eq "$code" ] || fail "$*: exit $rc, expected $code; stderr: $(cat err.txt)"
-    grep -q -- "$pattern" err.txt || fail "$*: stderr lacks '$pattern': $(cat err.txt)"
-}
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$QK_SOURCE/tests/lib.sh"
 
-for i in $(seq 0 299); do echo "line $i: a cat sat on mat $((i % 7)); dogs ran $((i % 5)) laps."; done > corpus.txt
-cat > r.ini <<'INI'
-[run]
-name = a
-out_dir = runs
-seed = 9
-[data]
-path = corpus.txt
-[model]
-n_layer = 2
-n_head = 2
-n_embd = 16
-block_size = 16
-[train]
-batch_size = 4
-steps = 40
-warmup_steps = 5
-eval_every = 15
-eval_batches = 2
-log_every = 20
-[log]
-checkpoint_every = 10
-keep_checkpoints = 2
-INI
+write_corpus corpus.txt 300 'line %d: a cat sat on mat %d; dogs ran %d laps.\n' 7 5
+write_config r.ini run.seed=9 train.steps=40 train.eval_every=15 train.log_every=20 \
+    log.checkpoint_every=10 log.keep_checkpoints=2
 
 "$build/train" r.ini > /dev/null
 [ "$(cd runs/a/ckpt && ls)" = "latest.safetensors
@@ -61,14 +27,8 @@ head -2 runs/b/metrics.csv | tail -1 | sed 's/^1,/26,/' >> runs/b/metrics.csv  #
 printf '27,0.0001,2.5' >> runs/b/metrics.csv                                     # and a torn one
 "$build/train" r.ini run.name=b run.resume=true > out.txt
 grep -q "resuming at step 25" out.txt || fail "resume message: $(cat out.txt)"
-untimed() { cut -d, -f1-5 "$1"; }
 cmp <(untimed runs/a/metrics.csv) <(untimed runs/b/metrics.csv) || fail "resumed metrics.csv differs"
 cmp runs/a/eval.csv runs/b/eval.csv || fail "resumed eval.csv differs"
-tensors() { # the data section of a safetensors file (after the 8-byte length and the header)
-    local n
-    n=$(od -An -t u8 -N8 "$1" | tr -d ' ')
-    tail -c +$((9 + n)) "$1"
-}
 cmp <(tensors runs/a/ckpt/step_000040.safetensors) <(tensors runs/b/ckpt/step_000040.safetensors) \
     || fail "resumed final weights differ"
 

@@ -1,0 +1,149 @@
+# Shared pieces of the shell tests (tests/test_*.sh). A test sets its own shell
+# options (set -euo pipefail, or set -u), then sources this file:
+#     . "$QK_SOURCE/tests/lib.sh"
+# (meson's test env sets QK_SOURCE and QK_BUILD). Sourcing it:
+#   - makes a temp dir $tmp and cds into it; at exit, background jobs still
+#     running are killed (kill -9) and $tmp is removed;
+#   - sets build="$QK_BUILD/src" (the binaries) and py=/usr/bin/python3.
+# Functions:
+#   fail MESSAGE...             print "FAIL: MESSAGE" to stderr, exit 1
+#   expect_exit CODE PATTERN CMD...
+#                               run CMD (stdout to out.txt, stderr to err.txt):
+#                               its exit status must be CODE and err.txt must
+#                               match the grep pattern PATTERN
+#   need_numpy                  skip the test (exit 77) unless $py imports numpy
+#   untimed FILE                metrics.csv without the timing columns ms and
+#                               tokens_per_s (6-7): cut -d, -f1-5,8-
+#   tensors FILE                the data section of a safetensors file (after
+#                               the 8-byte length and the JSON header, which
+#                               holds the run name)
+#   write_corpus FILE N FORMAT [MOD...]
+#                               N lines, i = 0..N-1: printf FORMAT i (i % MOD)...
+#                               (FORMAT ends with the line end; one conversion
+#                               for i and one per MOD, or printf repeats it)
+#   write_words_corpus FILE N FORMAT WORD...
+#                               N lines: printf FORMAT word[i % W]
+#                               word[(i * 7 + 3) % W] (i % 13), W words
+#   write_config FILE [section.key=value...]
+#                               the small model's INI (below), each
+#                               section.key=value replacing that key's value or
+#                               added to its section (a new section at the end):
+#                               the syntax of the trainer's own overrides
+# shellcheck shell=bash disable=SC2034 # build and py are for the tests
+[[ -n ${QK_SOURCE:-} && -n ${QK_BUILD:-} ]] || {
+    echo "QK_SOURCE and QK_BUILD must point at the source and build directories" >&2
+    exit 1
+}
+build="$QK_BUILD/src"
+py=/usr/bin/python3 # Debian's, which has python3-numpy; a pyenv python3 may not
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/qk_$(basename "$0" .sh).XXXXXX") || exit 1
+# shellcheck disable=SC2046 # one pid a word
+trap 'kill -9 $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
+cd "$tmp" || exit 1
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+expect_exit() {
+    local code=$1 pattern=$2 rc
+    shift 2
+    # the shell's -e as it was, restored after the command
+    local e=+e
+    [[ $- == *e* ]] && e=-e
+    set +e
+    "$@" > out.txt 2> err.txt
+    rc=$?
+    set "$e"
+    [ "$rc" -eq "$code" ] || fail "$*: exit $rc, expected $code; stderr: $(cat err.txt)"
+    grep -q -- "$pattern" err.txt || fail "$*: stderr lacks '$pattern': $(cat err.txt)"
+}
+
+need_numpy() {
+    if ! "$py" -c 'import numpy' 2>/dev/null; then
+        echo "SKIP: $py cannot import numpy (apt-get install python3-numpy)"
+        exit 77
+    fi
+}
+
+untimed() { cut -d, -f1-5,8- "$1"; }
+
+tensors() {
+    local n
+    n=$(od -An -t u8 -N8 "$1" | tr -d ' ')
+    tail -c +$((9 + n)) "$1"
+}
+
+write_corpus() {
+    local file=$1 n=$2 format=$3 i m
+    shift 3
+    local -a args
+    for ((i = 0; i < n; i++)); do
+        args=("$i")
+        for m in "$@"; do args+=($((i % m))); done
+        # shellcheck disable=SC2059 # the format is the point
+        printf "$format" "${args[@]}"
+    done > "$file"
+}
+
+write_words_corpus() {
+    local file=$1 n=$2 format=$3 i
+    shift 3
+    local -a words=("$@")
+    local w=${#words[@]}
+    for ((i = 0; i < n; i++)); do
+        # shellcheck disable=SC2059 # the format is the point
+        printf "$format" "${words[i % w]}" "${words[(i * 7 + 3) % w]}" $((i % 13))
+    done > "$file"
+}
+
+write_config() {
+    local file=$1 o
+    shift
+    for o in "$@"; do
+        [[ $o =~ ^[a-z0-9_]+\.[a-z0-9_]+= ]] || fail "write_config: '$o' is not section.key=value"
+    done
+    QK_CONFIG_SET=$(printf '%s\n' "$@") awk '
+        BEGIN {
+            m = split(ENVIRON["QK_CONFIG_SET"], set, "\n")
+            for (i = 1; i <= m; i++) {
+                if (set[i] == "") continue
+                dot = index(set[i], "."); eq = index(set[i], "=")
+                id = substr(set[i], 1, eq - 1)
+                if (!(id in value)) { n++; ids[n] = id; sec[n] = substr(set[i], 1, dot - 1)
+                                      key[n] = substr(set[i], dot + 1, eq - dot - 1) }
+                value[id] = substr(set[i], eq + 1)
+            }
+        }
+        function rest(s,   i) { # the keys of section s not written yet
+            for (i = 1; i <= n; i++)
+                if (sec[i] == s && !(ids[i] in done)) { print key[i] " = " value[ids[i]]; done[ids[i]] = 1 }
+        }
+        /^\[/ { rest(section); section = substr($0, 2, length($0) - 2); print; next }
+        {
+            id = section "." substr($0, 1, index($0, " = ") - 1)
+            if (id in value) { print substr($0, 1, index($0, " = ") - 1) " = " value[id]; done[id] = 1 }
+            else print
+        }
+        END {
+            rest(section)
+            for (i = 1; i <= n; i++)
+                if (!(ids[i] in done)) { print "[" sec[i] "]"; rest(sec[i]) }
+        }' > "$file" <<'INI'
+[run]
+name = a
+out_dir = runs
+[data]
+path = corpus.txt
+[model]
+n_layer = 2
+n_head = 2
+n_embd = 16
+block_size = 16
+[train]
+batch_size = 4
+steps = 30
+warmup_steps = 5
+eval_every = 10
+eval_batches = 2
+log_every = 30
+INI
+}
