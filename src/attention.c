@@ -74,39 +74,55 @@ static void pack_chans(real *dst, const real *x, int T, int hs, int C, size_t np
     }
 }
 
-/* row[0..n) = softmax(row * scale); the causal tail row[n..T) = 0. */
-static void softmax_row(real *row, int n, int T, real scale) {
-    int i = 0;
-    vreal vm = vsplat(-INFINITY);
-    for (; i + VL <= n; i += VL) {
-        vreal x = vload(row + i) * scale;
-        vstore(row + i, x);
-        vm = vmax(vm, x);
-    }
-    real mx = vhmax(vm);
-    for (; i < n; i++) {
-        row[i] *= scale;
-        mx = row[i] > mx ? row[i] : mx;
-    }
-    vreal vs = {0};
-    for (i = 0; i + VL <= n; i += VL) {
+static inline vreal vexp_any(vreal x) {
 #ifndef QK_DOUBLE
-        vreal e = vexpf(vload(row + i) - mx);
+    return vexpf(x);
 #else
-        vreal e;
-        for (int l = 0; l < VL; l++) e[l] = exp(row[i + l] - mx);
+    for (int l = 0; l < VL; l++) x[l] = exp(x[l]);
+    return x;
 #endif
+}
+
+/* row[0..n) = softmax(row * scale) (scale > 0); the causal tail row[n..T) = 0.
+ * The last partial vector is computed with its lanes past n masked to 0,
+ * which is what they must hold. */
+static void softmax_row(real *row, int n, int T, real scale) {
+    int nf = n / VL * VL, rem = n - nf;
+    vreal vm = vsplat(-INFINITY);
+    for (int i = 0; i < nf; i += VL) vm = vmax(vm, vload(row + i));
+    real mx = vhmax(vm);
+    for (int i = nf; i < n; i++) mx = row[i] > mx ? row[i] : mx;
+    real ms = mx * scale;
+    vreal vs = {0};
+    for (int i = 0; i < nf; i += VL) {
+        vreal e = vexp_any(vload(row + i) * scale - ms);
         vstore(row + i, e);
         vs += e;
     }
-    real sum = vhsum(vs);
-    for (; i < n; i++) {
-        row[i] = sexp(row[i] - mx);
-        sum += row[i];
+    vreal tail = {0};
+    if (rem) {
+        vint valid;
+        for (int l = 0; l < VL; l++) {
+            tail[l] = l < rem ? row[nf + l] : mx;
+            valid[l] = l < rem ? -1 : 0;
+        }
+        tail = (vreal)((vint)vexp_any(tail * scale - ms) & valid);
+        vs += tail;
     }
-    real inv = 1 / sum;
-    for (i = 0; i < n; i++) row[i] *= inv;
-    for (; i < T; i++) row[i] = 0;
+    real inv = 1 / vhsum(vs);
+    for (int i = 0; i < nf; i += VL) vstore(row + i, vload(row + i) * inv);
+    int end = nf;
+    if (rem) {
+        tail *= inv;
+        if (nf + VL <= T) {
+            vstore(row + nf, tail);
+            end = nf + VL;
+        } else {
+            for (int l = 0; l < rem; l++) row[nf + l] = tail[l];
+            end = n;
+        }
+    }
+    if (end < T) memset(row + end, 0, (size_t)(T - end) * sizeof(real));
 }
 
 void attention_forward(real *out, real *att, const real *q, const real *k, const real *v,
@@ -131,18 +147,14 @@ void attention_forward(real *out, real *att, const real *q, const real *k, const
             size_t mr = T - t0 < MR ? (size_t)(T - t0) : MR;
             size_t last = t0 + mr; /* rows t0..last-1 see keys 0..last-1 */
             /* scores of the rows' tile, keys up to the diagonal */
-            for (size_t p = 0; p * NR < last; p++) {
-                size_t nr = (size_t)T - p * NR < (size_t)NR ? (size_t)T - p * NR : (size_t)NR;
-                gemm_tile((size_t)hs, q + off + (size_t)t0 * C, (size_t)C, 1, mr,
-                          kt + p * NR * hs, nr, a + (size_t)t0 * T + p * NR, (size_t)T, 0);
-            }
+            size_t nk = (last + NR - 1) / NR * NR; /* keys up to the diagonal's panel */
+            if (nk > (size_t)T) nk = T;
+            gemm_strip((size_t)hs, q + off + (size_t)t0 * C, (size_t)C, 1, mr, kt, NR * (size_t)hs,
+                       nk, a + (size_t)t0 * T, (size_t)T, 0);
             for (size_t t = t0; t < last; t++) softmax_row(a + t * T, (int)t + 1, T, scale);
             /* out rows = att rows . V over keys 0..last-1 */
-            for (size_t p = 0; p < L.np_h; p++) {
-                size_t nr = (size_t)hs - p * NR < (size_t)NR ? (size_t)hs - p * NR : (size_t)NR;
-                gemm_tile(last, a + (size_t)t0 * T, (size_t)T, 1, mr, vp + p * NR * T, nr,
-                          out + off + (size_t)t0 * C + p * NR, (size_t)C, 0);
-            }
+            gemm_strip(last, a + (size_t)t0 * T, (size_t)T, 1, mr, vp, NR * (size_t)T, (size_t)hs,
+                       out + off + (size_t)t0 * C, (size_t)C, 0);
         }
     }
 }
@@ -175,11 +187,10 @@ void attention_backward(real *dq, real *dk, real *dv, real *datt, const real *do
         for (int t0 = 0; t0 < T; t0 += MR) {
             size_t mr = T - t0 < MR ? (size_t)(T - t0) : MR;
             size_t last = t0 + mr;
-            for (size_t p = 0; p * NR < last; p++) {
-                size_t nr = (size_t)T - p * NR < (size_t)NR ? (size_t)T - p * NR : (size_t)NR;
-                gemm_tile((size_t)hs, dout + off + (size_t)t0 * C, (size_t)C, 1, mr,
-                          vt + p * NR * hs, nr, ds + (size_t)t0 * T + p * NR, (size_t)T, 0);
-            }
+            size_t nk = (last + NR - 1) / NR * NR;
+            if (nk > (size_t)T) nk = T;
+            gemm_strip((size_t)hs, dout + off + (size_t)t0 * C, (size_t)C, 1, mr, vt,
+                       NR * (size_t)hs, nk, ds + (size_t)t0 * T, (size_t)T, 0);
             for (size_t t = t0; t < last; t++) {
                 /* through the row softmax: ds = a * (da - sum(a * da)) * scale */
                 const real *ar = a + t * T;
@@ -198,19 +209,16 @@ void attention_backward(real *dq, real *dk, real *dv, real *datt, const real *do
         for (int t0 = 0; t0 < T; t0 += MR) {
             size_t mr = T - t0 < MR ? (size_t)(T - t0) : MR;
             size_t last = t0 + mr;
-            for (size_t p = 0; p < L.np_h; p++) {
-                size_t nr = (size_t)hs - p * NR < (size_t)NR ? (size_t)hs - p * NR : (size_t)NR;
-                size_t co = off + (size_t)t0 * C + p * NR;
-                /* dq rows t = ds rows . K over keys 0..last-1 */
-                gemm_tile(last, ds + (size_t)t0 * T, (size_t)T, 1, mr, kp + p * NR * T, nr,
-                          dq + co, (size_t)C, 0);
-                /* dk rows t2 = ds^T . Q over queries t >= t0 (ds is 0 for t < t2) */
-                gemm_tile(T - t0, ds + (size_t)t0 * T + t0, 1, (size_t)T, mr,
-                          qp + p * NR * T + (size_t)t0 * NR, nr, dk + co, (size_t)C, 0);
-                /* dv rows t2 = att^T . dout over queries t >= t0 */
-                gemm_tile(T - t0, a + (size_t)t0 * T + t0, 1, (size_t)T, mr,
-                          dop + p * NR * T + (size_t)t0 * NR, nr, dv + co, (size_t)C, 0);
-            }
+            size_t co = off + (size_t)t0 * C, bps = NR * (size_t)T;
+            /* dq rows t = ds rows . K over keys 0..last-1 */
+            gemm_strip(last, ds + (size_t)t0 * T, (size_t)T, 1, mr, kp, bps, (size_t)hs, dq + co,
+                       (size_t)C, 0);
+            /* dk rows t2 = ds^T . Q over queries t >= t0 (ds is 0 for t < t2) */
+            gemm_strip(T - t0, ds + (size_t)t0 * T + t0, 1, (size_t)T, mr, qp + (size_t)t0 * NR, bps,
+                       (size_t)hs, dk + co, (size_t)C, 0);
+            /* dv rows t2 = att^T . dout over queries t >= t0 */
+            gemm_strip(T - t0, a + (size_t)t0 * T + t0, 1, (size_t)T, mr, dop + (size_t)t0 * NR, bps,
+                       (size_t)hs, dv + co, (size_t)C, 0);
         }
     }
 }

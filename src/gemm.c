@@ -80,6 +80,36 @@ static void pack_a(real *restrict ap, const real *a, size_t sam, size_t sak, siz
     }
 }
 
+/* Micro-panels ia..ib-1 of a transposed A (sam == 1) over all K into dst
+ * (micro-panel ip at ip * K * MR, row k at k * MR, the last one zero-padded).
+ * A few rows of A at a time are read as contiguous runs. */
+static void pack_a_panels(real *restrict dst, const real *a, size_t sak, size_t M, size_t K,
+                          size_t ia, size_t ib) {
+    size_t full = M / MR < ib ? M / MR : ib; /* micro-panels with MR rows */
+    for (size_t k0 = 0; k0 < K; k0 += 8) {
+        size_t k1 = K - k0 < 8 ? K : k0 + 8;
+        for (size_t ip = ia; ip < ib; ip++) {
+            real *d = dst + ip * K * MR;
+            const real *src = a + ip * MR;
+            size_t k = k0;
+            if (ip < full) {
+                /* a whole vector per row: lanes past MR land in the slot of
+                 * k + 1, which the next row overwrites (not for the last) */
+                if (VL >= MR && (ip + 1) * MR + (VL - MR) <= M)
+                    for (; k < k1 && k + 1 < K; k++) vstore(d + k * MR, vload(src + k * sak));
+                for (; k < k1; k++) memcpy(d + k * MR, src + k * sak, MR * sizeof(real));
+            } else {
+                size_t m = M - ip * MR;
+                for (; k < k1; k++) {
+                    size_t i = 0;
+                    for (; i < m; i++) d[k * MR + i] = src[k * sak + i];
+                    for (; i < MR; i++) d[k * MR + i] = 0;
+                }
+            }
+        }
+    }
+}
+
 /* One register tile with edges, through a zero-padded copy of C, so every
  * element gets the same arithmetic as in a full tile. ap is a packed
  * ap[k * MR + i] micro-panel (zero rows past mr). */
@@ -193,6 +223,24 @@ void gemm_pack_b(real *restrict dst, const real *B, size_t sbk, size_t sbn, size
     }
 }
 
+/* Panels p0..p1-1 of B[K, N] into dst (panel p at p * K * NR). A row-major B
+ * goes a few rows at a time across the panels, so rows are read contiguously. */
+static void pack_b_panels(real *dst, const real *B, size_t sbk, size_t sbn, size_t K, size_t N,
+                          size_t p0, size_t p1) {
+    if (sbn != 1) {
+        for (size_t p = p0; p < p1; p++)
+            gemm_pack_b(dst + p * K * NR, B + p * NR * sbn, sbk, sbn, K,
+                        N - p * NR < NR ? N - p * NR : NR);
+        return;
+    }
+    for (size_t k0 = 0; k0 < K; k0 += 8) {
+        size_t kn = K - k0 < 8 ? K - k0 : 8;
+        for (size_t p = p0; p < p1; p++)
+            gemm_pack_b(dst + p * K * NR + k0 * NR, B + k0 * sbk + p * NR, sbk, 1, kn,
+                        N - p * NR < NR ? N - p * NR : NR);
+    }
+}
+
 /* ---- exp ------------------------------------------------------------------ */
 
 void vec_exp(real *dst, const real *src, size_t n) {
@@ -221,11 +269,28 @@ void vec_exp(real *dst, const real *src, size_t n) {
 #define NBP 16
 #define MBR 32
 #define MIN_TILES 8
+_Static_assert(KB <= GEMM_KC, "a k block fits a packed micro-panel");
 
 static struct {
     real *p;
     size_t cap;
-} bslot[4];
+} bslot[4], aslot[4];
+
+/* per-thread packed blocks of A, MBR * MR x KB each */
+static real *abuf_all;
+static size_t abuf_cap;
+
+static real *grow(real **p, size_t *cap, size_t need) {
+    if (need > *cap) {
+        free(*p);
+        void *q = NULL;
+        CHECK(posix_memalign(&q, 64, need * sizeof(real)) == 0, "out of memory (%zu bytes)",
+              need * sizeof(real));
+        *p = q;
+        *cap = need;
+    }
+    return *p;
+}
 
 static size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
 
@@ -239,19 +304,14 @@ void gemm_plan(GemmJob *j, int slot) {
     if (j->nbm < want) j->nbm = want < j->mt ? want : j->mt;
     if (j->nbm == 0) j->nbm = 1;
     j->ntiles = j->M && j->N ? j->nbm * j->nbn : 0;
-    size_t need = j->np * j->K * NR;
-    if (need > bslot[slot].cap) {
-        free(bslot[slot].p);
-        void *p = NULL;
-        CHECK(posix_memalign(&p, 64, need * sizeof(real)) == 0, "out of memory (%zu bytes)",
-              need * sizeof(real));
-        bslot[slot].p = p;
-        bslot[slot].cap = need;
-    }
-    j->bpack = bslot[slot].p;
+    j->bpack = grow(&bslot[slot].p, &bslot[slot].cap, j->np * j->K * NR);
+    /* a transposed A is packed whole, like B */
+    j->apack = j->sam == 1 && j->sak != 1
+                   ? grow(&aslot[slot].p, &aslot[slot].cap, j->mt * j->K * MR)
+                   : NULL;
 }
 
-static void run_tile(const GemmJob *j, size_t t) {
+static void run_tile(const GemmJob *j, size_t t, real *abuf) {
     size_t bm = t / j->nbn, bn = t % j->nbn;
     size_t r0 = bm * j->mt / j->nbm * MR, r1 = (bm + 1) * j->mt / j->nbm * MR;
     size_t p0 = bn * j->np / j->nbn, p1 = (bn + 1) * j->np / j->nbn;
@@ -273,10 +333,10 @@ static void run_tile(const GemmJob *j, size_t t) {
             for (size_t r = r0; r < r1; r++) memset(j->C + r * j->ldc + c0, 0, (c1 - c0) * sizeof(real));
         return;
     }
-    /* K blocks of at most KB <= GEMM_KC; a transposed A is packed once per
-     * micro-row and k block, and then sits in L1 across the column block */
-    real ap[KB * MR] __attribute__((aligned(64)));
+    /* K blocks of at most KB <= GEMM_KC. A row-major A is read in place, a
+     * transposed one was packed whole, anything else is packed per micro-row. */
     size_t bps = j->K * NR;
+    int rows = j->sak == 1;
     for (size_t kb = 0; kb < j->nkb; kb++) {
         size_t k0 = kb * j->K / j->nkb, k1 = (kb + 1) * j->K / j->nkb, kc = k1 - k0;
         int acc = acc0 || kb > 0;
@@ -284,12 +344,21 @@ static void run_tile(const GemmJob *j, size_t t) {
         for (size_t i = r0; i < r1; i += MR) {
             size_t mr = r1 - i < MR ? r1 - i : MR;
             const real *a = j->A + i * j->sam + k0 * j->sak;
-            int packed = !(mr == MR && j->sak == 1);
-            if (packed) pack_a(ap, a, j->sam, j->sak, mr, kc);
+            real *ap = abuf;
+            if (j->apack)
+                ap = j->apack + i * j->K + k0 * MR;
+            else if (!rows || mr < MR)
+                pack_a(ap, a, j->sam, j->sak, mr, kc);
             micro_row(kc, a, j->sam, j->sak, mr, b, bps, c1 - c0, j->C + i * j->ldc + c0, j->ldc,
-                      acc, ap, packed);
+                      acc, (real *)ap, !rows || mr < MR);
         }
     }
+}
+
+/* The thread whose share of the total holds the midpoint of [before, before + w). */
+static int owner(double before, double w, double total, int nth) {
+    int o = total > 0 ? (int)((before + 0.5 * w) * nth / total) : 0;
+    return o < nth ? o : nth - 1;
 }
 
 static double tile_work(const GemmJob *j, size_t t) {
@@ -300,15 +369,48 @@ static double tile_work(const GemmJob *j, size_t t) {
     return (double)(r1 - r0) * (double)(p1 - p0) * NR * (double)(j->K + 8);
 }
 
-/* Work is split in contiguous ranges fixed by the shapes and the thread count:
- * B panel u of n goes to thread u * nth / n; a tile goes to the thread whose
- * share of the total work holds the tile's midpoint. */
+/* Tiles of all jobs in one list, interleaved in proportion (the job whose
+ * next tile sits earliest in its own list goes next), so that every thread
+ * gets a share of each job. Returns 0 when done. */
+static int next_tile(const GemmJob *jobs, int njobs, size_t *next, int *q, size_t *t) {
+    int best = -1;
+    double key = 2;
+    for (int i = 0; i < njobs; i++)
+        if (next[i] < jobs[i].ntiles) {
+#ifdef NO_INTERLEAVE
+            double k = i;
+#else
+            double k = (next[i] + 0.5) / jobs[i].ntiles;
+#endif
+            if (k < key) key = k, best = i;
+        }
+    if (best < 0) return 0;
+    *q = best;
+    *t = next[best]++;
+    return 1;
+}
+
+/* Work is split in contiguous ranges fixed by the shapes and the thread count,
+ * by weight: B panels and A micro-panels to pack by size, then tiles by
+ * work. Which thread computes a tile changes nothing in its result. */
 void gemm_run(GemmJob *jobs, int njobs, void (*extra)(void *, int, int), void *ctx) {
-    double work = 0;
-    size_t npanels = 0;
+    CHECK(njobs >= 1 && njobs <= 8, "gemm_run: %d jobs", njobs);
+    double work = 0, packw = 0;
     for (int q = 0; q < njobs; q++) {
         for (size_t t = 0; t < jobs[q].ntiles; t++) work += tile_work(&jobs[q], t);
-        npanels += jobs[q].np;
+        packw += (double)jobs[q].K * (jobs[q].np * NR + (jobs[q].apack ? jobs[q].mt * MR : 0));
+    }
+    int maxth = 1;
+#ifdef _OPENMP
+    maxth = omp_get_max_threads();
+#endif
+    size_t per = (size_t)MR * KB;
+    if (per * maxth > abuf_cap) {
+        free(abuf_all);
+        void *p = NULL;
+        CHECK(posix_memalign(&p, 64, per * maxth * sizeof(real)) == 0, "out of memory");
+        abuf_all = p;
+        abuf_cap = per * maxth;
     }
 #pragma omp parallel if (work > 65536)
     {
@@ -317,26 +419,36 @@ void gemm_run(GemmJob *jobs, int njobs, void (*extra)(void *, int, int), void *c
         tid = omp_get_thread_num();
         nth = omp_get_num_threads();
 #endif
-        size_t u = 0;
-        for (int q = 0; q < njobs; q++) {
-            GemmJob *j = &jobs[q];
-            for (size_t p = 0; p < j->np; p++, u++) {
-                if ((int)(u * nth / npanels) != tid) continue;
-                size_t nr = j->N - p * NR < NR ? j->N - p * NR : NR;
-                gemm_pack_b(j->bpack + p * j->K * NR, j->B + p * NR * j->sbn, j->sbk, j->sbn,
-                            j->K, nr);
-            }
-        }
-#pragma omp barrier
         double before = 0;
         for (int q = 0; q < njobs; q++) {
             GemmJob *j = &jobs[q];
-            for (size_t t = 0; t < j->ntiles; t++) {
-                double w = tile_work(j, t);
-                int owner = (int)((before + 0.5 * w) * nth / work);
-                before += w;
-                if (owner == tid || (owner >= nth && tid == nth - 1)) run_tile(j, t);
-            }
+            double wb = (double)j->K * NR, wa = (double)j->K * MR;
+            size_t pa = j->np, pb = 0;
+            for (size_t p = 0; p < j->np; p++, before += wb)
+                if (owner(before, wb, packw, nth) == tid) {
+                    if (p < pa) pa = p;
+                    pb = p + 1;
+                }
+            if (pa < pb) pack_b_panels(j->bpack, j->B, j->sbk, j->sbn, j->K, j->N, pa, pb);
+            if (!j->apack) continue;
+            size_t ia = j->mt, ib = 0;
+            for (size_t p = 0; p < j->mt; p++, before += wa)
+                if (owner(before, wa, packw, nth) == tid) {
+                    if (p < ia) ia = p;
+                    ib = p + 1;
+                }
+            if (ia < ib) pack_a_panels(j->apack, j->A, j->sak, j->M, j->K, ia, ib);
+        }
+#pragma omp barrier
+        real *abuf = abuf_all + (size_t)tid * per;
+        size_t next[8] = {0};
+        int q;
+        size_t t;
+        before = 0;
+        while (next_tile(jobs, njobs, next, &q, &t)) {
+            double w = tile_work(&jobs[q], t);
+            if (owner(before, w, work, nth) == tid) run_tile(&jobs[q], t, abuf);
+            before += w;
         }
         if (extra) extra(ctx, tid, nth);
     }

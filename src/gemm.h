@@ -15,6 +15,10 @@
 
 #include "common.h"
 
+#if defined(__AVX2__) && defined(__FMA__) && !defined(QK_DOUBLE)
+#include <immintrin.h>
+#endif
+
 /* GCC vector extensions keep the code portable; -march picks the instructions.
  * A register tile is MR rows by NR = 2 vectors of columns: 6 x 16 floats on
  * AVX2 (12 accumulators + 2 B vectors + 1 broadcast of AVX2's 16 registers). */
@@ -56,12 +60,18 @@ static inline real vhmax(vreal v) {
 #ifndef QK_DOUBLE
 /* exp of each lane for float: x = n ln2 + r, |r| <= ln2/2, e^r by Cephes'
  * minimax polynomial (about 1 ulp), 2^n through the exponent bits. Inputs are
- * clamped to [-87, 88.3], so the result is finite and positive. */
+ * clamped to [-87, 88.3], so the result is finite and positive (NaN gives NaN). */
 static inline vreal vexpf(vreal x) {
+#if defined(__AVX2__) && defined(__FMA__)
+    /* operands ordered so that a NaN x passes through */
+    x = (vreal)_mm256_min_ps(_mm256_set1_ps(88.3f),
+                             _mm256_max_ps(_mm256_set1_ps(-87.0f), (__m256)x));
+#else
     const vreal hi = vsplat(88.3f), lo = vsplat(-87.0f);
     vint mh = x > hi, ml = x < lo;
     x = (vreal)(((vint)x & ~mh) | ((vint)hi & mh));
     x = (vreal)(((vint)x & ~ml) | ((vint)lo & ml));
+#endif
     /* round(x / ln2) by the 1.5 * 2^23 shifter */
     vreal t = x * 1.44269504088896341f + 12582912.0f;
     vint n = (vint)t - (vint)vsplat(12582912.0f);
@@ -75,7 +85,8 @@ static inline vreal vexpf(vreal x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * (r * r) + r + 1.0f;
-    return (vreal)((vint)p + (n << 23));
+    /* times 2^n as a float (n + 127 is a normal exponent), so NaN stays NaN */
+    return p * (vreal)((n + 127) << 23);
 }
 #endif
 
@@ -118,6 +129,7 @@ typedef struct {
     const real *bias;
     /* filled by gemm_plan */
     real *bpack;           /* packed B: np panels of K x NR */
+    real *apack;           /* a transposed A packed: mt micro-panels of K x MR */
     size_t np, mt;         /* panels, micro-rows */
     size_t nbm, nbn, nkb;  /* row blocks, column blocks, k blocks */
     size_t ntiles;
@@ -125,7 +137,7 @@ typedef struct {
 
 /* Tiles j->ntiles and sizes j->bpack (grow-once buffer slot `slot`, 0..3). */
 void gemm_plan(GemmJob *j, int slot);
-/* Runs the jobs; extra (if not NULL) is called by every thread after the
+/* Runs the jobs (at most 8); extra (if not NULL) is called by every thread after the
  * products with (ctx, thread, threads) for work that does not overlap them. */
 void gemm_run(GemmJob *jobs, int njobs, void (*extra)(void *, int, int), void *ctx);
 

@@ -86,48 +86,67 @@ void layernorm_forward(real *out, real *mean, real *rstd, const real *inp,
     }
 }
 
+/* The parameter gradients of LayerNorm sum over rows: each fixed block of
+ * LN_ROWS rows gets its own partial sums (rows in order), and the partials
+ * are added in block order, so the result does not depend on threads. */
+#define LN_ROWS 64
+static real *ln_part;
+static size_t ln_part_cap;
+
 void layernorm_backward(real *dinp, real *dweight, real *dbias, const real *dout,
                         const real *inp, const real *weight, const real *mean,
                         const real *rstd, size_t N, int C) {
-    size_t nch = col_chunks(C);
+    size_t nb = (N + LN_ROWS - 1) / LN_ROWS, nch = col_chunks(C);
+    size_t need = nb * 2 * (size_t)C;
+    if (need > ln_part_cap) {
+        free(ln_part);
+        ln_part = xmalloc(need * sizeof(real));
+        ln_part_cap = need;
+    }
+    real *part = ln_part;
 #pragma omp parallel if (N * C > 16384)
     {
-#pragma omp for schedule(static) nowait
-        for (size_t n = 0; n < N; n++) {
-            const real *d = dout + n * C, *x = inp + n * C;
-            real *di = dinp + n * C;
-            real m = mean[n], r = rstd[n];
-            /* dx = r * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight */
-            vreal gs = {0}, gx = {0};
-            int i = 0;
-            for (; i + VL <= C; i += VL) {
-                vreal g = vload(d + i) * vload(weight + i);
-                gs += g;
-                gx += g * ((vload(x + i) - m) * r);
-            }
-            real gsum = vhsum(gs), gxsum = vhsum(gx);
-            for (; i < C; i++) {
-                real g = d[i] * weight[i];
-                gsum += g;
-                gxsum += g * ((x[i] - m) * r);
-            }
-            gsum /= C;
-            gxsum /= C;
-            for (i = 0; i < C; i++) {
-                real xhat = (x[i] - m) * r;
-                di[i] += r * (d[i] * weight[i] - gsum - xhat * gxsum);
+#pragma omp for schedule(static)
+        for (size_t blk = 0; blk < nb; blk++) {
+            real *pw = part + blk * 2 * C, *pb = pw + C;
+            memset(pw, 0, 2 * (size_t)C * sizeof(real));
+            size_t n1 = (blk + 1) * LN_ROWS < N ? (blk + 1) * LN_ROWS : N;
+            for (size_t n = blk * LN_ROWS; n < n1; n++) {
+                const real *d = dout + n * C, *x = inp + n * C;
+                real *di = dinp + n * C;
+                real m = mean[n], r = rstd[n];
+                /* dx = r * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight */
+                vreal gs = {0}, gx = {0};
+                int i = 0;
+                for (; i + VL <= C; i += VL) {
+                    vreal g = vload(d + i) * vload(weight + i);
+                    gs += g;
+                    gx += g * ((vload(x + i) - m) * r);
+                }
+                real gsum = vhsum(gs), gxsum = vhsum(gx);
+                for (; i < C; i++) {
+                    real g = d[i] * weight[i];
+                    gsum += g;
+                    gxsum += g * ((x[i] - m) * r);
+                }
+                gsum /= C;
+                gxsum /= C;
+                for (i = 0; i < C; i++) {
+                    real xhat = (x[i] - m) * r;
+                    di[i] += r * (d[i] * weight[i] - gsum - xhat * gxsum);
+                    pw[i] += d[i] * xhat;
+                    pb[i] += d[i];
+                }
             }
         }
-        /* Parameter gradients sum over rows in order, per column chunk. */
 #pragma omp for schedule(static)
         for (size_t ch = 0; ch < nch; ch++) {
             int c0 = (int)ch * COL_CHUNK, c1 = c0 + COL_CHUNK < C ? c0 + COL_CHUNK : C;
-            for (size_t n = 0; n < N; n++) {
-                const real *d = dout + n * C, *x = inp + n * C;
-                real m = mean[n], r = rstd[n];
+            for (size_t blk = 0; blk < nb; blk++) {
+                const real *pw = part + blk * 2 * C, *pb = pw + C;
                 for (int i = c0; i < c1; i++) {
-                    dweight[i] += d[i] * ((x[i] - m) * r);
-                    dbias[i] += d[i];
+                    dweight[i] += pw[i];
+                    dbias[i] += pb[i];
                 }
             }
         }
