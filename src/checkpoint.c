@@ -265,12 +265,22 @@ typedef struct {
 static int fail(const Reader *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int fail(const Reader *r, const char *fmt, ...) {
-    char what[900];
+    char what[900], shown[4 * sizeof what];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return error_set(r->err, "%s: %s", r->path, what);
+    /* Names and values quoted from the file may hold control characters
+     * (JSON escapes such as \n): shown as \xNN, the message stays one line. */
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)what; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            o += (size_t)snprintf(shown + o, sizeof shown - o, "\\x%02x", *p);
+        else
+            shown[o++] = (char)*p;
+    }
+    shown[o] = '\0';
+    return error_set(r->err, "%s: %s", r->path, shown);
 }
 
 /* Opens the file and checks the 8-byte header length against the file size. */

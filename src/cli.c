@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "train.h"
+
 int cli_value(int argc, char **argv, int *i, const char **out, Error *err) {
     if (*i + 1 >= argc) return error_set(err, "%s: missing value", argv[*i]);
     *out = argv[++*i];
@@ -32,7 +34,13 @@ int cli_double(const char *flag, const char *s, double min, double max, double *
 
 int cli_load_model(const char *path, Checkpoint *ck, Model *m, int maxB, Error *err) {
     if (checkpoint_read(ck, path, err) != 0) return -1;
-    model_create(m, &ck->shape, maxB > 0 ? maxB : ck->cfg.batch_size);
+    int B = maxB > 0 ? maxB : ck->cfg.batch_size;
+    Error mem;
+    if (train_check_memory(&ck->shape, B, &mem) != 0) {
+        checkpoint_free(ck);
+        return error_set(err, "%s: %s", path, mem.msg);
+    }
+    model_create(m, &ck->shape, B);
     checkpoint_to_model(ck, m, 0);
     return 0;
 }

@@ -116,6 +116,7 @@ int main(int argc, char **argv) {
     cfg.log_every = 1000000000; /* no progress lines between the figures */
     Trainer t;
     if (train_setup(&t, &cfg, &err)) {
+        train_free(&t);
         dir_remove(dir);
         return cli_fail(&err);
     }

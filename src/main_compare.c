@@ -57,6 +57,13 @@ static int side_load(Side *s, const char *path, Error *err) {
     return 0;
 }
 
+static void side_free(Side *s) {
+    model_free(&s->m);
+    checkpoint_free(&s->ck);
+    corpus_free(&s->corpus);
+    free(s->heads);
+}
+
 /* Attention of a side on tokens [T] into att [L, NH, T, T]. */
 static float *side_attention(Side *s, const int *tok, int T) {
     const ModelShape *sh = &s->ck.shape;
@@ -116,7 +123,13 @@ int main(int argc, char **argv) {
         return EXIT_BADINPUT;
     }
     Side A, B;
-    if (side_load(&A, pa, &err) || side_load(&B, pb, &err)) return cli_fail(&err);
+    memset(&B, 0, sizeof B); /* freed even when A fails to load */
+    int rc = 0, *ta = NULL, *tb = NULL;
+    float *att_a = NULL, *att_b = NULL;
+    if (side_load(&A, pa, &err) || side_load(&B, pb, &err)) {
+        rc = cli_fail(&err);
+        goto done;
+    }
     const ModelShape *sa = &A.ck.shape, *sb = &B.ck.shape;
     printf("A %s: val loss %.4f, all-heads swap delta %+.4f\n", pa, A.val_loss, A.swap_all);
     printf("B %s: val loss %.4f, all-heads swap delta %+.4f\n", pb, B.val_loss, B.swap_all);
@@ -133,18 +146,20 @@ int main(int argc, char **argv) {
                        k ? "B" : "A", i / sides[k]->ck.shape.NH, i % sides[k]->ck.shape.NH,
                        sides[k]->heads[i].symmetry, sides[k]->heads[i].directionality,
                        sides[k]->heads[i].swap_delta);
-        return 0;
+        goto done;
     }
     int L = sa->L, NH = sa->NH, C = sa->C, d = C / NH;
 
     /* the text, tokenized for both sides when it can be */
-    int *ta = NULL, *tb = NULL, T = 0;
+    int T = 0;
     size_t n = 0;
     if (text) {
         Error eb;
         if (text_tokenize(A.ck.vocab, A.ck.V, "--text (A's vocabulary)", (const unsigned char *)text,
-                          strlen(text), &ta, &n, &err))
-            return cli_fail(&err);
+                          strlen(text), &ta, &n, &err)) {
+            rc = cli_fail(&err);
+            goto done;
+        }
         if (text_tokenize(B.ck.vocab, B.ck.V, "--text (B's vocabulary)", (const unsigned char *)text,
                           strlen(text), &tb, &n, &eb)) {
             printf("note: no attention comparison: %s\n", eb.msg);
@@ -168,14 +183,19 @@ int main(int argc, char **argv) {
     }
     if (ta && T < 1) {
         fprintf(stderr, "qkscope: --text: empty text\n");
-        return EXIT_BADINPUT;
+        rc = EXIT_BADINPUT;
+        goto done;
     }
-    float *att_a = ta ? side_attention(&A, ta, T) : NULL, *att_b = ta ? side_attention(&B, tb, T) : NULL;
+    att_a = ta ? side_attention(&A, ta, T) : NULL;
+    att_b = ta ? side_attention(&B, tb, T) : NULL;
 
     char dir[1400], path[1500];
     if (out) snprintf(dir, sizeof dir, "%s", out);
     else snprintf(dir, sizeof dir, "%s/%s/compare", A.ck.cfg.out_dir, A.ck.cfg.name);
-    if (dir_create(dir, &err)) return cli_fail(&err);
+    if (dir_create(dir, &err)) {
+        rc = cli_fail(&err);
+        goto done;
+    }
     static const char *const cols[] = {
         "layer", "head", "m_cosine", "rel_change_q", "rel_change_k", "symmetry_a", "symmetry_b",
         "directionality_a", "directionality_b", "attention_js", "swap_delta_a", "swap_delta_b",
@@ -226,15 +246,21 @@ int main(int argc, char **argv) {
         for (int l = 0; l < L; l++) {
             size_t per = (size_t)NH * T * T;
             snprintf(path, sizeof path, "%s/compare_L%d.png", dir, l);
-            if (heatmap_write_compare(path, att_a + l * per, att_b + l * per, NH, T, chars, l, &err))
-                return cli_fail(&err);
+            if (heatmap_write_compare(path, att_a + l * per, att_b + l * per, NH, T, chars, l, &err)) {
+                free(chars);
+                rc = cli_fail(&err);
+                goto done;
+            }
         }
         free(chars);
     }
     printf("wrote %s/compare.csv%s\n", dir, ta ? " and compare_L<l>.png" : "");
+done:
     free(ta);
     free(tb);
     free(att_a);
     free(att_b);
-    return 0;
+    side_free(&A);
+    side_free(&B);
+    return rc;
 }

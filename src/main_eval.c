@@ -69,28 +69,35 @@ int main(int argc, char **argv) {
     int B = m.maxB;
     double loss;
     long windows;
-    int T = ck.shape.maxT;
+    int T = ck.shape.maxT, rc = 0;
     if (data) {
-        unsigned char *text;
+        unsigned char *text = NULL;
         size_t len, n;
         int *tok;
         if (text_read_file(data, &text, &len, &err) ||
-            text_tokenize(ck.vocab, ck.V, data, text, len, &tok, &n, &err))
-            return cli_fail(&err);
+            text_tokenize(ck.vocab, ck.V, data, text, len, &tok, &n, &err)) {
+            free(text);
+            rc = cli_fail(&err);
+            goto done;
+        }
         free(text);
         loss = eval_file(&m, tok, n, B, &windows);
         free(tok);
         if (!windows) {
             fprintf(stderr, "qkscope: %s: %zu characters, fewer than one window of block_size+1 = %d\n",
                     data, n, T + 1);
-            return EXIT_BADINPUT;
+            rc = EXIT_BADINPUT;
+            goto done;
         }
     } else {
         Corpus corpus;
         const Config *c = &ck.cfg;
         if (corpus_load(&corpus, c->data_path, c->val_fraction, c->block_size, &err) ||
-            train_check_compatible(&ck, c, &corpus, &err))
-            return cli_fail(&err);
+            train_check_compatible(&ck, c, &corpus, &err)) {
+            corpus_free(&corpus);
+            rc = cli_fail(&err);
+            goto done;
+        }
         windows = (long)c->eval_batches * c->batch_size;
         int *inp = xmalloc((size_t)B * T * sizeof(int)), *tgt = xmalloc((size_t)B * T * sizeof(int));
         loss = model_eval_windows(&m, &corpus, 1, (int)windows, B, inp, tgt, NULL, NULL);
@@ -103,7 +110,8 @@ int main(int argc, char **argv) {
     else
         printf("%s: loss %.4f over %ld windows (%ld tokens)%s\n", ckpt, loss, windows, windows * T,
                data ? "" : ", validation split");
+done:
     model_free(&m);
     checkpoint_free(&ck);
-    return 0;
+    return rc;
 }

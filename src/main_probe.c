@@ -87,15 +87,25 @@ int main(int argc, char **argv) {
     if (cli_load_model(ckpt, &ck, &m, 1, &err)) return cli_fail(&err);
     unsigned char *bytes = (unsigned char *)text;
     size_t len = text ? strlen(text) : 0, n;
-    if (file && text_read_file(file, &bytes, &len, &err)) return cli_fail(&err);
-    int *tok;
-    if (text_tokenize(ck.vocab, ck.V, file ? file : "--text", bytes, len, &tok, &n, &err))
-        return cli_fail(&err);
+    int *tok = NULL, rc = 0;
+    float *att = NULL;
+    uint32_t *chars = NULL;
+    QkNorms q = {0};
+    if (file && text_read_file(file, &bytes, &len, &err)) {
+        rc = cli_fail(&err);
+        goto done;
+    }
+    int bad = text_tokenize(ck.vocab, ck.V, file ? file : "--text", bytes, len, &tok, &n, &err);
     if (file) free(bytes);
+    if (bad) {
+        rc = cli_fail(&err);
+        goto done;
+    }
     if (n < 2) {
         fprintf(stderr, "qkscope: %s: %s, expected at least 2 characters (inputs and targets)\n",
                 file ? file : "--text", n ? "one character" : "empty text");
-        return EXIT_BADINPUT;
+        rc = EXIT_BADINPUT;
+        goto done;
     }
     int T = n - 1 < (size_t)ck.shape.maxT ? (int)(n - 1) : ck.shape.maxT;
     const ModelShape *s = &ck.shape;
@@ -103,21 +113,25 @@ int main(int argc, char **argv) {
     char dir[1400], path[1500];
     if (out) snprintf(dir, sizeof dir, "%s", out);
     else snprintf(dir, sizeof dir, "%s/%s/probe", ck.cfg.out_dir, ck.cfg.name);
-    if (dir_create(dir, &err)) return cli_fail(&err);
+    if (dir_create(dir, &err)) {
+        rc = cli_fail(&err);
+        goto done;
+    }
 
     double loss = model_forward(&m, tok, tok + 1, 1, T);
     model_backward(&m);
-    QkNorms q;
     qk_norms_create(&q, s);
     qk_norms_measure_grads(&q, &m);
-    float *att = xmalloc((size_t)s->L * s->NH * T * T * sizeof(float));
+    att = xmalloc((size_t)s->L * s->NH * T * T * sizeof(float));
     for (size_t i = 0; i < (size_t)s->L * s->NH * T * T; i++) att[i] = (float)m.acts.att[i];
-    uint32_t *chars = xmalloc((size_t)T * sizeof(uint32_t));
+    chars = xmalloc((size_t)T * sizeof(uint32_t));
     for (int i = 0; i < T; i++) chars[i] = ck.vocab[tok[i]];
     for (int l = 0; l < s->L; l++) {
         snprintf(path, sizeof path, "%s/layer_%d.png", dir, l);
-        if (heatmap_write_layer(path, att + (size_t)l * s->NH * T * T, s->NH, T, chars, l, &err))
-            return cli_fail(&err);
+        if (heatmap_write_layer(path, att + (size_t)l * s->NH * T * T, s->NH, T, chars, l, &err)) {
+            rc = cli_fail(&err);
+            goto done;
+        }
     }
     snprintf(path, sizeof path, "%s/probe_attn.csv", dir);
     write_attn_csv(path, att, s->L, s->NH, T);
@@ -131,11 +145,12 @@ int main(int argc, char **argv) {
             double gq = qk_norms_get(&q, QK_GQ, l, h), gk = qk_norms_get(&q, QK_GK, l, h);
             printf("%5d %4d %10.4g %10.4g %6.3f\n", l, h, gq, gk, gk > 0 ? gq / gk : 0.0);
         }
+done:
     free(att);
     free(chars);
     free(tok);
     qk_norms_free(&q);
     model_free(&m);
     checkpoint_free(&ck);
-    return 0;
+    return rc;
 }

@@ -94,8 +94,11 @@ int main(int argc, char **argv) {
         int *ptok;
         size_t pn;
         if (text_tokenize(ck.vocab, V, "--prompt", (const unsigned char *)prompt, strlen(prompt),
-                          &ptok, &pn, &err))
+                          &ptok, &pn, &err)) {
+            model_free(&m);
+            checkpoint_free(&ck);
             return cli_fail(&err);
+        }
         cap += pn;
         ctx = xmalloc(cap * sizeof(int));
         memcpy(ctx, ptok, pn * sizeof(int));

@@ -62,6 +62,7 @@ int main(int argc, char **argv) {
     Trainer t;
     if (train_setup(&t, &cfg, &err) != 0) {
         fprintf(stderr, "qkscope: %s\n", err.msg);
+        train_free(&t);
         return EXIT_BADINPUT;
     }
     int rc = train_run(&t);
