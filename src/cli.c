@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "train.h"
 
@@ -30,6 +31,54 @@ int cli_double(const char *flag, const char *s, double min, double max, double *
         return error_set(err, "%s '%s': expected a number from %g to %g", flag, s, min, max);
     *out = v;
     return 0;
+}
+
+int cli_parse(int argc, char **argv, const char *cmd, const CliOption *opts, const char **pos,
+              int max_pos, int *npos, Error *err) {
+    *npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return 1;
+        const CliOption *o = opts;
+        while (o->name && strcmp(o->name, a) != 0) o++;
+        if (!o->name) {
+            if (a[0] == '-' || *npos == max_pos)
+                return error_set(err, "%s: unexpected argument '%s' (see qkscope %s --help)", cmd,
+                                 a, cmd);
+            pos[(*npos)++] = a;
+            continue;
+        }
+        if (o->kind == OPT_FLAG) {
+            *(int *)o->out = 1;
+            continue;
+        }
+        if (cli_value(argc, argv, &i, &v, err)) return -1;
+        if (o->kind == OPT_STR) {
+            *(const char **)o->out = v;
+        } else if (o->kind == OPT_LONG) {
+            if (cli_long(a, v, (long)o->min, (long)o->max, o->out, err)) return -1;
+        } else if (cli_double(a, v, o->min, o->max, o->out, err)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int cli_args(int argc, char **argv, const char *cmd, const CliOption *opts, const char **pos,
+             int min_pos, int max_pos, int *npos, void (*usage)(FILE *), int *status) {
+    Error err;
+    int rc = cli_parse(argc, argv, cmd, opts, pos, max_pos, npos, &err);
+    if (rc == 0 && *npos >= min_pos) return 0;
+    if (rc > 0) {
+        usage(stdout);
+        *status = 0;
+    } else if (rc < 0) {
+        *status = cli_fail(&err);
+    } else {
+        usage(stderr);
+        *status = EXIT_BADINPUT;
+    }
+    return 1;
 }
 
 int cli_load_model(const char *path, Checkpoint *ck, Model *m, int maxB, Error *err) {

@@ -14,6 +14,31 @@ int cli_value(int argc, char **argv, int *i, const char **out, Error *err);
 int cli_long(const char *flag, const char *s, long min, long max, long *out, Error *err);
 int cli_double(const char *flag, const char *s, double min, double max, double *out, Error *err);
 
+typedef enum { OPT_FLAG, OPT_STR, OPT_LONG, OPT_DOUBLE } CliKind;
+
+/* One option of a command: a flag (int set to 1), a string, or a number in
+ * [min, max]; out points to an int, const char *, long or double. */
+typedef struct {
+    const char *name; /* "--data" */
+    CliKind kind;
+    void *out;
+    double min, max;
+} CliOption;
+
+/* Parses argv[1..] for command cmd: the options in opts (ended by a zero
+ * entry), everything else positional into pos[0 .. max_pos-1] (*npos gets
+ * the count). Returns 1 for --help / -h, 0 when parsed, -1 with a message for
+ * an unknown option, a missing or bad value, or too many positionals. */
+int cli_parse(int argc, char **argv, const char *cmd, const CliOption *opts, const char **pos,
+              int max_pos, int *npos, Error *err);
+
+/* cli_parse with the usual outcomes: returns 0 to go on with min_pos ..
+ * max_pos positionals (*npos of them); otherwise the command returns
+ * *status: 0 after printing usage for --help, 2 after the error message or
+ * usage (too few positionals). */
+int cli_args(int argc, char **argv, const char *cmd, const CliOption *opts, const char **pos,
+             int min_pos, int max_pos, int *npos, void (*usage)(FILE *), int *status);
+
 /* Reads a checkpoint and builds a model from it for batches up to maxB
  * (maxB <= 0: the run's batch_size). */
 int cli_load_model(const char *path, Checkpoint *ck, Model *m, int maxB, Error *err);

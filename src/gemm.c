@@ -369,32 +369,10 @@ static double tile_work(const GemmJob *j, size_t t) {
     return (double)(r1 - r0) * (double)(p1 - p0) * NR * (double)(j->K + 8);
 }
 
-/* Tiles of all jobs in one list, interleaved in proportion (the job whose
- * next tile sits earliest in its own list goes next), so that every thread
- * gets a share of each job. Returns 0 when done. */
-static int next_tile(const GemmJob *jobs, int njobs, size_t *next, int *q, size_t *t) {
-    int best = -1;
-    double key = 2;
-    for (int i = 0; i < njobs; i++)
-        if (next[i] < jobs[i].ntiles) {
-#ifdef NO_INTERLEAVE
-            double k = i;
-#else
-            double k = (next[i] + 0.5) / jobs[i].ntiles;
-#endif
-            if (k < key) key = k, best = i;
-        }
-    if (best < 0) return 0;
-    *q = best;
-    *t = next[best]++;
-    return 1;
-}
-
 /* Work is split in contiguous ranges fixed by the shapes and the thread count,
  * by weight: B panels and A micro-panels to pack by size, then tiles by
  * work. Which thread computes a tile changes nothing in its result. */
 void gemm_run(GemmJob *jobs, int njobs, void (*extra)(void *, int, int), void *ctx) {
-    CHECK(njobs >= 1 && njobs <= 8, "gemm_run: %d jobs", njobs);
     double work = 0, packw = 0;
     for (int q = 0; q < njobs; q++) {
         for (size_t t = 0; t < jobs[q].ntiles; t++) work += tile_work(&jobs[q], t);
@@ -441,15 +419,13 @@ void gemm_run(GemmJob *jobs, int njobs, void (*extra)(void *, int, int), void *c
         }
 #pragma omp barrier
         real *abuf = abuf_all + (size_t)tid * per;
-        size_t next[8] = {0};
-        int q;
-        size_t t;
         before = 0;
-        while (next_tile(jobs, njobs, next, &q, &t)) {
-            double w = tile_work(&jobs[q], t);
-            if (owner(before, w, work, nth) == tid) run_tile(&jobs[q], t, abuf);
-            before += w;
-        }
+        for (int q = 0; q < njobs; q++)
+            for (size_t t = 0; t < jobs[q].ntiles; t++) {
+                double w = tile_work(&jobs[q], t);
+                if (owner(before, w, work, nth) == tid) run_tile(&jobs[q], t, abuf);
+                before += w;
+            }
         if (extra) extra(ctx, tid, nth);
     }
 }

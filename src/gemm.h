@@ -137,7 +137,7 @@ typedef struct {
 
 /* Tiles j->ntiles and sizes j->bpack (grow-once buffer slot `slot`, 0..3). */
 void gemm_plan(GemmJob *j, int slot);
-/* Runs the jobs (at most 8); extra (if not NULL) is called by every thread after the
+/* Runs the jobs; extra (if not NULL) is called by every thread after the
  * products with (ctx, thread, threads) for work that does not overlap them. */
 void gemm_run(GemmJob *jobs, int njobs, void (*extra)(void *, int, int), void *ctx);
 

@@ -131,7 +131,13 @@ void layernorm_backward(real *dinp, real *dweight, real *dbias, const real *dout
                 }
                 gsum /= C;
                 gxsum /= C;
-                for (i = 0; i < C; i++) {
+                for (i = 0; i + VL <= C; i += VL) {
+                    vreal dv = vload(d + i), xhat = (vload(x + i) - m) * r;
+                    vstore(di + i, vload(di + i) + r * (dv * vload(weight + i) - gsum - xhat * gxsum));
+                    vstore(pw + i, vload(pw + i) + dv * xhat);
+                    vstore(pb + i, vload(pb + i) + dv);
+                }
+                for (; i < C; i++) {
                     real xhat = (x[i] - m) * r;
                     di[i] += r * (d[i] * weight[i] - gsum - xhat * gxsum);
                     pw[i] += d[i] * xhat;

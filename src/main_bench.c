@@ -75,34 +75,17 @@ static double run_steps(Trainer *t, int n) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_BADINPUT : 0;
-    }
     long steps = 50, warmup = 5, threads = 0;
-    char *overrides[256];
-    int n_over = 0;
+    const char *pos[257]; /* CONFIG and up to 256 overrides */
+    int npos, status;
     Error err;
-    const char *v;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        int bad = 0;
-        if (!strcmp(a, "--steps")) {
-            bad = cli_value(argc, argv, &i, &v, &err) || cli_long(a, v, 1, 1000000, &steps, &err);
-        } else if (!strcmp(a, "--warmup")) {
-            bad = cli_value(argc, argv, &i, &v, &err) || cli_long(a, v, 0, 1000000, &warmup, &err);
-        } else if (!strcmp(a, "--threads")) {
-            bad = cli_value(argc, argv, &i, &v, &err) || cli_long(a, v, 1, 1024, &threads, &err);
-        } else if (a[0] == '-' || n_over == 256) {
-            fprintf(stderr, "qkscope: bench: unexpected argument '%s' (see qkscope bench --help)\n", a);
-            return EXIT_BADINPUT;
-        } else {
-            overrides[n_over++] = (char *)a;
-        }
-        if (bad) return cli_fail(&err);
-    }
+    const CliOption opts[] = {{"--steps", OPT_LONG, &steps, 1, 1000000},
+                              {"--warmup", OPT_LONG, &warmup, 0, 1000000},
+                              {"--threads", OPT_LONG, &threads, 1, 1024},
+                              {NULL, 0, NULL, 0, 0}};
+    if (cli_args(argc, argv, "bench", opts, pos, 1, 257, &npos, usage, &status)) return status;
     Config cfg;
-    if (config_load(&cfg, argv[1], n_over, overrides, &err)) return cli_fail(&err);
+    if (config_load(&cfg, pos[0], npos - 1, (char **)pos + 1, &err)) return cli_fail(&err);
     char dir[] = "/tmp/qkscope-bench-XXXXXX";
     CHECK(mkdtemp(dir), "cannot create a temporary folder");
     snprintf(cfg.out_dir, sizeof cfg.out_dir, "%s", dir);
@@ -130,7 +113,7 @@ int main(int argc, char **argv) {
                  12.0 * s->L * (double)T * s->C;
     double peak1 = fma_peak(1), peakn = nthreads > 1 ? fma_peak(nthreads) : peak1;
 
-    printf("bench %s: L%d H%d C%d T%d B%d V%d, %zu parameters, %d thread(s)\n", argv[1], s->L,
+    printf("bench %s: L%d H%d C%d T%d B%d V%d, %zu parameters, %d thread(s)\n", pos[0], s->L,
            s->NH, s->C, T, B, s->V, t.model.n_params, nthreads);
     printf("machine fp32 FMA peak: %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d (%d-bit vectors)\n",
            peak1 / 1e9, peakn / 1e9, nthreads, PEAK_BYTES * 8);

@@ -96,32 +96,14 @@ static double head_js(const float *a, const float *b, int T) {
 }
 
 int main(int argc, char **argv) {
-    const char *pa = NULL, *pb = NULL, *text = NULL, *out = NULL;
+    const char *text = NULL, *out = NULL, *pos[2];
+    int npos, status;
     Error err;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int bad = 0;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--text")) {
-            bad = cli_value(argc, argv, &i, &text, &err);
-        } else if (!strcmp(a, "--out")) {
-            bad = cli_value(argc, argv, &i, &out, &err);
-        } else if (a[0] == '-' || (pa && pb)) {
-            fprintf(stderr, "qkscope: compare: unexpected argument '%s' (see qkscope compare --help)\n", a);
-            return EXIT_BADINPUT;
-        } else if (!pa) {
-            pa = a;
-        } else {
-            pb = a;
-        }
-        if (bad) return cli_fail(&err);
-    }
-    if (!pa || !pb) {
-        usage(stderr);
-        return EXIT_BADINPUT;
-    }
+    const CliOption opts[] = {{"--text", OPT_STR, &text, 0, 0},
+                              {"--out", OPT_STR, &out, 0, 0},
+                              {NULL, 0, NULL, 0, 0}};
+    if (cli_args(argc, argv, "compare", opts, pos, 2, 2, &npos, usage, &status)) return status;
+    const char *pa = pos[0], *pb = pos[1];
     Side A, B;
     memset(&B, 0, sizeof B); /* freed even when A fails to load */
     int rc = 0, *ta = NULL, *tb = NULL;

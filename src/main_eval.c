@@ -39,29 +39,13 @@ static double eval_file(Model *m, const int *tok, size_t n, int B, long *windows
 }
 
 int main(int argc, char **argv) {
-    const char *ckpt = NULL, *data = NULL;
-    int json = 0;
+    const char *data = NULL, *pos[1];
+    int json = 0, npos, status;
     Error err;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--data")) {
-            if (cli_value(argc, argv, &i, &data, &err)) return cli_fail(&err);
-        } else if (!strcmp(argv[i], "--json")) {
-            json = 1;
-        } else if (argv[i][0] == '-' || ckpt) {
-            fprintf(stderr, "qkscope: eval: unexpected argument '%s' (see qkscope eval --help)\n",
-                    argv[i]);
-            return EXIT_BADINPUT;
-        } else {
-            ckpt = argv[i];
-        }
-    }
-    if (!ckpt) {
-        usage(stderr);
-        return EXIT_BADINPUT;
-    }
+    const CliOption opts[] = {
+        {"--data", OPT_STR, &data, 0, 0}, {"--json", OPT_FLAG, &json, 0, 0}, {NULL, 0, NULL, 0, 0}};
+    if (cli_args(argc, argv, "eval", opts, pos, 1, 1, &npos, usage, &status)) return status;
+    const char *ckpt = pos[0];
     Checkpoint ck;
     Model m;
     /* the run's batch size: the same chunks, so the same rounding as its evals */

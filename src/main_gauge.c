@@ -20,30 +20,13 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *v;
+    const char *pos[2];
     long seed = 1;
+    int npos, status;
     Error err;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--seed")) {
-            if (cli_value(argc, argv, &i, &v, &err) || cli_long(a, v, 0, 0x7fffffffL, &seed, &err))
-                return cli_fail(&err);
-        } else if (a[0] == '-' || (in && out)) {
-            fprintf(stderr, "qkscope: gauge: unexpected argument '%s' (see qkscope gauge --help)\n", a);
-            return EXIT_BADINPUT;
-        } else if (!in) {
-            in = a;
-        } else {
-            out = a;
-        }
-    }
-    if (!in || !out) {
-        usage(stderr);
-        return EXIT_BADINPUT;
-    }
+    const CliOption opts[] = {{"--seed", OPT_LONG, &seed, 0, 0x7fffffffL}, {NULL, 0, NULL, 0, 0}};
+    if (cli_args(argc, argv, "gauge", opts, pos, 2, 2, &npos, usage, &status)) return status;
+    const char *in = pos[0], *out = pos[1];
     Checkpoint ck;
     Model m;
     if (cli_load_model(in, &ck, &m, 1, &err)) return cli_fail(&err);

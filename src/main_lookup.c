@@ -20,31 +20,15 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    const char *ckpt = NULL, *data = NULL, *v;
+    const char *data = NULL, *args[1];
     long max_records = 500;
+    int npos, status;
     Error err;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int bad = 0;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--data")) {
-            bad = cli_value(argc, argv, &i, &data, &err);
-        } else if (!strcmp(a, "--records")) {
-            bad = cli_value(argc, argv, &i, &v, &err) || cli_long(a, v, 1, 10000000, &max_records, &err);
-        } else if (a[0] == '-' || ckpt) {
-            fprintf(stderr, "qkscope: lookup: unexpected argument '%s' (see qkscope lookup --help)\n", a);
-            return EXIT_BADINPUT;
-        } else {
-            ckpt = a;
-        }
-        if (bad) return cli_fail(&err);
-    }
-    if (!ckpt) {
-        usage(stderr);
-        return EXIT_BADINPUT;
-    }
+    const CliOption opts[] = {{"--data", OPT_STR, &data, 0, 0},
+                              {"--records", OPT_LONG, &max_records, 1, 10000000},
+                              {NULL, 0, NULL, 0, 0}};
+    if (cli_args(argc, argv, "lookup", opts, args, 1, 1, &npos, usage, &status)) return status;
+    const char *ckpt = args[0];
     Checkpoint ck;
     Model m;
     if (cli_load_model(ckpt, &ck, &m, 1, &err)) return cli_fail(&err);

@@ -55,31 +55,17 @@ static void write_grads_csv(const char *path, const QkNorms *q) {
 }
 
 int main(int argc, char **argv) {
-    const char *ckpt = NULL, *text = NULL, *file = NULL, *out = NULL;
+    const char *text = NULL, *file = NULL, *out = NULL, *pos[1];
+    int npos, status;
     Error err;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int bad = 0;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--text")) {
-            bad = cli_value(argc, argv, &i, &text, &err);
-        } else if (!strcmp(a, "--file")) {
-            bad = cli_value(argc, argv, &i, &file, &err);
-        } else if (!strcmp(a, "--out")) {
-            bad = cli_value(argc, argv, &i, &out, &err);
-        } else if (a[0] == '-' || ckpt) {
-            fprintf(stderr, "qkscope: probe: unexpected argument '%s' (see qkscope probe --help)\n", a);
-            return EXIT_BADINPUT;
-        } else {
-            ckpt = a;
-        }
-        if (bad) return cli_fail(&err);
-    }
-    if (!ckpt || !!text == !!file) {
-        if (ckpt) fprintf(stderr, "qkscope: probe: give exactly one of --text and --file\n");
-        else usage(stderr);
+    const CliOption opts[] = {{"--text", OPT_STR, &text, 0, 0},
+                              {"--file", OPT_STR, &file, 0, 0},
+                              {"--out", OPT_STR, &out, 0, 0},
+                              {NULL, 0, NULL, 0, 0}};
+    if (cli_args(argc, argv, "probe", opts, pos, 1, 1, &npos, usage, &status)) return status;
+    const char *ckpt = pos[0];
+    if (!!text == !!file) {
+        fprintf(stderr, "qkscope: probe: give exactly one of --text and --file\n");
         return EXIT_BADINPUT;
     }
     Checkpoint ck;

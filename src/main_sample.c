@@ -50,38 +50,19 @@ static void put_token(const Checkpoint *ck, int tok) {
 }
 
 int main(int argc, char **argv) {
-    const char *ckpt = NULL, *prompt = NULL, *v;
+    const char *prompt = NULL, *pos[1];
     long tokens = 500, top_k = 0, seed = 1337;
     double temp = 0.8;
+    int npos, status;
     Error err;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int bad = 0;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--prompt")) {
-            bad = cli_value(argc, argv, &i, &prompt, &err);
-        } else if (!strcmp(a, "--tokens")) {
-            bad = cli_value(argc, argv, &i, &v, &err) || cli_long(a, v, 0, 10000000, &tokens, &err);
-        } else if (!strcmp(a, "--top-k")) {
-            bad = cli_value(argc, argv, &i, &v, &err) || cli_long(a, v, 0, 1 << 20, &top_k, &err);
-        } else if (!strcmp(a, "--seed")) {
-            bad = cli_value(argc, argv, &i, &v, &err) || cli_long(a, v, 0, 0x7fffffffL, &seed, &err);
-        } else if (!strcmp(a, "--temperature")) {
-            bad = cli_value(argc, argv, &i, &v, &err) || cli_double(a, v, 1e-3, 1e3, &temp, &err);
-        } else if (a[0] == '-' || ckpt) {
-            fprintf(stderr, "qkscope: sample: unexpected argument '%s' (see qkscope sample --help)\n", a);
-            return EXIT_BADINPUT;
-        } else {
-            ckpt = a;
-        }
-        if (bad) return cli_fail(&err);
-    }
-    if (!ckpt) {
-        usage(stderr);
-        return EXIT_BADINPUT;
-    }
+    const CliOption opts[] = {{"--prompt", OPT_STR, &prompt, 0, 0},
+                              {"--tokens", OPT_LONG, &tokens, 0, 10000000},
+                              {"--top-k", OPT_LONG, &top_k, 0, 1 << 20},
+                              {"--seed", OPT_LONG, &seed, 0, 0x7fffffffL},
+                              {"--temperature", OPT_DOUBLE, &temp, 1e-3, 1e3},
+                              {NULL, 0, NULL, 0, 0}};
+    if (cli_args(argc, argv, "sample", opts, pos, 1, 1, &npos, usage, &status)) return status;
+    const char *ckpt = pos[0];
     Checkpoint ck;
     Model m;
     if (cli_load_model(ckpt, &ck, &m, 1, &err)) return cli_fail(&err);

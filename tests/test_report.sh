@@ -67,7 +67,7 @@ head -c 30000 /dev/urandom > bad/metrics.csv
 expect_exit 2 "bad/metrics.csv" report bad
 rm bad/config.ini
 expect_exit 2 "bad: not a run folder" report bad
-expect_exit 2 "expected one or two run folders" report runs/a runs/b runs/a
+expect_exit 2 "report: unexpected argument 'runs/a' (see qkscope report --help)" report runs/a runs/b runs/a
 expect_exit 2 "pages/none: cannot open folder" report runs/a --out pages/none/x.html
 
 # -- in the browser
