@@ -276,7 +276,7 @@ static struct {
     size_t cap;
 } bslot[4], aslot[4];
 
-/* per-thread packed blocks of A, MBR * MR x KB each */
+/* per thread: one packed micro-panel of A, MR x KB */
 static real *abuf_all;
 static size_t abuf_cap;
 
@@ -350,7 +350,7 @@ static void run_tile(const GemmJob *j, size_t t, real *abuf) {
             else if (!rows || mr < MR)
                 pack_a(ap, a, j->sam, j->sak, mr, kc);
             micro_row(kc, a, j->sam, j->sak, mr, b, bps, c1 - c0, j->C + i * j->ldc + c0, j->ldc,
-                      acc, (real *)ap, !rows || mr < MR);
+                      acc, ap, !rows || mr < MR);
         }
     }
 }
@@ -383,13 +383,7 @@ void gemm_run(GemmJob *jobs, int njobs, void (*extra)(void *, int, int), void *c
     maxth = omp_get_max_threads();
 #endif
     size_t per = (size_t)MR * KB;
-    if (per * maxth > abuf_cap) {
-        free(abuf_all);
-        void *p = NULL;
-        CHECK(posix_memalign(&p, 64, per * maxth * sizeof(real)) == 0, "out of memory");
-        abuf_all = p;
-        abuf_cap = per * maxth;
-    }
+    grow(&abuf_all, &abuf_cap, per * maxth);
 #pragma omp parallel if (work > 65536)
     {
         int tid = 0, nth = 1;

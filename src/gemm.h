@@ -21,8 +21,14 @@
 
 /* GCC vector extensions keep the code portable; -march picks the instructions.
  * A register tile is MR rows by NR = 2 vectors of columns: 6 x 16 floats on
- * AVX2 (12 accumulators + 2 B vectors + 1 broadcast of AVX2's 16 registers). */
+ * AVX2 (12 accumulators + 2 B vectors + 1 broadcast of AVX2's 16 registers).
+ * Without AVX, vectors are 16 bytes (SSE2, NEON), which also keeps them in
+ * registers when the helpers below pass them by value. */
+#ifdef __AVX__
 #define QK_VBYTES 32
+#else
+#define QK_VBYTES 16
+#endif
 #define VL ((int)(QK_VBYTES / sizeof(real)))
 #define MR 6
 #define NR (2 * VL)
@@ -31,7 +37,6 @@
 #define GEMM_KC 256
 
 typedef real vreal __attribute__((vector_size(QK_VBYTES), aligned(sizeof(real))));
-typedef real vreal_a __attribute__((vector_size(QK_VBYTES)));
 #ifdef QK_DOUBLE
 typedef long long vint __attribute__((vector_size(QK_VBYTES)));
 #else

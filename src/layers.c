@@ -12,12 +12,6 @@
 
 #define LN_EPS 1e-5
 
-/* Column chunk of the per-parameter sums over rows (encoder, LayerNorm):
- * chunks are split between threads, each element still sums rows in order. */
-#define COL_CHUNK 32
-
-static size_t col_chunks(int C) { return ((size_t)C + COL_CHUNK - 1) / COL_CHUNK; }
-
 void encoder_forward(real *out, const int *inp, const real *wte, const real *wpe,
                      int B, int T, int C) {
 #pragma omp parallel for schedule(static) if ((size_t)B * T * C > 32768)
@@ -31,21 +25,15 @@ void encoder_forward(real *out, const int *inp, const real *wte, const real *wpe
 
 void encoder_backward(real *dwte, real *dwpe, const real *dout, const int *inp,
                       int B, int T, int C) {
-    /* Two rows may hit the same token: each column chunk is one thread's, and
-     * within it rows are added in order, so the sums do not depend on threads. */
-    size_t nch = col_chunks(C);
-#pragma omp parallel for schedule(static) if ((size_t)B * T * C > 32768)
-    for (size_t ch = 0; ch < nch; ch++) {
-        int c0 = (int)ch * COL_CHUNK, c1 = c0 + COL_CHUNK < C ? c0 + COL_CHUNK : C;
-        for (int bt = 0; bt < B * T; bt++) {
-            const real *d = dout + (size_t)bt * C;
-            real *e = dwte + (size_t)inp[bt] * C;
-            real *p = dwpe + (size_t)(bt % T) * C;
-            for (int i = c0; i < c1; i++) {
-                e[i] += d[i];
-                p[i] += d[i];
-            }
-        }
+    /* Serial: two rows may hit the same token, and the order of their adds
+     * must not depend on threads (it is cheap next to the matmuls; split by
+     * columns it only traded cache lines between cores). */
+    for (int bt = 0; bt < B * T; bt++) {
+        const real *d = dout + (size_t)bt * C;
+        real *e = dwte + (size_t)inp[bt] * C;
+        real *p = dwpe + (size_t)(bt % T) * C;
+        for (int i = 0; i < C; i++) e[i] += d[i];
+        for (int i = 0; i < C; i++) p[i] += d[i];
     }
 }
 
@@ -96,7 +84,7 @@ static size_t ln_part_cap;
 void layernorm_backward(real *dinp, real *dweight, real *dbias, const real *dout,
                         const real *inp, const real *weight, const real *mean,
                         const real *rstd, size_t N, int C) {
-    size_t nb = (N + LN_ROWS - 1) / LN_ROWS, nch = col_chunks(C);
+    size_t nb = (N + LN_ROWS - 1) / LN_ROWS;
     size_t need = nb * 2 * (size_t)C;
     if (need > ln_part_cap) {
         free(ln_part);
@@ -104,57 +92,51 @@ void layernorm_backward(real *dinp, real *dweight, real *dbias, const real *dout
         ln_part_cap = need;
     }
     real *part = ln_part;
-#pragma omp parallel if (N * C > 16384)
-    {
-#pragma omp for schedule(static)
-        for (size_t blk = 0; blk < nb; blk++) {
-            real *pw = part + blk * 2 * C, *pb = pw + C;
-            memset(pw, 0, 2 * (size_t)C * sizeof(real));
-            size_t n1 = (blk + 1) * LN_ROWS < N ? (blk + 1) * LN_ROWS : N;
-            for (size_t n = blk * LN_ROWS; n < n1; n++) {
-                const real *d = dout + n * C, *x = inp + n * C;
-                real *di = dinp + n * C;
-                real m = mean[n], r = rstd[n];
-                /* dx = r * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight */
-                vreal gs = {0}, gx = {0};
-                int i = 0;
-                for (; i + VL <= C; i += VL) {
-                    vreal g = vload(d + i) * vload(weight + i);
-                    gs += g;
-                    gx += g * ((vload(x + i) - m) * r);
-                }
-                real gsum = vhsum(gs), gxsum = vhsum(gx);
-                for (; i < C; i++) {
-                    real g = d[i] * weight[i];
-                    gsum += g;
-                    gxsum += g * ((x[i] - m) * r);
-                }
-                gsum /= C;
-                gxsum /= C;
-                for (i = 0; i + VL <= C; i += VL) {
-                    vreal dv = vload(d + i), xhat = (vload(x + i) - m) * r;
-                    vstore(di + i, vload(di + i) + r * (dv * vload(weight + i) - gsum - xhat * gxsum));
-                    vstore(pw + i, vload(pw + i) + dv * xhat);
-                    vstore(pb + i, vload(pb + i) + dv);
-                }
-                for (; i < C; i++) {
-                    real xhat = (x[i] - m) * r;
-                    di[i] += r * (d[i] * weight[i] - gsum - xhat * gxsum);
-                    pw[i] += d[i] * xhat;
-                    pb[i] += d[i];
-                }
+#pragma omp parallel for schedule(static) if (N * C > 16384)
+    for (size_t blk = 0; blk < nb; blk++) {
+        real *pw = part + blk * 2 * C, *pb = pw + C;
+        memset(pw, 0, 2 * (size_t)C * sizeof(real));
+        size_t n1 = (blk + 1) * LN_ROWS < N ? (blk + 1) * LN_ROWS : N;
+        for (size_t n = blk * LN_ROWS; n < n1; n++) {
+            const real *d = dout + n * C, *x = inp + n * C;
+            real *di = dinp + n * C;
+            real m = mean[n], r = rstd[n];
+            /* dx = r * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight */
+            vreal gs = {0}, gx = {0};
+            int i = 0;
+            for (; i + VL <= C; i += VL) {
+                vreal g = vload(d + i) * vload(weight + i);
+                gs += g;
+                gx += g * ((vload(x + i) - m) * r);
+            }
+            real gsum = vhsum(gs), gxsum = vhsum(gx);
+            for (; i < C; i++) {
+                real g = d[i] * weight[i];
+                gsum += g;
+                gxsum += g * ((x[i] - m) * r);
+            }
+            gsum /= C;
+            gxsum /= C;
+            for (i = 0; i + VL <= C; i += VL) {
+                vreal dv = vload(d + i), xhat = (vload(x + i) - m) * r;
+                vstore(di + i, vload(di + i) + r * (dv * vload(weight + i) - gsum - xhat * gxsum));
+                vstore(pw + i, vload(pw + i) + dv * xhat);
+                vstore(pb + i, vload(pb + i) + dv);
+            }
+            for (; i < C; i++) {
+                real xhat = (x[i] - m) * r;
+                di[i] += r * (d[i] * weight[i] - gsum - xhat * gxsum);
+                pw[i] += d[i] * xhat;
+                pb[i] += d[i];
             }
         }
-#pragma omp for schedule(static)
-        for (size_t ch = 0; ch < nch; ch++) {
-            int c0 = (int)ch * COL_CHUNK, c1 = c0 + COL_CHUNK < C ? c0 + COL_CHUNK : C;
-            for (size_t blk = 0; blk < nb; blk++) {
-                const real *pw = part + blk * 2 * C, *pb = pw + C;
-                for (int i = c0; i < c1; i++) {
-                    dweight[i] += pw[i];
-                    dbias[i] += pb[i];
-                }
-            }
+    }
+    /* a few blocks of C values: serial, in block order */
+    for (size_t blk = 0; blk < nb; blk++) {
+        const real *pw = part + blk * 2 * C, *pb = pw + C;
+        for (int i = 0; i < C; i++) {
+            dweight[i] += pw[i];
+            dbias[i] += pb[i];
         }
     }
 }
