@@ -76,3 +76,33 @@ void dir_remove(const char *path) {
     if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
         die("cannot remove %s: %s", path, strerror(errno));
 }
+
+static double lanes_total(const double *lane) {
+    double s = 0;
+    for (int k = 0; k < SUMSQ_LANES; k++) s += lane[k];
+    return s;
+}
+
+double sum_squares(const real *x, size_t n) {
+    double lane[SUMSQ_LANES] = {0};
+    size_t i = 0;
+    for (; i + SUMSQ_LANES <= n; i += SUMSQ_LANES)
+        for (int k = 0; k < SUMSQ_LANES; k++) lane[k] += (double)x[i + k] * x[i + k];
+    for (; i < n; i++) lane[0] += (double)x[i] * x[i];
+    return lanes_total(lane);
+}
+
+double sum_squares_diff(const real *a, const real *b, size_t n) {
+    double lane[SUMSQ_LANES] = {0};
+    size_t i = 0;
+    for (; i + SUMSQ_LANES <= n; i += SUMSQ_LANES)
+        for (int k = 0; k < SUMSQ_LANES; k++) {
+            double d = (double)a[i + k] - b[i + k];
+            lane[k] += d * d;
+        }
+    for (; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        lane[0] += d * d;
+    }
+    return lanes_total(lane);
+}

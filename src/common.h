@@ -57,4 +57,11 @@ void dir_remove(const char *path);
 /* Wall-clock seconds from a monotonic clock. */
 double time_now(void);
 
+/* Sums of squares in double, of x[0..n) and of a[i] - b[i]: SUMSQ_LANES
+ * independent partial sums added in a fixed order, so that the result does not
+ * wait on one long chain of dependent adds and is the same on every call. */
+#define SUMSQ_LANES 8
+double sum_squares(const real *x, size_t n);
+double sum_squares_diff(const real *a, const real *b, size_t n);
+
 #endif

@@ -36,6 +36,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +169,14 @@ static void png_sink_write(void *ctx, void *data, int size) {
     if (fwrite(data, 1, (size_t)size, s->f) != (size_t)size) s->failed = 1;
 }
 
+/* stb tries five PNG row filters on every row and searches long match chains:
+ * on these flat-coloured pictures "no filter" and stb's shortest chains make
+ * files about a fifth larger in a third of the time. */
+static void png_settings(void) {
+    stbi_write_force_png_filter = 0;
+    stbi_write_png_compression_level = 5;
+}
+
 /* Writes <path>.tmp and renames it over path, so a reader never sees half a
  * picture. stb's own file writer ignores write errors (a full disk); the
  * callback variant lets us check every write and the close. Frees the image. */
@@ -175,6 +184,8 @@ static int image_write(Image *im, const char *path, Error *err) {
     size_t n = strlen(path) + 5;
     char *tmp = xmalloc(n);
     snprintf(tmp, n, "%s.tmp", path);
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, png_settings);
     FILE *f = fopen(tmp, "wb");
     int ok = f != NULL, saved = errno;
     if (ok) {

@@ -2,7 +2,8 @@
  * times training steps of a config and prints ms/step, tokens/s, GFLOP/s,
  * MFU against this machine's measured FMA peak, peak RSS against what the
  * model needs, and per-phase and per-op breakdowns; then the cost of the Q/K
- * instrumentation (steps with per-head logging off, and one heatmap set).
+ * instrumentation (steps with per-head logging on and off, alternating, and
+ * the heatmap sets of a run of the config's length).
  * Runs in a temporary folder; nothing is kept. Not a test: it only prints. */
 #include <math.h>
 #include <stdlib.h>
@@ -59,19 +60,49 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Median seconds per step over n steps. */
-static double run_steps(Trainer *t, int n) {
-    double *dt = xmalloc((size_t)n * sizeof(double));
+static double median(double *x, int n) {
+    qsort(x, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+/* Median seconds per step over n steps; with `alternate`, per-head logging is
+ * switched off on every other step and the medians of the steps with it on
+ * and off go to on[0] and off[0]: interleaved, both see the same machine
+ * load, which on a shared machine drifts more than the logging costs. */
+static double run_steps(Trainer *t, int n, int alternate, double *on, double *off) {
+    double *dt = xmalloc(2 * (size_t)n * sizeof(double)), *dt_off = dt + n;
+    int n_on = 0, n_off = 0;
     for (int i = 0; i < n; i++) {
+        t->qk_logging = !(alternate && i % 2);
         double t0 = time_now();
         Error err;
         if (train_step(t, &err) != 0) die("%s", err.msg);
-        dt[i] = time_now() - t0;
+        if (t->qk_logging)
+            dt[n_on++] = time_now() - t0;
+        else
+            dt_off[n_off++] = time_now() - t0;
     }
-    qsort(dt, (size_t)n, sizeof(double), cmp_double);
-    double med = n % 2 ? dt[n / 2] : 0.5 * (dt[n / 2 - 1] + dt[n / 2]);
+    t->qk_logging = 1;
+    double med = median(dt, n_on);
+    if (alternate) {
+        *on = med;
+        *off = median(dt_off, n_off);
+    }
     free(dt);
     return med;
+}
+
+/* The heatmap sets of a run of `steps` steps (step 0, every `every`, the
+ * end), drawn one after another with the attention history growing as in
+ * that run; their total seconds, or -1 with a message. */
+static double time_heatmaps(Trainer *t, int steps, int every, int *sets, Error *err) {
+    *sets = steps / every + 1 + (steps % every != 0);
+    double t0 = time_now();
+    for (int k = 0; k < *sets; k++) {
+        int step = t->step + (k + 1 < *sets ? k * every : steps);
+        if (qk_watch_snapshot(&t->watch, &t->model, t->run_dir, step, err)) return -1;
+    }
+    return time_now() - t0;
 }
 
 int main(int argc, char **argv) {
@@ -92,6 +123,7 @@ int main(int argc, char **argv) {
     cfg.resume = 0;
     cfg.init_from[0] = '\0';
     if (threads > 0) cfg.threads = (int)threads;
+    int run_len = cfg.steps; /* the run whose heatmap sets are timed */
     /* enough steps that the schedule stays in its warm-up/cosine shape */
     if (cfg.steps < warmup + 2 * steps) cfg.steps = (int)(warmup + 2 * steps);
     if (cfg.warmup_steps > cfg.steps) cfg.warmup_steps = cfg.steps;
@@ -121,17 +153,14 @@ int main(int argc, char **argv) {
         if (train_step(&t, &err) != 0) die("%s", err.msg);
     memset(t.phase_seconds, 0, sizeof t.phase_seconds);
     memset(t.model.op_seconds, 0, sizeof t.model.op_seconds);
-    double med = run_steps(&t, (int)steps);
+    double med = run_steps(&t, (int)steps, 0, NULL, NULL);
     double phases[N_PHASES], ops[N_OPS];
     memcpy(phases, t.phase_seconds, sizeof phases);
     memcpy(ops, t.model.op_seconds, sizeof ops);
-    t.qk_logging = 0;
-    double med_off = run_steps(&t, (int)steps);
-    t.qk_logging = 1;
-    /* one heatmap set (probe forward + PNGs + filmstrips + balance) */
-    double h0 = time_now();
-    int heat_ok = qk_watch_snapshot(&t.watch, &t.model, t.run_dir, t.step, &err) == 0;
-    double heat = time_now() - h0;
+    double med_on, med_off;
+    run_steps(&t, 2 * (int)steps, 1, &med_on, &med_off);
+    int sets = 0;
+    double heat = cfg.heatmap_every > 0 ? time_heatmaps(&t, run_len, cfg.heatmap_every, &sets, &err) : 0;
 
     double tps = B * T / med;
     struct rusage ru;
@@ -156,13 +185,21 @@ int main(int argc, char **argv) {
     for (int i = 0; i < N_OPS; i++)
         printf("  %-22s %8.3f  %5.1f%%\n", model_op_names[i], ops[i] * 1e3 / steps,
                100 * ops[i] / op_total);
-    printf("Q/K instrumentation: per-head logging on %.2f ms/step, off %.2f ms/step (%+.1f%%)\n",
-           med * 1e3, med_off * 1e3, 100 * (med - med_off) / med_off);
-    if (heat_ok && cfg.heatmap_every > 0)
-        printf("heatmaps: %.1f ms per set, every %d steps: %.2f%% of the step time\n", heat * 1e3,
-               cfg.heatmap_every, 100 * heat / (cfg.heatmap_every * med));
-    else if (!heat_ok)
+    printf("Q/K logging, alternate steps: on %.2f ms/step, off %.2f ms/step (%+.1f%%)\n",
+           med_on * 1e3, med_off * 1e3, 100 * (med_on - med_off) / med_off);
+    if (heat < 0) {
         printf("heatmaps: %s\n", err.msg);
+    } else if (sets > 0) {
+        /* a run of run_len steps: its steps without any instrumentation, the
+         * logging's share, and the heatmap sets */
+        double bare = run_len * med_off, logging = run_len * (med_on - med_off);
+        printf("heatmaps: %d sets as in a %d-step run (every %d): %.1f ms per set, %.2f s in all\n",
+               sets, run_len, cfg.heatmap_every, heat * 1e3 / sets, heat);
+        printf("Q/K instrumentation in a %d-step run: %.2f s of %.1f s, %.1f%% (logging %.1f%%, "
+               "heatmaps %.1f%%)\n",
+               run_len, logging + heat, bare + logging + heat, 100 * (logging + heat) / bare,
+               100 * logging / bare, 100 * heat / bare);
+    }
     train_free(&t);
     dir_remove(dir);
     return 0;

@@ -413,9 +413,20 @@ double model_eval_windows(Model *m, const Corpus *c, int val, int count, int B, 
     return sum / count;
 }
 
+/* The sum of squares in NORM_CHUNKS fixed chunks added in order: the same
+ * bits for any thread count. */
+#define NORM_CHUNKS 64
+
 double model_grad_norm(const Model *m) {
+    size_t n = m->n_params;
+    double part[NORM_CHUNKS];
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t c = 0; c < NORM_CHUNKS; c++) {
+        size_t lo = n * c / NORM_CHUNKS, hi = n * (c + 1) / NORM_CHUNKS;
+        part[c] = sum_squares(m->grads + lo, hi - lo);
+    }
     double s = 0;
-    for (size_t i = 0; i < m->n_params; i++) s += (double)m->grads[i] * m->grads[i];
+    for (size_t c = 0; c < NORM_CHUNKS; c++) s += part[c];
     return sqrt(s);
 }
 

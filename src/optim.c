@@ -23,6 +23,9 @@ void optim_adamw_update(Model *m, const OptimConfig *o, double lr, int t, double
     real b1 = (real)o->beta1, b2 = (real)o->beta2, gs = (real)grad_scale;
     real step_size = (real)(lr / bc1), inv_sqrt_bc2 = (real)(1.0 / sqrt(bc2));
     real eps = (real)o->eps;
+    /* One parallel region for every tensor; each element's update is on its
+     * own, so the split between threads does not change a bit. */
+#pragma omp parallel if (m->n_params > 65536)
     for (int i = 0; i < m->n_views; i++) {
         const ParamView *v = &m->views[i];
         real *p = m->params + v->offset, *mm = m->adam_m + v->offset, *vv = m->adam_v + v->offset;
@@ -30,7 +33,7 @@ void optim_adamw_update(Model *m, const OptimConfig *o, double lr, int t, double
         /* PyTorch AdamW order: decay the weight, then the Adam step. */
         real decay = v->decay ? (real)(1.0 - lr * o->weight_decay) : 1;
         size_t n = v->numel;
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp for schedule(static) nowait
         for (size_t j = 0; j < n; j++) {
             real gj = g[j] * gs;
             mm[j] = b1 * mm[j] + (1 - b1) * gj;

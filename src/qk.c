@@ -40,29 +40,20 @@ static double *sq_at(const QkNorms *q, int k, int l, int h) {
  * matrix with `ld` columns. */
 static double block_sq(const real *a, size_t ld, size_t r0, size_t nr, size_t c0, size_t nc) {
     double s = 0;
-    for (size_t r = r0; r < r0 + nr; r++)
-        for (size_t c = c0; c < c0 + nc; c++) s += (double)a[r * ld + c] * a[r * ld + c];
-    return s;
-}
-
-/* Like block_sq, of the difference a - b. */
-static double block_diff_sq(const real *a, const real *b, size_t ld, size_t r0, size_t nr) {
-    double s = 0;
-    for (size_t i = r0 * ld; i < (r0 + nr) * ld; i++) {
-        double d = (double)a[i] - b[i];
-        s += d * d;
-    }
+    for (size_t r = r0; r < r0 + nr; r++) s += sum_squares(a + r * ld + c0, nc);
     return s;
 }
 
 void qk_norms_measure_grads(QkNorms *q, const Model *m) {
     const ModelShape *s = &m->shape;
     size_t C = s->C, hs = C / s->NH, CC = C * C;
-    for (int l = 0; l < s->L; l++) {
-        const real *gq = model_grad_query_path(m, l), *gk = model_grad_key_path(m, l);
-        const real *gv = m->g.wv + l * CC, *go = m->g.wo + l * CC;
-        const real *wq = m->p.wq + l * CC, *wk = m->p.wk + l * CC;
+    /* each (layer, head) fills its own slots */
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int l = 0; l < s->L; l++)
         for (int h = 0; h < s->NH; h++) {
+            const real *gq = model_grad_query_path(m, l), *gk = model_grad_key_path(m, l);
+            const real *gv = m->g.wv + l * CC, *go = m->g.wo + l * CC;
+            const real *wq = m->p.wq + l * CC, *wk = m->p.wk + l * CC;
             size_t r0 = h * hs;
             *sq_at(q, QK_GQ, l, h) = block_sq(gq, C, r0, hs, 0, C);
             *sq_at(q, QK_GK, l, h) = block_sq(gk, C, r0, hs, 0, C);
@@ -72,7 +63,6 @@ void qk_norms_measure_grads(QkNorms *q, const Model *m) {
             *sq_at(q, QK_WQ, l, h) = block_sq(wq, C, r0, hs, 0, C);
             *sq_at(q, QK_WK, l, h) = block_sq(wk, C, r0, hs, 0, C);
         }
-    }
     memcpy(q->wq_before, m->p.wq, (size_t)s->L * CC * sizeof(real));
     if (q->wk_before) memcpy(q->wk_before, m->p.wk, (size_t)s->L * CC * sizeof(real));
 }
@@ -82,12 +72,13 @@ void qk_norms_measure_update(QkNorms *q, const Model *m) {
     size_t C = s->C, hs = C / s->NH, CC = C * C;
     /* tied: W_K is W_Q, so its update is W_Q's */
     const real *wk_before = q->wk_before ? q->wk_before : q->wq_before;
+#pragma omp parallel for collapse(2) schedule(static)
     for (int l = 0; l < s->L; l++)
         for (int h = 0; h < s->NH; h++) {
-            *sq_at(q, QK_UQ, l, h) =
-                block_diff_sq(m->p.wq + l * CC, q->wq_before + l * CC, C, h * hs, hs);
-            *sq_at(q, QK_UK, l, h) =
-                block_diff_sq(m->p.wk + l * CC, wk_before + l * CC, C, h * hs, hs);
+            /* head h's rows h*hs.. are one contiguous run */
+            size_t at = l * CC + h * hs * C, len = hs * C;
+            *sq_at(q, QK_UQ, l, h) = sum_squares_diff(m->p.wq + at, q->wq_before + at, len);
+            *sq_at(q, QK_UK, l, h) = sum_squares_diff(m->p.wk + at, wk_before + at, len);
         }
 }
 
@@ -314,18 +305,20 @@ static int watch_write_balance(const QkWatch *w, const char *run_dir, Error *err
     return rc;
 }
 
-static int watch_write_filmstrips(const QkWatch *w, const char *run_dir, Error *err) {
-    const float **maps = xmalloc((size_t)w->n_maps * sizeof(float *));
+/* Picture job j of a snapshot: j < L is layer j's panels at this step, L + l
+ * layer l's filmstrip over every step so far. */
+static int watch_write_picture(const QkWatch *w, const float *now, const char *dir,
+                               const char *run_dir, int j, const float **maps, Error *err) {
     size_t per_layer = (size_t)w->NH * w->T * w->T;
-    int rc = 0;
-    for (int l = 0; l < w->L && rc == 0; l++) {
-        for (int i = 0; i < w->n_maps; i++) maps[i] = w->maps[i] + l * per_layer;
-        char path[1500];
-        snprintf(path, sizeof path, "%s/attn/filmstrip_L%d.png", run_dir, l);
-        rc = heatmap_write_filmstrip(path, maps, w->map_steps, w->n_maps, w->NH, w->T, l, err);
+    char path[1500];
+    if (j < w->L) {
+        snprintf(path, sizeof path, "%s/layer_%d.png", dir, j);
+        return heatmap_write_layer(path, now + j * per_layer, w->NH, w->T, w->probe_chars, j, err);
     }
-    free(maps);
-    return rc;
+    int l = j - w->L;
+    for (int i = 0; i < w->n_maps; i++) maps[i] = w->maps[i] + l * per_layer;
+    snprintf(path, sizeof path, "%s/attn/filmstrip_L%d.png", run_dir, l);
+    return heatmap_write_filmstrip(path, maps, w->map_steps, w->n_maps, w->NH, w->T, l, err);
 }
 
 static int write_raw_floats(const char *path, const float *x, size_t n, Error *err) {
@@ -344,28 +337,34 @@ static int write_raw_floats(const char *path, const float *x, size_t n, Error *e
 }
 
 int qk_watch_snapshot(QkWatch *w, Model *m, const char *run_dir, int step, Error *err) {
-    size_t n = watch_map_len(w), per_layer = (size_t)w->NH * w->T * w->T;
+    size_t n = watch_map_len(w);
     float *map = xmalloc(n * sizeof(float));
     qk_probe_attention(m, w->probe, w->T, map);
     char dir[1400], path[1500];
     snprintf(dir, sizeof dir, "%s/attn/step_%06d", run_dir, step);
-    if (dir_create(dir, err)) {
-        free(map);
-        return -1;
-    }
-    for (int l = 0; l < w->L; l++) {
-        snprintf(path, sizeof path, "%s/layer_%d.png", dir, l);
-        if (heatmap_write_layer(path, map + l * per_layer, w->NH, w->T, w->probe_chars, l, err)) {
-            free(map);
-            return -1;
-        }
-    }
     snprintf(path, sizeof path, "%s/attention.f32", dir);
-    if (write_raw_floats(path, map, n, err)) {
+    if (dir_create(dir, err) || write_raw_floats(path, map, n, err)) {
         free(map);
         return -1;
     }
     watch_add_map(w, step, map);
+    /* PNG encoding is most of a snapshot's time: the pictures are independent
+     * files, so the threads share them out; the first failure is reported. */
+    int jobs = 2 * w->L, failed = jobs;
+    Error *errs = xcalloc((size_t)jobs, sizeof *errs);
+#pragma omp parallel
+    {
+        const float **maps = xmalloc((size_t)w->n_maps * sizeof *maps);
+#pragma omp for schedule(dynamic)
+        for (int j = 0; j < jobs; j++)
+            if (watch_write_picture(w, map, dir, run_dir, j, maps, &errs[j]))
+#pragma omp critical
+                if (j < failed) failed = j;
+        free(maps);
+    }
+    if (failed < jobs) *err = errs[failed];
+    free(errs);
+    if (failed < jobs) return -1;
     /* attn/latest -> step_NNNNNN, replaced atomically */
     char link_tmp[1500], target[32];
     snprintf(target, sizeof target, "step_%06d", step);
@@ -374,7 +373,6 @@ int qk_watch_snapshot(QkWatch *w, Model *m, const char *run_dir, int step, Error
     remove(link_tmp);
     if (symlink(target, link_tmp) != 0 || rename(link_tmp, path) != 0)
         return error_set(err, "%s: cannot update link: %s", path, strerror(errno));
-    if (watch_write_filmstrips(w, run_dir, err)) return -1;
     return watch_write_balance(w, run_dir, err);
 }
 
