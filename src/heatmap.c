@@ -8,16 +8,19 @@
  * of a grid of C = ceil(sqrt(NH)) columns and R = ceil(NH / C) rows;
  * heatmap_write_compare puts A, B, |A-B| of head h in columns 0, 1, 2 of row
  * h (C = 3, R = NH).
- *   pitch_x = 12 + max(10 T, 84) + 14      pitch_y = 14 + 12 + 10 T + 14
+ *   cell e = 10 px when 10 T <= 640, else max(1, floor(640 / T)); map side
+ *   N = T e; a key's glyph above its column and a query's left of its row, for
+ *   every ceil(10 / e)-th position
+ *   pitch_x = 12 + max(N, 84) + 14      pitch_y = 14 + 12 + N + 14
  *   panel (c, r): title at (10 + c pitch_x + 12, 10 + r pitch_y + 1); cell
- *     (query i, key j), 10 x 10, at x = 10 + c pitch_x + 12 + 10 j,
- *                                   y = 10 + r pitch_y + 26 + 10 i
+ *     (query i, key j), e x e, at x = 10 + c pitch_x + 12 + e j,
+ *                                 y = 10 + r pitch_y + 26 + e i
  *   colour bar (0, 0.5, 1) at x = 10 + C pitch_x - 14 + 16, y = 36,
- *     height max(10 T, 80)
+ *     height max(N, 80)
  *   width  = C pitch_x + 57
- *   height = 20 + max(R pitch_y - 14, 26 + max(10 T, 80))
+ *   height = 20 + max(R pitch_y - 14, 26 + max(N, 80))
  *
- * Filmstrip: thumbnail cell f = max(2, ceil(96 / T)) px, side S = T f;
+ * Filmstrip: thumbnail cell f = ceil(96 / T) px, side S = T f;
  *   x0 = 10 + W("H{NH-1}") + 6, y0 = 36; thumbnail (step s, head h) at
  *   (x0 + s (S + 8), y0 + h (S + 8)); colour bar at
  *   x = x0 + n_steps (S + 8) - 8 + 16, y = y0, height max(S, 80)
@@ -48,6 +51,7 @@
 
 #define MARGIN 10
 #define CELL 10       /* attention cell of a labelled panel: a glyph fits */
+#define MAP_MAX 640   /* a panel's map is at most this wide when T * CELL is wider */
 #define LABEL 12      /* strip of key labels above a panel, of query labels left of it */
 #define TITLE 14      /* strip holding one line of text above a panel or a picture */
 #define GAP 14        /* between panels */
@@ -234,20 +238,29 @@ static void draw_map(Image *im, ptrdiff_t x, ptrdiff_t y, const float *m, size_t
         }
 }
 
+/* Cell side of a panel's map: CELL, or for long windows what keeps the map
+ * within MAP_MAX px (a T = 256 map at 10 px would be a 120 MB picture per
+ * layer, slow to encode and to view). */
+static size_t panel_cell(size_t T) {
+    return T * CELL <= MAP_MAX ? CELL : max_size(1, MAP_MAX / T);
+}
+
 /* A titled panel: the block's top-left at (x, y), the title over the cells,
  * each key's glyph above its column, each query's glyph left of its row, and
- * the map at (x + LABEL, y + TITLE + LABEL). */
+ * the map at (x + LABEL, y + TITLE + LABEL). Cells narrower than CELL get a
+ * glyph every ceil(CELL / cell) positions, so that glyphs do not overlap. */
 static void draw_panel(Image *im, ptrdiff_t x, ptrdiff_t y, const char *title, const float *m,
                        size_t T, const uint32_t *chars) {
     ptrdiff_t cx = x + LABEL, cy = y + TITLE + LABEL;
+    size_t cell = panel_cell(T), every = (CELL + cell - 1) / cell;
     image_text(im, cx, y + 1, title);
-    for (size_t k = 0; k < T; k++) {
+    for (size_t k = 0; k < T; k += every) {
         const uint8_t *g = font_glyph(chars[k]);
-        ptrdiff_t along = (ptrdiff_t)(k * CELL);
-        image_glyph(im, cx + along + (CELL - FONT_W) / 2, cy - LABEL + 1, g);
-        image_glyph(im, x + 3, cy + along + (CELL - FONT_CAP) / 2, g);
+        ptrdiff_t along = (ptrdiff_t)(k * cell), c = (ptrdiff_t)cell;
+        image_glyph(im, cx + along + (c - FONT_W) / 2, cy - LABEL + 1, g);
+        image_glyph(im, x + 3, cy + along + (c - FONT_CAP) / 2, g);
     }
-    draw_map(im, cx, cy, m, T, CELL);
+    draw_map(im, cx, cy, m, T, cell);
 }
 
 /* Horizontal room a colour bar takes: the bar, ticks and the widest label. */
@@ -284,9 +297,10 @@ typedef struct {
 
 static PanelGrid panel_grid(size_t cols, size_t rows, size_t T) {
     PanelGrid g = {.cols = cols, .rows = rows, .T = T};
-    g.pitch_x = LABEL + max_size(T * CELL, PANEL_MIN) + GAP;
-    g.pitch_y = TITLE + LABEL + T * CELL + GAP;
-    g.bar_h = max_size(T * CELL, BAR_MIN);
+    size_t side = T * panel_cell(T);
+    g.pitch_x = LABEL + max_size(side, PANEL_MIN) + GAP;
+    g.pitch_y = TITLE + LABEL + side + GAP;
+    g.bar_h = max_size(side, BAR_MIN);
     g.w = MARGIN + cols * g.pitch_x - GAP + BAR_GAP + bar_extent(unit_labels) + MARGIN;
     g.h = 2 * MARGIN + max_size(rows * g.pitch_y - GAP, TITLE + LABEL + g.bar_h);
     return g;
@@ -363,7 +377,7 @@ int heatmap_write_filmstrip(const char *path, const float *const *maps, const in
           n_steps, MAX_SIDE);
     CHECK(maps && steps, "heatmap_write_filmstrip: NULL maps or steps");
     size_t nh = (size_t)NH, t = (size_t)T, ns = (size_t)n_steps;
-    size_t cell = max_size(2, (THUMB_MIN + t - 1) / t), side = t * cell;
+    size_t cell = (THUMB_MIN + t - 1) / t, side = t * cell;
     size_t pitch = side + THUMB_GAP;
     char title[64], label[32];
     snprintf(title, sizeof title, "L%d attention over training", layer);

@@ -148,28 +148,30 @@ static void test_viridis(void) {
 
 /* ---- layer -------------------------------------------------------------- */
 
-/* The documented panel layout. */
+/* The documented panel layout: cell side e, map side n = T e. */
 typedef struct {
-    int pitch_x, pitch_y, w, h, bar_x, bar_h;
+    int e, n, pitch_x, pitch_y, w, h, bar_x, bar_h;
 } Panels;
 
 static Panels panels(int cols, int rows, int T) {
     Panels g;
-    g.pitch_x = 12 + imax(10 * T, 84) + 14;
-    g.pitch_y = 14 + 12 + 10 * T + 14;
+    g.e = 10 * T <= 640 ? 10 : imax(1, 640 / T);
+    g.n = T * g.e;
+    g.pitch_x = 12 + imax(g.n, 84) + 14;
+    g.pitch_y = 14 + 12 + g.n + 14;
     g.w = cols * g.pitch_x + 57;
-    g.h = 20 + imax(rows * g.pitch_y - 14, 26 + imax(10 * T, 80));
+    g.h = 20 + imax(rows * g.pitch_y - 14, 26 + imax(g.n, 80));
     g.bar_x = 10 + cols * g.pitch_x - 14 + 16;
-    g.bar_h = imax(10 * T, 80);
+    g.bar_h = imax(g.n, 80);
     return g;
 }
 
 static int cell_x(const Panels *g, int c, int j) {
-    return 10 + c * g->pitch_x + 12 + 10 * j;
+    return 10 + c * g->pitch_x + 12 + g->e * j;
 }
 
 static int cell_y(const Panels *g, int r, int i) {
-    return 10 + r * g->pitch_y + 26 + 10 * i;
+    return 10 + r * g->pitch_y + 26 + g->e * i;
 }
 
 /* The 5 x 9 ink pattern of the key label above column j, as 45 bits. */
@@ -250,6 +252,30 @@ static void test_layer(void) {
     g = panels(1, 1, 10);
     EXPECT(p.w == g.w && p.h == g.h, "size %d x %d, want %d x %d", p.w, p.h, g.w, g.h);
     check_viridis_bar(&p, g.bar_x, 36, g.bar_h, "one-head bar");
+    png_free(&p, path);
+
+    /* a long window: 2 px cells (map 512 px, not 2560), a glyph every 5th
+     * position */
+    enum { TL = 256 };
+    static float diag[TL * TL];
+    static uint32_t letters[TL];
+    for (int i = 0; i < TL; i++) {
+        diag[i * TL + i] = 1.0f;
+        letters[i] = 'a' + (uint32_t)(i % 26);
+    }
+    EXPECT(heatmap_write_layer(path, diag, 1, TL, letters, 0, &err) == 0, "%s", err.msg);
+    p = png_load(path);
+    g = panels(1, 1, TL);
+    EXPECT(g.e == 2 && p.w == g.w && p.h == g.h, "T = %d: size %d x %d, want %d x %d", TL, p.w,
+           p.h, g.w, g.h);
+    for (int i = 0; i < TL; i += 51) {
+        EXPECT_RGB(&p, cell_x(&g, 0, i) + 1, cell_y(&g, 0, i) + 1, VIRIDIS_TOP, "long diagonal");
+        if (i > 0)
+            EXPECT_RGB(&p, cell_x(&g, 0, i - 1), cell_y(&g, 0, i), VIRIDIS_BOTTOM, "long below");
+    }
+    int cy = cell_y(&g, 0, 0);
+    EXPECT(ink_in(&p, cell_x(&g, 0, 5), cy - 12, 2, 12) > 0, "no key label at position 5");
+    EXPECT(ink_in(&p, cell_x(&g, 0, 7) + 1, cy - 12, 1, 12) == 0, "key label at position 7");
     png_free(&p, path);
 }
 
@@ -332,7 +358,7 @@ static void test_filmstrip(void) {
     check_viridis_bar(&p, bar_x, y0, imax(side, 80), "filmstrip bar");
     png_free(&p, path);
 
-    /* a long probe: 2 px per cell */
+    /* a longer probe: 2 px per cell, then 1 */
     static float big[64 * 64];
     const float *one[1] = {big};
     const int step0[1] = {0};
@@ -341,6 +367,12 @@ static void test_filmstrip(void) {
     bar_x = x0 + 128 + 8 - 8 + 16;
     EXPECT(p.w == imax(bar_x + 45, text_w("L0 attention over training") + 20) &&
                p.h == y0 + 128 + 10, "T = 64: size %d x %d", p.w, p.h);
+    png_free(&p, path);
+    static float wide[128 * 128];
+    const float *w128[1] = {wide};
+    EXPECT(heatmap_write_filmstrip(path, w128, step0, 1, 1, 128, 0, &err) == 0, "%s", err.msg);
+    p = png_load(path);
+    EXPECT(p.h == y0 + 128 + 10, "T = 128: height %d", p.h);
     png_free(&p, path);
 }
 
