@@ -24,13 +24,17 @@ static size_t scr_cap;
 static size_t up16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 typedef struct {
+    int hs;                /* channels per head */
+    real scale;            /* of the scores: 1 / sqrt(hs) */
     size_t np_t, np_h;     /* panels over keys (T), over head channels (hs) */
     size_t kt, pv, dss;    /* sizes: K^T-like panels, V-like panels, T x T */
     size_t per_thread;
 } Scratch;
 
-static Scratch scratch_layout(int T, int hs) {
+static Scratch scratch_layout(int T, int C, int NH) {
     Scratch s;
+    int hs = s.hs = C / NH;
+    s.scale = (real)(1.0 / sqrt((double)hs));
     s.np_t = ((size_t)T + NR - 1) / NR;
     s.np_h = ((size_t)hs + NR - 1) / NR;
     s.kt = up16(s.np_t * NR * hs);
@@ -125,21 +129,30 @@ static void softmax_row(real *row, int n, int T, real scale) {
     if (end < T) memset(row + end, 0, (size_t)(T - end) * sizeof(real));
 }
 
+/* The calling thread's block of the scratch. */
+static real *thread_scratch(real *base, const Scratch *L) {
+    int tid = 0;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+#endif
+    return base + (size_t)tid * L->per_thread;
+}
+
+/* Where (batch row, head) bh = b * NH + h starts in a (B, T, C) tensor: head
+ * h owns channels h * hs .. of every position. */
+static size_t head_offset(int bh, int T, int C, int NH) {
+    return (size_t)(bh / NH) * T * C + (size_t)(bh % NH) * (C / NH);
+}
+
 void attention_forward(real *out, real *att, const real *q, const real *k, const real *v,
                        int B, int T, int C, int NH) {
-    int hs = C / NH;
-    real scale = (real)(1.0 / sqrt((double)hs));
-    Scratch L = scratch_layout(T, hs);
-    real *base = scratch_get(&L);
+    Scratch L = scratch_layout(T, C, NH);
+    int hs = L.hs;
+    real scale = L.scale, *base = scratch_get(&L);
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        real *kt = base + (size_t)tid * L.per_thread, *vp = kt + L.kt;
-        size_t off = (size_t)b * T * C + (size_t)h * hs;
+        real *kt = thread_scratch(base, &L), *vp = kt + L.kt;
+        size_t off = head_offset(bh, T, C, NH);
         pack_keys(kt, k + off, T, hs, C, L.np_t);
         pack_chans(vp, v + off, T, hs, C, L.np_h);
         real *a = att + (size_t)bh * T * T;
@@ -163,20 +176,14 @@ void attention_backward(real *dq, real *dk, real *dv, real *datt, const real *do
                         const real *q, const real *k, const real *v, const real *att,
                         int B, int T, int C, int NH) {
     (void)datt; /* the T x T score gradients live in per-thread scratch */
-    int hs = C / NH;
-    real scale = (real)(1.0 / sqrt((double)hs));
-    Scratch L = scratch_layout(T, hs);
-    real *base = scratch_get(&L);
+    Scratch L = scratch_layout(T, C, NH);
+    int hs = L.hs;
+    real scale = L.scale, *base = scratch_get(&L);
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        real *vt = base + (size_t)tid * L.per_thread; /* V^T panels over keys */
+        real *vt = thread_scratch(base, &L); /* V^T panels over keys */
         real *dop = vt + L.kt, *kp = dop + L.pv, *qp = kp + L.pv, *ds = qp + L.pv;
-        size_t off = (size_t)b * T * C + (size_t)h * hs;
+        size_t off = head_offset(bh, T, C, NH);
         const real *a = att + (size_t)bh * T * T;
         pack_keys(vt, v + off, T, hs, C, L.np_t);
         pack_chans(dop, dout + off, T, hs, C, L.np_h);

@@ -211,7 +211,9 @@ void matmul_backward(real *dinp, real *dweight, real *dbias, const real *dout,
  * gelu'(x) = s + 0.5 x sech^2(u) u' where sech^2(u) = 4 s (1 - s), 1 - s = e s. */
 #define GELU_BLOCK 4096
 
-void gelu_forward(real *out, const real *inp, size_t n) {
+/* Forward (dout NULL): out = gelu(inp); backward: out = dout * gelu'(inp). One
+ * loop for both, so the two share u and e to the bit. */
+static void gelu_apply(real *out, const real *inp, const real *dout, size_t n) {
     size_t nb = (n + GELU_BLOCK - 1) / GELU_BLOCK;
 #pragma omp parallel for schedule(static) if (n > 16384)
     for (size_t b = 0; b < nb; b++) {
@@ -221,40 +223,36 @@ void gelu_forward(real *out, const real *inp, size_t n) {
             vreal x = vload(inp + i);
             vreal u = (real)GELU_K * (x + (real)GELU_A * x * x * x);
             vreal e = vexpf(-2 * u);
-            vstore(out + i, x / (1 + e));
+            if (!dout) {
+                vstore(out + i, x / (1 + e));
+                continue;
+            }
+            vreal du = (real)GELU_K * (1 + 3 * (real)GELU_A * x * x);
+            vreal s = 1 / (1 + e);
+            vstore(out + i, vload(dout + i) * (s + 2 * x * (s * (e * s)) * du));
         }
 #endif
         for (; i < end; i++) {
             real x = inp[i];
             real u = (real)GELU_K * (x + (real)GELU_A * x * x * x);
-            out[i] = x / (1 + sexp(-2 * u));
+            real e = sexp(-2 * u);
+            if (!dout) {
+                out[i] = x / (1 + e);
+                continue;
+            }
+            real du = (real)GELU_K * (1 + 3 * (real)GELU_A * x * x);
+            real s = 1 / (1 + e);
+            out[i] = dout[i] * (s + 2 * x * (s * (e * s)) * du);
         }
     }
 }
 
+void gelu_forward(real *out, const real *inp, size_t n) {
+    gelu_apply(out, inp, NULL, n);
+}
+
 void gelu_backward(real *dinp, const real *inp, const real *dout, size_t n) {
-    size_t nb = (n + GELU_BLOCK - 1) / GELU_BLOCK;
-#pragma omp parallel for schedule(static) if (n > 16384)
-    for (size_t b = 0; b < nb; b++) {
-        size_t i = b * GELU_BLOCK, end = i + GELU_BLOCK < n ? i + GELU_BLOCK : n;
-#ifndef QK_DOUBLE
-        for (; i + VL <= end; i += VL) {
-            vreal x = vload(inp + i);
-            vreal u = (real)GELU_K * (x + (real)GELU_A * x * x * x);
-            vreal du = (real)GELU_K * (1 + 3 * (real)GELU_A * x * x);
-            vreal e = vexpf(-2 * u);
-            vreal s = 1 / (1 + e);
-            vstore(dinp + i, vload(dout + i) * (s + 2 * x * (s * (e * s)) * du));
-        }
-#endif
-        for (; i < end; i++) {
-            real x = inp[i];
-            real u = (real)GELU_K * (x + (real)GELU_A * x * x * x);
-            real du = (real)GELU_K * (1 + 3 * (real)GELU_A * x * x);
-            real e = sexp(-2 * u), s = 1 / (1 + e);
-            dinp[i] = dout[i] * (s + 2 * x * (s * (e * s)) * du);
-        }
-    }
+    gelu_apply(dinp, inp, dout, n);
 }
 
 void crossentropy_forward(real *probs, real *losses, const real *logits,

@@ -400,6 +400,12 @@ static int train_checkpoint(Trainer *t, Error *err) {
     if (model_find_nonfinite(&t->model, t->model.params, bad, sizeof bad))
         return error_set(err, "step %d: not saving a checkpoint with a non-finite weight: %s",
                          t->step, bad);
+    /* the logs first: a checkpoint on disk promises every row up to its step
+     * (a resume trims rows past it, but cannot make up missing ones) */
+    csvlog_flush(&t->metrics);
+    csvlog_flush(&t->qklog);
+    csvlog_flush(&t->evals);
+    csvlog_flush(&t->qkeval);
     TrainState st = {.step = t->step, .batch_rng = t->batch_rng, .train_loss = t->last_train,
                      .val_loss = t->last_val, .eval_step = t->last_eval_step};
     Config rec = config_record(c);

@@ -1,11 +1,14 @@
-/* Minimal assertion helpers for the C tests: a failed check prints where and
- * why, and the test exits 1 at the end (so one run reports every failure). */
+/* Minimal assertion helpers for the C tests: a failed EXPECT prints where and
+ * why, and the test exits 1 at the end (so one run reports every failure); a
+ * failed REQUIRE prints where and exits 1 at once (for checks the rest of a
+ * test builds on). */
 #ifndef QK_TEST_CHECK_H
 #define QK_TEST_CHECK_H
 
 #include <stdio.h>
+#include <stdlib.h>
 
-static int check_failures;
+static int check_failures __attribute__((unused));
 
 #define EXPECT(cond, ...)                                                \
     do {                                                                 \
@@ -15,6 +18,14 @@ static int check_failures;
             fprintf(stderr, "\n");                                       \
             check_failures++;                                            \
         }                                                                \
+    } while (0)
+
+#define REQUIRE(cond)                                                            \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            exit(1);                                                             \
+        }                                                                        \
     } while (0)
 
 #define CHECK_DONE(name)                                                 \

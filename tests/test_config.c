@@ -10,17 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
-/* common.h's CHECK is a fatal error of the program; a test wants the line
- * and the expression that failed, hence a separate name. */
-#define EXPECT(cond)                                                                   \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            exit(1);                                                                   \
-        }                                                                              \
-    } while (0)
+#include "check.h"
 
-/* Like EXPECT for a message: shows the message that did not match. */
+/* Like REQUIRE for a message: shows the message that did not match. */
 #define EXPECT_MSG(cond, msg)                                                          \
     do {                                                                               \
         if (!(cond)) {                                                                 \
@@ -36,15 +28,15 @@ static char cfg_path[600]; /* tmp_dir/x.ini, rewritten by each test */
 static void temp_dir_make(void) {
     const char *dir = getenv("TMPDIR");
     snprintf(tmp_dir, sizeof tmp_dir, "%s/qk_test_config_XXXXXX", dir && *dir ? dir : "/tmp");
-    EXPECT(mkdtemp(tmp_dir) != NULL);
+    REQUIRE(mkdtemp(tmp_dir) != NULL);
     snprintf(cfg_path, sizeof cfg_path, "%s/x.ini", tmp_dir);
 }
 
 static void file_write(const char *path, const void *bytes, size_t len) {
     FILE *f = fopen(path, "wb");
-    EXPECT(f != NULL);
-    EXPECT(fwrite(bytes, 1, len, f) == len);
-    EXPECT(fclose(f) == 0);
+    REQUIRE(f != NULL);
+    REQUIRE(fwrite(bytes, 1, len, f) == len);
+    REQUIRE(fclose(f) == 0);
 }
 
 /* Writes text to cfg_path and loads it with the given overrides. */
@@ -82,7 +74,7 @@ static void expect_error_at(int line, const char *text, int n_over, char **over,
                 __FILE__, line, text, want, rc, got);
         exit(1);
     }
-    EXPECT(strchr(err.msg, '\n') == NULL);
+    REQUIRE(strchr(err.msg, '\n') == NULL);
 }
 #define EXPECT_ERROR(text, want) expect_error_at(__LINE__, text, 0, NULL, want)
 #define EXPECT_ERROR_OVER(text, n, over, want) expect_error_at(__LINE__, text, n, over, want)
@@ -104,26 +96,26 @@ static void test_defaults(void) {
     Config c;
     Error err;
     config_defaults(&c);
-    EXPECT(!strcmp(c.name, "run") && !strcmp(c.out_dir, "runs"));
-    EXPECT(c.seed == 1337 && c.threads == 0 && !c.overwrite && !c.resume);
-    EXPECT(!strcmp(c.data_path, "data/fortunes.txt") && c.val_fraction == 0.1);
-    EXPECT(c.n_layer == 4 && c.n_head == 4 && c.n_embd == 128 && c.block_size == 64);
-    EXPECT(!c.bias && c.tie_embeddings && c.qk == QK_UNTIED && c.qk_init == QK_INIT_INDEPENDENT);
-    EXPECT(c.batch_size == 12 && c.steps == 2000 && c.lr == 1e-3 && c.min_lr == 1e-4);
-    EXPECT(c.warmup_steps == 100 && c.weight_decay == 0.1 && c.beta1 == 0.9 && c.beta2 == 0.99);
-    EXPECT(c.grad_clip == 1.0 && c.eval_every == 250 && c.eval_batches == 20);
-    EXPECT(c.log_every == 10 && c.stop_after == 0 && c.init_from[0] == '\0');
-    EXPECT(c.probe[0] == '\0' && c.heatmap_every == 250 && c.checkpoint_every == 500);
-    EXPECT(c.keep_checkpoints == 3);
-    EXPECT(config_validate(&c, "defaults", &err) == 0);
-    EXPECT(!strcmp(config_qk_name(QK_TIED), "tied"));
-    EXPECT(!strcmp(config_qk_init_name(QK_INIT_SYMMETRIC), "symmetric"));
+    REQUIRE(!strcmp(c.name, "run") && !strcmp(c.out_dir, "runs"));
+    REQUIRE(c.seed == 1337 && c.threads == 0 && !c.overwrite && !c.resume);
+    REQUIRE(!strcmp(c.data_path, "data/fortunes.txt") && c.val_fraction == 0.1);
+    REQUIRE(c.n_layer == 4 && c.n_head == 4 && c.n_embd == 128 && c.block_size == 64);
+    REQUIRE(!c.bias && c.tie_embeddings && c.qk == QK_UNTIED && c.qk_init == QK_INIT_INDEPENDENT);
+    REQUIRE(c.batch_size == 12 && c.steps == 2000 && c.lr == 1e-3 && c.min_lr == 1e-4);
+    REQUIRE(c.warmup_steps == 100 && c.weight_decay == 0.1 && c.beta1 == 0.9 && c.beta2 == 0.99);
+    REQUIRE(c.grad_clip == 1.0 && c.eval_every == 250 && c.eval_batches == 20);
+    REQUIRE(c.log_every == 10 && c.stop_after == 0 && c.init_from[0] == '\0');
+    REQUIRE(c.probe[0] == '\0' && c.heatmap_every == 250 && c.checkpoint_every == 500);
+    REQUIRE(c.keep_checkpoints == 3);
+    REQUIRE(config_validate(&c, "defaults", &err) == 0);
+    REQUIRE(!strcmp(config_qk_name(QK_TIED), "tied"));
+    REQUIRE(!strcmp(config_qk_init_name(QK_INIT_SYMMETRIC), "symmetric"));
 
     /* A file setting one key leaves the others at their defaults and names
      * the run after the file. */
-    EXPECT(load("[model]\nn_layer = 2\n", &c, &err) == 0);
-    EXPECT(c.n_layer == 2 && c.n_embd == 128 && c.steps == 2000);
-    EXPECT(!strcmp(c.name, "x"));
+    REQUIRE(load("[model]\nn_layer = 2\n", &c, &err) == 0);
+    REQUIRE(c.n_layer == 2 && c.n_embd == 128 && c.steps == 2000);
+    REQUIRE(!strcmp(c.name, "x"));
 }
 
 static void test_good_file(void) {
@@ -176,22 +168,22 @@ static void test_good_file(void) {
     Error err;
     int rc = load(text, &c, &err);
     EXPECT_MSG(rc == 0, err.msg);
-    EXPECT(!strcmp(c.name, "exp_1") && !strcmp(c.out_dir, "  /tmp/runs dir "));
-    EXPECT(c.seed == UINT64_MAX && c.threads == 2 && c.overwrite == 1 && c.resume == 1);
-    EXPECT(!strcmp(c.data_path, "corpus/t\xC3\xA9xt.txt") && c.val_fraction == 0.25);
-    EXPECT(c.n_layer == 6 && c.n_head == 8 && c.n_embd == 256 && c.block_size == 2);
-    EXPECT(c.bias == 1 && c.tie_embeddings == 0 && c.qk == QK_TIED);
-    EXPECT(c.qk_init == QK_INIT_INDEPENDENT);
-    EXPECT(c.batch_size == 16 && c.steps == 3000 && c.lr == 6e-4 && c.min_lr == 0);
-    EXPECT(c.warmup_steps == 3000 && c.weight_decay == 0 && c.beta1 == 0 && c.beta2 == 0.999);
-    EXPECT(c.grad_clip == 0 && c.eval_every == 1 && c.eval_batches == 1 && c.log_every == 1);
-    EXPECT(c.stop_after == 3000 && !strcmp(c.init_from, "runs/a/ckpt.bin"));
-    EXPECT(!strcmp(c.probe, "to be ; or not # to be"));
-    EXPECT(c.heatmap_every == 0 && c.checkpoint_every == 0 && c.keep_checkpoints == 1);
+    REQUIRE(!strcmp(c.name, "exp_1") && !strcmp(c.out_dir, "  /tmp/runs dir "));
+    REQUIRE(c.seed == UINT64_MAX && c.threads == 2 && c.overwrite == 1 && c.resume == 1);
+    REQUIRE(!strcmp(c.data_path, "corpus/t\xC3\xA9xt.txt") && c.val_fraction == 0.25);
+    REQUIRE(c.n_layer == 6 && c.n_head == 8 && c.n_embd == 256 && c.block_size == 2);
+    REQUIRE(c.bias == 1 && c.tie_embeddings == 0 && c.qk == QK_TIED);
+    REQUIRE(c.qk_init == QK_INIT_INDEPENDENT);
+    REQUIRE(c.batch_size == 16 && c.steps == 3000 && c.lr == 6e-4 && c.min_lr == 0);
+    REQUIRE(c.warmup_steps == 3000 && c.weight_decay == 0 && c.beta1 == 0 && c.beta2 == 0.999);
+    REQUIRE(c.grad_clip == 0 && c.eval_every == 1 && c.eval_batches == 1 && c.log_every == 1);
+    REQUIRE(c.stop_after == 3000 && !strcmp(c.init_from, "runs/a/ckpt.bin"));
+    REQUIRE(!strcmp(c.probe, "to be ; or not # to be"));
+    REQUIRE(c.heatmap_every == 0 && c.checkpoint_every == 0 && c.keep_checkpoints == 1);
 
     /* A section may be reopened, and "[ model ]" is [model]. */
-    EXPECT(load("[model]\nn_layer = 3\n[train]\nsteps = 900\n[ model ]\nn_head = 2\n", &c, &err) == 0);
-    EXPECT(c.n_layer == 3 && c.n_head == 2 && c.steps == 900 && c.warmup_steps == 100);
+    REQUIRE(load("[model]\nn_layer = 3\n[train]\nsteps = 900\n[ model ]\nn_head = 2\n", &c, &err) == 0);
+    REQUIRE(c.n_layer == 3 && c.n_head == 2 && c.steps == 900 && c.warmup_steps == 100);
 }
 
 static void test_bad_values(void) {
@@ -229,14 +221,14 @@ static void test_bad_values(void) {
     snprintf(text, sizeof text, "[log]\nprobe = %01024d\n", 0);
     Config c;
     Error err;
-    EXPECT(load(text, &c, &err) == -1);
+    REQUIRE(load(text, &c, &err) == -1);
     EXPECT_MSG(strstr(err.msg, "x.ini:2: [log] probe = '000") &&
                    strstr(err.msg, "...': expected at most 1023 bytes (got 1024)"),
                err.msg);
-    EXPECT(strlen(err.msg) < 200);
+    REQUIRE(strlen(err.msg) < 200);
     snprintf(text, sizeof text, "[log]\nprobe = %01023d\n", 0);
     EXPECT_MSG(load(text, &c, &err) == 0, err.msg);
-    EXPECT(strlen(c.probe) == 1023);
+    REQUIRE(strlen(c.probe) == 1023);
     /* name is a shorter field than the other strings */
     snprintf(text, sizeof text, "[run]\nname = %0256d\n", 0);
     EXPECT_ERROR_HAS(text, "[run] name", "expected at most 255 bytes (got 256)");
@@ -286,7 +278,7 @@ static void test_ranges(void) {
                   "steps = 1000000000\nwarmup_steps = 0\n",
                   &c, &err);
     EXPECT_MSG(rc == 0, err.msg);
-    EXPECT(c.n_layer == 256 && c.n_embd == 65536 && c.steps == 1000000000);
+    REQUIRE(c.n_layer == 256 && c.n_embd == 65536 && c.steps == 1000000000);
 }
 
 static void test_duplicates_and_unknowns(void) {
@@ -335,26 +327,26 @@ static void test_cross_keys(void) {
 
     Config c;
     Error err;
-    EXPECT(load("[model]\nqk_init = symmetric\n", &c, &err) == 0 && c.qk_init == QK_INIT_SYMMETRIC);
+    REQUIRE(load("[model]\nqk_init = symmetric\n", &c, &err) == 0 && c.qk_init == QK_INIT_SYMMETRIC);
 
     /* config_validate on a Config edited in code: ranges first (no division
      * by a zero n_head), then cross checks, all at the given place. */
     config_defaults(&c);
     c.n_head = 0;
-    EXPECT(config_validate(&c, "here", &err) == -1);
+    REQUIRE(config_validate(&c, "here", &err) == -1);
     EXPECT_MSG(!strcmp(err.msg, "here: [model] n_head = '0': expected an integer >= 1 and <= 1024"),
                err.msg);
     config_defaults(&c);
     c.qk = QK_TIED;
     c.qk_init = QK_INIT_SYMMETRIC;
-    EXPECT(config_validate(&c, "here", &err) == -1);
+    REQUIRE(config_validate(&c, "here", &err) == -1);
     EXPECT_MSG(!strcmp(err.msg, "here: qk_init = symmetric requires qk = untied (qk is tied)"), err.msg);
     config_defaults(&c);
     c.beta2 = NAN;
-    EXPECT(config_validate(&c, "here", &err) == -1 && strstr(err.msg, "[train] beta2 = 'nan'"));
+    REQUIRE(config_validate(&c, "here", &err) == -1 && strstr(err.msg, "[train] beta2 = 'nan'"));
     config_defaults(&c);
     memset(c.probe, 'p', sizeof c.probe); /* unterminated */
-    EXPECT(config_validate(&c, "here", &err) == -1 && strstr(err.msg, "expected at most 1023 bytes"));
+    REQUIRE(config_validate(&c, "here", &err) == -1 && strstr(err.msg, "expected at most 1023 bytes"));
 }
 
 static void test_overrides(void) {
@@ -364,7 +356,7 @@ static void test_overrides(void) {
     const char *file = "[model]\nn_layer = 3\n";
     int rc = load_n(file, strlen(file), 4, over, &c, &err);
     EXPECT_MSG(rc == 0, err.msg);
-    EXPECT(c.n_layer == 6 && c.lr == 3e-4 && !strcmp(c.probe, " hi "));
+    REQUIRE(c.n_layer == 6 && c.lr == 3e-4 && !strcmp(c.probe, " hi "));
 
     char *heads[] = {"model.n_head=3"};
     EXPECT_ERROR_OVER("[model]\nn_layer = 3\n", 1, heads,
@@ -398,10 +390,10 @@ static void test_overrides(void) {
 
     /* config_set directly. */
     config_defaults(&c);
-    EXPECT(config_set(&c, "model", "qk", "tied", "test", &err) == 0 && c.qk == QK_TIED);
-    EXPECT(config_set(&c, "model", "n_layer", "0", "test", &err) == -1);
+    REQUIRE(config_set(&c, "model", "qk", "tied", "test", &err) == 0 && c.qk == QK_TIED);
+    REQUIRE(config_set(&c, "model", "n_layer", "0", "test", &err) == -1);
     EXPECT_MSG(!strcmp(err.msg, "test: [model] n_layer = '0': expected an integer >= 1 and <= 256"), err.msg);
-    EXPECT(c.n_layer == 4); /* a refused value leaves the field alone */
+    REQUIRE(c.n_layer == 4); /* a refused value leaves the field alone */
 }
 
 static void test_malformed_files(void) {
@@ -409,9 +401,9 @@ static void test_malformed_files(void) {
     Error err;
     char missing[700];
     snprintf(missing, sizeof missing, "%s/none.ini", tmp_dir);
-    EXPECT(config_load(&c, missing, 0, NULL, &err) == -1);
+    REQUIRE(config_load(&c, missing, 0, NULL, &err) == -1);
     EXPECT_MSG(!strcmp(msg_of(&err), "D/none.ini: cannot open config: No such file or directory"), err.msg);
-    EXPECT(config_load(&c, tmp_dir, 0, NULL, &err) == -1);
+    REQUIRE(config_load(&c, tmp_dir, 0, NULL, &err) == -1);
     EXPECT_MSG(strstr(err.msg, "cannot read config: Is a directory"), err.msg);
 
     const char *empty = "D/x.ini: empty config file (expected [section] and key = value lines)";
@@ -421,9 +413,9 @@ static void test_malformed_files(void) {
     EXPECT_ERROR("[model]\n[train]\n", empty);
 
     static const char nul[] = "[model]\nn_layer = 3\0\n";
-    EXPECT(load_n(nul, sizeof nul - 1, 0, NULL, &c, &err) == -1);
+    REQUIRE(load_n(nul, sizeof nul - 1, 0, NULL, &c, &err) == -1);
     EXPECT_MSG(!strcmp(msg_of(&err), "D/x.ini:2: not a text file (NUL byte)"), err.msg);
-    EXPECT(load_n("\x7f" "ELF\x02\x01\x01\0\0\0", 10, 0, NULL, &c, &err) == -1);
+    REQUIRE(load_n("\x7f" "ELF\x02\x01\x01\0\0\0", 10, 0, NULL, &c, &err) == -1);
     EXPECT_MSG(strstr(err.msg, "x.ini:1: not a text file"), err.msg);
     EXPECT_ERROR("[model]\nn_layer = 3\n[log]\nprobe = caf\xE9\n", "D/x.ini:4: not a text file (invalid UTF-8)");
     EXPECT_ERROR("[log]\nprobe = \xED\xA0\x80\n", "D/x.ini:2: not a text file (invalid UTF-8)");
@@ -437,18 +429,18 @@ static void test_long_lines(void) {
      * inih's own 200-byte line buffer must not split it. */
     size_t cap = 3 * CONFIG_LINE_MAX;
     char *text = malloc(cap);
-    EXPECT(text != NULL);
+    REQUIRE(text != NULL);
     int n = snprintf(text, cap, "[model]\n;%0*d\r\nn_layer = 7\n", CONFIG_LINE_MAX - 1, 0);
-    EXPECT(n > CONFIG_LINE_MAX);
+    REQUIRE(n > CONFIG_LINE_MAX);
     EXPECT_MSG(load(text, &c, &err) == 0, err.msg);
-    EXPECT(c.n_layer == 7);
+    REQUIRE(c.n_layer == 7);
     /* One byte more is refused with its line number. */
     snprintf(text, cap, "[model]\nn_layer = 7\n;%0*d\n", CONFIG_LINE_MAX, 0);
     EXPECT_ERROR(text, "D/x.ini:3: line too long (4097 bytes, at most 4096 allowed)");
     /* A long value arrives whole (a split line would land in probe cut short). */
     snprintf(text, cap, "[log]\nprobe = %0900d\n[model]\nn_layer = 5\n", 0);
     EXPECT_MSG(load(text, &c, &err) == 0, err.msg);
-    EXPECT(strlen(c.probe) == 900 && c.n_layer == 5);
+    REQUIRE(strlen(c.probe) == 900 && c.n_layer == 5);
     /* A very long line: the error is the length, not a misplaced syntax error. */
     snprintf(text, cap, "[log]\nprobe = %0*d\n", 2 * CONFIG_LINE_MAX, 0);
     EXPECT_ERROR_HAS(text, "x.ini:2: line too long (8200 bytes", NULL);
@@ -460,8 +452,8 @@ static void test_round_trip(void) {
     Error err;
     config_defaults(&c);
     char *s = config_to_string(&c);
-    EXPECT(config_load_string(&back, s, "ckpt", &err) == 0);
-    EXPECT(memcmp(&c, &back, sizeof c) == 0);
+    REQUIRE(config_load_string(&back, s, "ckpt", &err) == 0);
+    REQUIRE(memcmp(&c, &back, sizeof c) == 0);
     free(s);
 
     /* Every key away from its default, with awkward strings and doubles. */
@@ -478,28 +470,28 @@ static void test_round_trip(void) {
                        "heatmap_every = 7\ncheckpoint_every = 8\nkeep_checkpoints = 9\n";
     int rc = config_load_string(&c, text, "given", &err);
     EXPECT_MSG(rc == 0, err.msg);
-    EXPECT(!strcmp(c.data_path, "\"quoted\" ; # x") && !strcmp(c.init_from, "; not a comment"));
-    EXPECT(!strcmp(c.probe, "tab and \"quote") && c.min_lr > 0 && c.min_lr < 1e-300);
+    REQUIRE(!strcmp(c.data_path, "\"quoted\" ; # x") && !strcmp(c.init_from, "; not a comment"));
+    REQUIRE(!strcmp(c.probe, "tab and \"quote") && c.min_lr > 0 && c.min_lr < 1e-300);
     s = config_to_string(&c);
-    EXPECT(strstr(s, "[model]\n") && strstr(s, "\nqk_init = symmetric\n"));
-    EXPECT(strstr(s, "\nout_dir = \"  spaced \"\n") && strstr(s, "\nbias = true\n"));
-    EXPECT(strstr(s, "\nval_fraction = 0.30000000000000004\n"));
+    REQUIRE(strstr(s, "[model]\n") && strstr(s, "\nqk_init = symmetric\n"));
+    REQUIRE(strstr(s, "\nout_dir = \"  spaced \"\n") && strstr(s, "\nbias = true\n"));
+    REQUIRE(strstr(s, "\nval_fraction = 0.30000000000000004\n"));
     rc = config_load_string(&back, s, "ckpt", &err);
     EXPECT_MSG(rc == 0, err.msg);
-    EXPECT(memcmp(&c, &back, sizeof c) == 0);
+    REQUIRE(memcmp(&c, &back, sizeof c) == 0);
     free(s);
 
     /* config_write is what config_to_string returns. */
     FILE *f = tmpfile();
-    EXPECT(f != NULL);
+    REQUIRE(f != NULL);
     config_write(&c, f);
     long len = ftell(f);
     s = config_to_string(&c);
-    EXPECT(len == (long)strlen(s));
+    REQUIRE(len == (long)strlen(s));
     rewind(f);
     char *w = malloc((size_t)len + 1);
-    EXPECT(w && fread(w, 1, (size_t)len, f) == (size_t)len);
-    EXPECT(memcmp(w, s, (size_t)len) == 0);
+    REQUIRE(w && fread(w, 1, (size_t)len, f) == (size_t)len);
+    REQUIRE(memcmp(w, s, (size_t)len) == 0);
     free(w);
     free(s);
     fclose(f);
@@ -508,16 +500,16 @@ static void test_round_trip(void) {
 static void test_load_string(void) {
     Config c;
     Error err;
-    EXPECT(config_load_string(&c, "[model]\nn_layer = 2\n", "runs/a/meta.ini", &err) == 0);
-    EXPECT(!strcmp(c.name, "meta") && c.n_layer == 2);
-    EXPECT(config_load_string(&c, "[model]\nn_layer = 2\n", "plain", &err) == 0);
-    EXPECT(!strcmp(c.name, "plain"));
-    EXPECT(config_load_string(&c, "[model]\nn_layer = 2\nn_layer = 3\n", "ckpt", &err) == -1);
+    REQUIRE(config_load_string(&c, "[model]\nn_layer = 2\n", "runs/a/meta.ini", &err) == 0);
+    REQUIRE(!strcmp(c.name, "meta") && c.n_layer == 2);
+    REQUIRE(config_load_string(&c, "[model]\nn_layer = 2\n", "plain", &err) == 0);
+    REQUIRE(!strcmp(c.name, "plain"));
+    REQUIRE(config_load_string(&c, "[model]\nn_layer = 2\nn_layer = 3\n", "ckpt", &err) == -1);
     EXPECT_MSG(!strcmp(err.msg, "ckpt:3: [model] n_layer set twice (first at line 2)"), err.msg);
-    EXPECT(config_load_string(&c, "", "ckpt", &err) == -1);
+    REQUIRE(config_load_string(&c, "", "ckpt", &err) == -1);
     EXPECT_MSG(!strcmp(err.msg, "ckpt: empty config file (expected [section] and key = value lines)"),
                err.msg);
-    EXPECT(config_load_string(&c, "[train]\nsteps = 10\n", "ckpt", &err) == -1);
+    REQUIRE(config_load_string(&c, "[train]\nsteps = 10\n", "ckpt", &err) == -1);
     EXPECT_MSG(!strcmp(err.msg, "ckpt:2: warmup_steps (100) must be <= steps (10)"), err.msg);
 }
 
@@ -534,7 +526,7 @@ int main(void) {
     test_long_lines();
     test_round_trip();
     test_load_string();
-    EXPECT(remove(cfg_path) == 0 && rmdir(tmp_dir) == 0);
+    REQUIRE(remove(cfg_path) == 0 && rmdir(tmp_dir) == 0);
     printf("test_config: all checks passed\n");
     return 0;
 }

@@ -9,15 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* common.h's CHECK is a fatal error of the program; a test wants the line
- * and the expression that failed, hence a separate name. */
-#define EXPECT(cond)                                                                   \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            exit(1);                                                                   \
-        }                                                                              \
-    } while (0)
+#include "check.h"
 
 static char tmp_path[512];
 
@@ -26,9 +18,9 @@ static void temp_write(const void *bytes, size_t len) {
     const char *dir = getenv("TMPDIR");
     snprintf(tmp_path, sizeof tmp_path, "%s/qk_test_data_XXXXXX", dir && *dir ? dir : "/tmp");
     int fd = mkstemp(tmp_path);
-    EXPECT(fd >= 0);
-    EXPECT(write(fd, bytes, len) == (ssize_t)len);
-    EXPECT(close(fd) == 0);
+    REQUIRE(fd >= 0);
+    REQUIRE(write(fd, bytes, len) == (ssize_t)len);
+    REQUIRE(close(fd) == 0);
 }
 
 /* Loads bytes as a corpus through a temp file, which is then removed. */
@@ -60,7 +52,7 @@ static void expect_error_at(int line, const void *bytes, size_t len, double val_
                 err.msg, full);
         exit(1);
     }
-    EXPECT(c.vocab == NULL && c.tokens == NULL && c.n == 0);
+    REQUIRE(c.vocab == NULL && c.tokens == NULL && c.n == 0);
 }
 #define EXPECT_ERROR(bytes, len, vf, bs, want) expect_error_at(__LINE__, bytes, len, vf, bs, want)
 #define EXPECT_TEXT_ERROR(text, vf, bs, want) EXPECT_ERROR(text, strlen(text), vf, bs, want)
@@ -80,12 +72,12 @@ static size_t distinct_text(char *out, uint32_t first, size_t count) {
 /* A corpus of n distinct ascending characters: token id = position. */
 static void load_positions(Corpus *c, size_t n, double val_fraction, int block_size) {
     char *text = malloc(4 * n + 1);
-    EXPECT(text);
+    REQUIRE(text);
     size_t len = distinct_text(text, 0x100, n);
     Error err = {{0}};
-    EXPECT(load_bytes(c, text, len, val_fraction, block_size, &err) == 0);
+    REQUIRE(load_bytes(c, text, len, val_fraction, block_size, &err) == 0);
     free(text);
-    for (size_t i = 0; i < n; i++) EXPECT(c->tokens[i] == (int)i);
+    for (size_t i = 0; i < n; i++) REQUIRE(c->tokens[i] == (int)i);
 }
 
 static void test_utf8_decode(void) {
@@ -134,20 +126,20 @@ static void test_utf8_decode(void) {
         char buf[4];
         uint32_t out[4];
         size_t bad = 0;
-        EXPECT(utf8_encode(valid[k].cp, buf) == valid[k].len);
-        EXPECT(utf8_decode((const unsigned char *)buf, (size_t)valid[k].len, out, &bad) == 1);
-        EXPECT(out[0] == valid[k].cp);
+        REQUIRE(utf8_encode(valid[k].cp, buf) == valid[k].len);
+        REQUIRE(utf8_decode((const unsigned char *)buf, (size_t)valid[k].len, out, &bad) == 1);
+        REQUIRE(out[0] == valid[k].cp);
     }
 
     char buf[4];
-    EXPECT(utf8_encode(0xD800, buf) == 3 && memcmp(buf, "\xEF\xBF\xBD", 3) == 0);
-    EXPECT(utf8_encode(0x1F600, buf) == 4 && memcmp(buf, "\xF0\x9F\x98\x80", 4) == 0);
+    REQUIRE(utf8_encode(0xD800, buf) == 3 && memcmp(buf, "\xEF\xBF\xBD", 3) == 0);
+    REQUIRE(utf8_encode(0x1F600, buf) == 4 && memcmp(buf, "\xF0\x9F\x98\x80", 4) == 0);
     /* The length bounds the input: a sequence cut by len is truncated even
      * when the next byte in memory would complete it. */
     uint32_t out[4];
     size_t bad = 7;
-    EXPECT(utf8_decode((const unsigned char *)"ab\xC3\xA9", 3, out, &bad) == -1 && bad == 2);
-    EXPECT(utf8_decode((const unsigned char *)"", 0, out, &bad) == 0);
+    REQUIRE(utf8_decode((const unsigned char *)"ab\xC3\xA9", 3, out, &bad) == -1 && bad == 2);
+    REQUIRE(utf8_decode((const unsigned char *)"", 0, out, &bad) == 0);
 }
 
 static void test_vocabulary(void) {
@@ -155,40 +147,40 @@ static void test_vocabulary(void) {
     static const uint32_t want[] = {' ', 'd', 'h', 'l', 'o', 'r', 'w', 0xE9, 0xF6, 0x2211, 0x1F600};
     const int V = (int)(sizeof want / sizeof want[0]);
     Corpus c;
-    EXPECT(load_text(&c, text, 0.2, 2) == 0);
-    EXPECT(c.V == V);
+    REQUIRE(load_text(&c, text, 0.2, 2) == 0);
+    REQUIRE(c.V == V);
     for (int v = 0; v < V; v++) {
-        EXPECT(c.vocab[v] == want[v]);
-        EXPECT(vocab_lookup(&c, want[v]) == v);
+        REQUIRE(c.vocab[v] == want[v]);
+        REQUIRE(vocab_lookup(&c, want[v]) == v);
     }
-    EXPECT(vocab_lookup(&c, 'a') == -1);
-    EXPECT(vocab_lookup(&c, 0x10FFFF) == -1);
-    EXPECT(vocab_lookup(&c, 0) == -1);
-    EXPECT(c.n == 15);
-    EXPECT(c.n_train == 12); /* n_val = floor(15 * 0.2) = 3 */
+    REQUIRE(vocab_lookup(&c, 'a') == -1);
+    REQUIRE(vocab_lookup(&c, 0x10FFFF) == -1);
+    REQUIRE(vocab_lookup(&c, 0) == -1);
+    REQUIRE(c.n == 15);
+    REQUIRE(c.n_train == 12); /* n_val = floor(15 * 0.2) = 3 */
 
     /* One token per character: re-encoding the tokens gives the bytes back. */
     char back[64];
     size_t len = 0;
     for (size_t i = 0; i < c.n; i++) {
-        EXPECT(c.tokens[i] >= 0 && c.tokens[i] < c.V);
+        REQUIRE(c.tokens[i] >= 0 && c.tokens[i] < c.V);
         len += (size_t)utf8_encode(c.vocab[c.tokens[i]], back + len);
     }
-    EXPECT(len == strlen(text) && memcmp(back, text, len) == 0);
-    EXPECT(c.tokens[1] == vocab_lookup(&c, 0xE9) && c.tokens[14] == V - 1);
+    REQUIRE(len == strlen(text) && memcmp(back, text, len) == 0);
+    REQUIRE(c.tokens[1] == vocab_lookup(&c, 0xE9) && c.tokens[14] == V - 1);
     corpus_free(&c);
-    EXPECT(c.vocab == NULL && c.tokens == NULL && c.V == 0);
+    REQUIRE(c.vocab == NULL && c.tokens == NULL && c.V == 0);
 }
 
 static void test_vocab_limit(void) {
     char *text = malloc(4 * (VOCAB_MAX + 1));
-    EXPECT(text);
+    REQUIRE(text);
     Corpus c;
     Error err = {{0}};
     size_t len = distinct_text(text, 1, VOCAB_MAX);
-    EXPECT(load_bytes(&c, text, len, 0.1, 8, &err) == 0);
-    EXPECT(c.V == VOCAB_MAX);
-    EXPECT(c.tokens[c.n - 1] == VOCAB_MAX - 1);
+    REQUIRE(load_bytes(&c, text, len, 0.1, 8, &err) == 0);
+    REQUIRE(c.V == VOCAB_MAX);
+    REQUIRE(c.tokens[c.n - 1] == VOCAB_MAX - 1);
     corpus_free(&c);
 
     char want[256];
@@ -225,39 +217,39 @@ static void test_load_errors(void) {
     Error err = {{0}};
     char want[2048];
     const char *missing = "/nonexistent-qkscope-dir/corpus.txt";
-    EXPECT(corpus_load(&c, missing, 0.1, 4, &err) == -1);
+    REQUIRE(corpus_load(&c, missing, 0.1, 4, &err) == -1);
     snprintf(want, sizeof want, "%s: cannot open corpus: %s", missing, strerror(ENOENT));
-    EXPECT(strcmp(err.msg, want) == 0);
+    REQUIRE(strcmp(err.msg, want) == 0);
 
     /* A directory opens but does not read. */
     const char *dir = getenv("TMPDIR");
     char dir_path[512];
     snprintf(dir_path, sizeof dir_path, "%s/qk_test_dir_XXXXXX", dir && *dir ? dir : "/tmp");
-    EXPECT(mkdtemp(dir_path) != NULL);
+    REQUIRE(mkdtemp(dir_path) != NULL);
     int rc = corpus_load(&c, dir_path, 0.1, 4, &err);
     rmdir(dir_path);
     snprintf(want, sizeof want, "%s: cannot read corpus: %s", dir_path, strerror(EISDIR));
-    EXPECT(rc == -1 && strcmp(err.msg, want) == 0);
+    REQUIRE(rc == -1 && strcmp(err.msg, want) == 0);
 }
 
 static void test_splits(void) {
     Corpus c;
     /* Just long enough: 6 + 6 characters for block_size 5. */
-    EXPECT(load_text(&c, "abcdefghijkl", 0.5, 5) == 0);
-    EXPECT(c.n == 12 && c.n_train == 6);
+    REQUIRE(load_text(&c, "abcdefghijkl", 0.5, 5) == 0);
+    REQUIRE(c.n == 12 && c.n_train == 6);
     corpus_free(&c);
 
-    EXPECT(load_text(&c, "abcdefghij", 0.25, 1) == 0); /* n_val = floor(2.5) = 2 */
-    EXPECT(c.n == 10 && c.n_train == 8);
+    REQUIRE(load_text(&c, "abcdefghij", 0.25, 1) == 0); /* n_val = floor(2.5) = 2 */
+    REQUIRE(c.n == 10 && c.n_train == 8);
     corpus_free(&c);
 
     /* Multi-byte characters count once each in the split. */
-    EXPECT(load_text(&c, "\xC3\xA9\xC3\xA9" "ab\xE2\x88\x91\xE2\x88\x91xy", 0.5, 2) == 0);
-    EXPECT(c.n == 8 && c.n_train == 4);
+    REQUIRE(load_text(&c, "\xC3\xA9\xC3\xA9" "ab\xE2\x88\x91\xE2\x88\x91xy", 0.5, 2) == 0);
+    REQUIRE(c.n == 8 && c.n_train == 4);
     corpus_free(&c);
 
     load_positions(&c, 1000, 0.1, 16);
-    EXPECT(c.n == 1000 && c.n_train == 900);
+    REQUIRE(c.n == 1000 && c.n_train == 900);
     corpus_free(&c);
 }
 
@@ -272,14 +264,14 @@ static void test_batches(void) {
     for (int step = 0; step < 50; step++) {
         batch_sample_train(&c, &r1, B, T, in, tg);
         batch_sample_train(&c, &r2, B, T, in2, tg2);
-        EXPECT(memcmp(in, in2, sizeof in) == 0 && memcmp(tg, tg2, sizeof tg) == 0);
+        REQUIRE(memcmp(in, in2, sizeof in) == 0 && memcmp(tg, tg2, sizeof tg) == 0);
         for (int b = 0; b < B; b++) {
             /* token = position, so the first input is the window's offset */
             int off = in[b * T];
-            EXPECT(off >= 0 && (size_t)off + T < c.n_train);
+            REQUIRE(off >= 0 && (size_t)off + T < c.n_train);
             for (int t = 0; t < T; t++) {
-                EXPECT(in[b * T + t] == off + t);
-                EXPECT(tg[b * T + t] == off + t + 1);
+                REQUIRE(in[b * T + t] == off + t);
+                REQUIRE(tg[b * T + t] == off + t + 1);
             }
         }
     }
@@ -289,29 +281,29 @@ static void test_batches(void) {
     rng_seed(&r1, 42);
     batch_sample_train(&c, &r1, B, T, in, tg);
     batch_sample_train(&c, &r3, B, T, in2, tg2);
-    EXPECT(memcmp(in, in2, sizeof in) != 0);
+    REQUIRE(memcmp(in, in2, sizeof in) != 0);
 
     /* Row b uses the b-th rng_below draw, in order. */
     rng_seed(&r1, 7);
     batch_sample_train(&c, &r1, B, T, in, tg);
     rng_seed(&r1, 7);
-    for (int b = 0; b < B; b++) EXPECT((uint64_t)in[b * T] == rng_below(&r1, c.n_train - T));
+    for (int b = 0; b < B; b++) REQUIRE((uint64_t)in[b * T] == rng_below(&r1, c.n_train - T));
     corpus_free(&c);
 
     /* Every start 0 .. n_train-T-1 is drawn, nothing past it: 20 characters,
      * n_train = 15, T = 4 gives starts 0..10. */
     enum { T2 = 4 };
     load_positions(&c, 20, 0.25, T2);
-    EXPECT(c.n_train == 15);
+    REQUIRE(c.n_train == 15);
     int seen[16] = {0};
     int row_in[T2], row_tg[T2];
     rng_seed(&r1, 1);
     for (int k = 0; k < 2000; k++) {
         batch_sample_train(&c, &r1, 1, T2, row_in, row_tg);
-        EXPECT(row_in[0] >= 0 && row_in[0] < 16);
+        REQUIRE(row_in[0] >= 0 && row_in[0] < 16);
         seen[row_in[0]]++;
     }
-    for (int off = 0; off < 16; off++) EXPECT((seen[off] > 0) == (off <= 10));
+    for (int off = 0; off < 16; off++) REQUIRE((seen[off] > 0) == (off <= 10));
     corpus_free(&c);
 }
 
@@ -326,26 +318,26 @@ static void test_eval_windows(void) {
         for (int i = 0; i < COUNT; i++) {
             batch_eval_window(&c, val, i, COUNT, T, in, tg);
             batch_eval_window(&c, val, i, COUNT, T, in2, tg2);
-            EXPECT(memcmp(in, in2, sizeof in) == 0 && memcmp(tg, tg2, sizeof tg) == 0);
+            REQUIRE(memcmp(in, in2, sizeof in) == 0 && memcmp(tg, tg2, sizeof tg) == 0);
             int start = in[0];
-            EXPECT((size_t)start >= lo && (size_t)start + T < hi);
-            EXPECT(start > prev); /* spread out, in order */
+            REQUIRE((size_t)start >= lo && (size_t)start + T < hi);
+            REQUIRE(start > prev); /* spread out, in order */
             prev = start;
-            for (int t = 0; t < T; t++) EXPECT(in[t] == start + t && tg[t] == start + t + 1);
+            for (int t = 0; t < T; t++) REQUIRE(in[t] == start + t && tg[t] == start + t + 1);
         }
         batch_eval_window(&c, val, 0, COUNT, T, in, tg);
-        EXPECT((size_t)in[0] == lo);
+        REQUIRE((size_t)in[0] == lo);
     }
     /* Validation: S = 100 - 16 = 84 starts; window 3 of 7 at 900 + 3*84/7 = 936,
      * the last one at 900 + 6*84/7 = 972. */
     batch_eval_window(&c, 1, 3, COUNT, T, in, tg);
-    EXPECT(in[0] == 936);
+    REQUIRE(in[0] == 936);
     batch_eval_window(&c, 1, 6, COUNT, T, in, tg);
-    EXPECT(in[0] == 972);
+    REQUIRE(in[0] == 972);
     /* More windows than starts: they repeat but stay inside the split. */
     for (int i = 0; i < 500; i++) {
         batch_eval_window(&c, 1, i, 500, T, in, tg);
-        EXPECT(in[0] >= 900 && in[0] + T < 1000);
+        REQUIRE(in[0] >= 900 && in[0] + T < 1000);
     }
     corpus_free(&c);
 }
@@ -355,10 +347,10 @@ static void test_rng_known_values(void) {
      * state 0, the reference values published with splitmix64. */
     Rng r;
     rng_seed(&r, 0);
-    EXPECT(r.s[0] == 0xE220A8397B1DCDAFu);
-    EXPECT(r.s[1] == 0x6E789E6AA1B965F4u);
-    EXPECT(r.s[2] == 0x06C45D188009454Fu);
-    EXPECT(r.s[3] == 0xF88BB8A8724C81ECu);
+    REQUIRE(r.s[0] == 0xE220A8397B1DCDAFu);
+    REQUIRE(r.s[1] == 0x6E789E6AA1B965F4u);
+    REQUIRE(r.s[2] == 0x06C45D188009454Fu);
+    REQUIRE(r.s[3] == 0xF88BB8A8724C81ECu);
 
     /* xoshiro256** from s = {1, 2, 3, 4}: its published reference outputs.
      * The first three, worked by hand:
@@ -371,7 +363,7 @@ static void test_rng_known_values(void) {
         10595114339597558777u, 2904607092377533576u,
     };
     r = (Rng){{1, 2, 3, 4}};
-    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) EXPECT(rng_next(&r) == want[k]);
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) REQUIRE(rng_next(&r) == want[k]);
 }
 
 static void test_rng_distributions(void) {
@@ -384,50 +376,50 @@ static void test_rng_distributions(void) {
     long counts[K] = {0};
     for (int i = 0; i < N; i++) {
         uint64_t x = rng_below(&r, K);
-        EXPECT(x < K);
+        REQUIRE(x < K);
         counts[x]++;
     }
     double chi2 = 0, expect = (double)N / K;
     for (int k = 0; k < K; k++) chi2 += (counts[k] - expect) * (counts[k] - expect) / expect;
-    EXPECT(chi2 < 40);
+    REQUIRE(chi2 < 40);
 
-    for (int i = 0; i < 100; i++) EXPECT(rng_below(&r, 1) == 0);
+    for (int i = 0; i < 100; i++) REQUIRE(rng_below(&r, 1) == 0);
     /* n = 3 * 2^62: plain x % n would put half the draws below 2^62 instead
      * of a third; rejection keeps it a third. */
     const uint64_t big = (uint64_t)3 << 62;
     int low = 0;
     for (int i = 0; i < 3000; i++) {
         uint64_t x = rng_below(&r, big);
-        EXPECT(x < big);
+        REQUIRE(x < big);
         low += x < big / 3;
     }
-    EXPECT(low > 850 && low < 1150);
+    REQUIRE(low > 850 && low < 1150);
 
     double sum = 0;
     for (int i = 0; i < N; i++) {
         double u = rng_uniform(&r);
-        EXPECT(u >= 0.0 && u < 1.0);
+        REQUIRE(u >= 0.0 && u < 1.0);
         sum += u;
     }
-    EXPECT(fabs(sum / N - 0.5) < 0.01);
+    REQUIRE(fabs(sum / N - 0.5) < 0.01);
 
     /* rng_normal: standard errors are 0.003 for the mean and 0.0045 for the
      * variance at this N; the bounds are several times wider. */
     double s1 = 0, s2 = 0;
     for (int i = 0; i < N; i++) {
         double z = rng_normal(&r);
-        EXPECT(isfinite(z));
+        REQUIRE(isfinite(z));
         s1 += z;
         s2 += z * z;
     }
     double mean = s1 / N, var = s2 / N - mean * mean;
-    EXPECT(fabs(mean) < 0.02);
-    EXPECT(fabs(var - 1.0) < 0.03);
+    REQUIRE(fabs(mean) < 0.02);
+    REQUIRE(fabs(var - 1.0) < 0.03);
 
     /* No cached second value: a copy of the state gives the same draw. */
     Rng copy = r;
-    EXPECT(rng_normal(&r) == rng_normal(&copy));
-    EXPECT(memcmp(&r, &copy, sizeof r) == 0);
+    REQUIRE(rng_normal(&r) == rng_normal(&copy));
+    REQUIRE(memcmp(&r, &copy, sizeof r) == 0);
 }
 
 int main(void) {

@@ -64,11 +64,20 @@ set -e
 "$build/qkscope-info" runs/twice/ckpt/latest.safetensors > /dev/null || fail "double SIGINT: latest checkpoint does not load"
 
 # kill -9, then resume: every step logged exactly once, no torn row.
+# Killed just after checkpoint 150, which is not an eval step: the rows up to
+# 150 must already be on disk.
 "$build/train" f.ini run.name=killed > /dev/null 2>&1 &
 pid=$!
 wait_rows killed 120
-kill -9 "$pid"
+for _ in $(seq 1 1000); do
+    [ "$(readlink runs/killed/ckpt/latest.safetensors)" = step_000150.safetensors ] && break
+    sleep 0.005
+done
+kill -9 "$pid" 2> /dev/null || true
 wait "$pid" 2>/dev/null || true
+k=$(readlink runs/killed/ckpt/latest.safetensors | tr -dc 0-9)
+[ "$(($(wc -l < runs/killed/metrics.csv) - 1))" -ge "$((10#$k))" ] \
+    || fail "kill -9: checkpoint $k on disk, metrics.csv has fewer rows"
 "$build/qkscope-info" runs/killed/ckpt/latest.safetensors > /dev/null || fail "after kill -9 the latest checkpoint does not load"
 "$build/train" f.ini run.name=killed run.resume=true > /dev/null
 awk -F, 'NR > 1 { if ($1 != NR - 1) { print "row " NR ": step " $1; exit 1 } } END { if (NR != 401) exit 1 }' \
