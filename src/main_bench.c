@@ -60,6 +60,12 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+static double peak_rss_mib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
+
 static double median(double *x, int n) {
     qsort(x, (size_t)n, sizeof(double), cmp_double);
     return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
@@ -159,19 +165,19 @@ int main(int argc, char **argv) {
     memcpy(ops, t.model.op_seconds, sizeof ops);
     double med_on, med_off;
     run_steps(&t, 2 * (int)steps, 1, &med_on, &med_off);
+    double rss_steps = peak_rss_mib();
     int sets = 0;
     double heat = cfg.heatmap_every > 0 ? time_heatmaps(&t, run_len, cfg.heatmap_every, &sets, &err) : 0;
 
     double tps = B * T / med;
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    double rss = ru.ru_maxrss / 1024.0, need = model_memory_bytes(s, B) / 1048576.0;
+    double rss = peak_rss_mib(), need = model_memory_bytes(s, B) / 1048576.0;
     printf("median %.2f ms/step over %ld steps (after %ld warm-up): %.0f tokens/s, %.1f GFLOP/s, "
            "MFU %.1f%% of the %d-thread peak\n",
            med * 1e3, steps, warmup, tps, fpt * tps / 1e9, 100 * fpt * tps / peakn, nthreads);
     printf("model FLOPs per token %.3f M (6 (12 L C^2 + V C) + 12 L T C)\n", fpt / 1e6);
-    printf("peak RSS %.1f MiB; parameters + gradients + Adam state + activations need %.1f MiB (%.2fx)\n",
-           rss, need, rss / need);
+    printf("peak RSS %.1f MiB while training, %.1f MiB with the heatmap sets; parameters + "
+           "gradients + Adam state + activations need %.1f MiB (%.2fx, %.2fx)\n",
+           rss_steps, rss, need, rss_steps / need, rss / need);
     const char *phase_names[N_PHASES] = {"forward", "backward", "optimizer", "Q/K logging"};
     double phase_total = 0;
     for (int i = 0; i < N_PHASES; i++) phase_total += phases[i];
