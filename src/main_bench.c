@@ -185,6 +185,9 @@ int main(int argc, char **argv) {
     for (int i = 0; i < N_PHASES; i++)
         printf("  %-22s %8.3f  %5.1f%%\n", phase_names[i], phases[i] * 1e3 / steps,
                100 * phases[i] / phase_total);
+    if (sets > 0 && heat >= 0)
+        printf("  %-22s %8.3f  (%d sets in a %d-step run, per step; not in the step times)\n",
+               "heatmaps", heat * 1e3 / run_len, sets, run_len);
     printf("per op, forward + backward (mean ms/step):\n");
     double op_total = 0;
     for (int i = 0; i < N_OPS; i++) op_total += ops[i];
