@@ -75,7 +75,22 @@ int cli_args(int argc, char **argv, const char *cmd, const CliOption *opts, cons
     } else if (rc < 0) {
         *status = cli_fail(&err);
     } else {
-        usage(stderr);
+        /* One line, like every other refusal: the count and the synopsis
+         * (the first line of the usage text). */
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        if (!f) die("open_memstream: %s", strerror(errno));
+        usage(f);
+        if (fclose(f)) die("open_memstream: %s", strerror(errno));
+        const char *synopsis = strncmp(text, "usage: ", 7) ? text : text + 7;
+        char want[32];
+        if (min_pos == max_pos) snprintf(want, sizeof want, "%d", min_pos);
+        else if (max_pos == min_pos + 1) snprintf(want, sizeof want, "%d or %d", min_pos, max_pos);
+        else snprintf(want, sizeof want, "at least %d", min_pos);
+        fprintf(stderr, "qkscope: %s: %d argument%s given, expected %s (%.*s; see qkscope %s --help)\n",
+                cmd, *npos, *npos == 1 ? "" : "s", want, (int)strcspn(synopsis, "\n"), synopsis, cmd);
+        free(text);
         *status = EXIT_BADINPUT;
     }
     return 1;
