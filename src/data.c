@@ -151,6 +151,12 @@ int vocab_lookup(const Corpus *c, uint32_t cp) {
 
 int text_tokenize(const uint32_t *vocab, int V, const char *what, const unsigned char *s,
                   size_t len, int **tokens, size_t *n, Error *err) {
+    /* As in corpus_build: a NUL means a binary file (unless a checkpoint's
+     * vocabulary holds U+0000, which no corpus gives). */
+    const unsigned char *nul = memchr(s, 0, len);
+    if (nul && vocab_find(vocab, V, 0) < 0)
+        return error_set(err, "%s: binary file (NUL byte at offset %zu), expected UTF-8 text",
+                         what, (size_t)(nul - s));
     uint32_t *cps = xmalloc((len ? len : 1) * sizeof(uint32_t));
     size_t bad = 0;
     long count = utf8_decode(s, len, cps, &bad);
