@@ -7,12 +7,6 @@
 
 #include "train.h"
 
-int cli_value(int argc, char **argv, int *i, const char **out, Error *err) {
-    if (*i + 1 >= argc) return error_set(err, "%s: missing value", argv[*i]);
-    *out = argv[++*i];
-    return 0;
-}
-
 int cli_long(const char *flag, const char *s, long min, long max, long *out, Error *err) {
     char *end;
     errno = 0;
@@ -52,7 +46,13 @@ int cli_parse(int argc, char **argv, const char *cmd, const CliOption *opts, con
             *(int *)o->out = 1;
             continue;
         }
-        if (cli_value(argc, argv, &i, &v, err)) return -1;
+        if (i + 1 == argc) {
+            if (o->kind == OPT_STR)
+                return error_set(err, "%s: missing value (see qkscope %s --help)", a, cmd);
+            return error_set(err, "%s: missing value, expected %s from %.15g to %.15g", a,
+                             o->kind == OPT_LONG ? "an integer" : "a number", o->min, o->max);
+        }
+        v = argv[++i];
         if (o->kind == OPT_STR) {
             *(const char **)o->out = v;
         } else if (o->kind == OPT_LONG) {
