@@ -225,6 +225,26 @@ refuse "$latest: model shape differs from the config: [model] n_embd is 32 in th
     "$build/train" a.ini run.name=r --resume
 check "resume from another shape changed runs/r" [ "$(tree_sum runs/r)" = "$before" ]
 
+# A good checkpoint, but logs that are not this run's: refused, untouched.
+ln -sfn "$(realpath -sm "$good")" "$latest"
+for log in metrics.csv eval.csv qk.csv qk_eval.csv; do
+    cp "runs/r/$log" saved.csv
+    for damage in header empty gone; do
+        case $damage in
+        header) printf 'step,other\n1,2\n' > "runs/r/$log"
+            msg="header is not that of this log; cannot resume into it" ;;
+        empty) : > "runs/r/$log"
+            msg="empty log; cannot resume into it" ;;
+        gone) rm "runs/r/$log"
+            msg="cannot reopen log to resume: No such file or directory" ;;
+        esac
+        before=$(tree_sum runs/r)
+        refuse "runs/r/$log: $msg" "$build/train" a.ini run.name=r --resume
+        check "resume into a damaged $log changed runs/r" [ "$(tree_sum runs/r)" = "$before" ]
+    done
+    cp saved.csv "runs/r/$log"
+done
+
 # The other commands that read a checkpoint refuse it the same way, and
 # gauge writes nothing.
 for f in cut_tail.st nan.st folder.st; do
