@@ -29,6 +29,9 @@
 #                               section.key=value replacing that key's value or
 #                               added to its section (a new section at the end):
 #                               the syntax of the trainer's own overrides
+#   tiny_run                    corpus.txt, a.ini (the small model, 3 steps, a
+#                               checkpoint at the end, no heatmaps) and its
+#                               trained run runs/a
 # The bad-input catalogue (tests/test_bad_*.sh) counts cases and collects
 # failures, so that one run shows every broken case:
 #   refuse MESSAGE CMD...       CMD must exit with status 2 within 60 s (no
@@ -156,6 +159,13 @@ eval_every = 10
 eval_batches = 2
 log_every = 30
 INI
+}
+
+tiny_run() {
+    write_corpus corpus.txt 200 'line %d: some %d words go by %d at a time.\n' 7 3
+    write_config a.ini run.name=a run.threads=1 train.steps=3 train.warmup_steps=1 train.eval_every=3 \
+        train.eval_batches=1 log.heatmap_every=0 log.swap_batches=0 log.checkpoint_every=3
+    "$build/train" a.ini > /dev/null
 }
 
 cases=0

@@ -7,10 +7,7 @@ set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 . "$QK_SOURCE/tests/lib.sh"
 
-write_corpus corpus.txt 200 'line %d: some %d words go by %d at a time.\n' 7 3
-write_config a.ini run.name=a run.threads=1 train.steps=3 train.warmup_steps=1 train.eval_every=3 \
-    train.eval_batches=1 log.heatmap_every=0 log.swap_batches=0 log.checkpoint_every=3
-"$build/train" a.ini > /dev/null
+tiny_run
 mkdir not_a_run
 
 # One case a line: COMMAND ARG... | MESSAGE. The command is a binary of the

@@ -11,10 +11,7 @@ set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 . "$QK_SOURCE/tests/lib.sh"
 
-write_corpus corpus.txt 200 'line %d: some %d words go by %d at a time.\n' 7 3
-write_config a.ini run.name=a run.threads=1 train.steps=3 train.warmup_steps=1 train.eval_every=3 \
-    train.eval_batches=1 log.heatmap_every=0 log.swap_batches=0 log.checkpoint_every=3
-"$build/train" a.ini > /dev/null
+tiny_run
 good=runs/a/ckpt/step_000003.safetensors
 cp -r runs/a runs/r # resumed with each bad file as its latest checkpoint
 latest=runs/r/ckpt/latest.safetensors

@@ -89,7 +89,6 @@ double_why() { # MIN MAX FLAGS
     echo "$why"
 }
 
-write_corpus corpus.txt 200 'line %d: some %d words go by %d at a time.\n' 7 3
 printf '[model]\nn_layer = 1\n' > ok.ini
 
 n_keys=0
@@ -131,9 +130,7 @@ done < <(keys_table)
 
 # The table above must be the whole key table: as many keys as the resolved
 # config.ini of a real run holds (and not a parse of nothing).
-write_config a.ini run.name=a run.threads=1 train.steps=3 train.warmup_steps=1 train.eval_every=3 \
-    train.eval_batches=1 log.heatmap_every=0 log.swap_batches=0
-"$train" a.ini > /dev/null
+tiny_run
 n_written=$(grep -c '^[a-z_0-9]* = ' runs/a/config.ini)
 [[ $n_keys -eq $n_written && $n_keys -gt 30 ]] ||
     fail "key table read from src/config.c has $n_keys keys, config.ini $n_written"
