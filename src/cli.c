@@ -7,12 +7,6 @@
 
 #include "train.h"
 
-int cli_value(int argc, char **argv, int *i, const char **out, Error *err) {
-    if (*i + 1 >= argc) return error_set(err, "%s: missing value", argv[*i]);
-    *out = argv[++*i];
-    return 0;
-}
-
 int cli_long(const char *flag, const char *s, long min, long max, long *out, Error *err) {
     char *end;
     errno = 0;
@@ -52,7 +46,13 @@ int cli_parse(int argc, char **argv, const char *cmd, const CliOption *opts, con
             *(int *)o->out = 1;
             continue;
         }
-        if (cli_value(argc, argv, &i, &v, err)) return -1;
+        if (i + 1 == argc) {
+            if (o->kind == OPT_STR)
+                return error_set(err, "%s: missing value (see qkscope %s --help)", a, cmd);
+            return error_set(err, "%s: missing value, expected %s from %.15g to %.15g", a,
+                             o->kind == OPT_LONG ? "an integer" : "a number", o->min, o->max);
+        }
+        v = argv[++i];
         if (o->kind == OPT_STR) {
             *(const char **)o->out = v;
         } else if (o->kind == OPT_LONG) {
@@ -75,7 +75,22 @@ int cli_args(int argc, char **argv, const char *cmd, const CliOption *opts, cons
     } else if (rc < 0) {
         *status = cli_fail(&err);
     } else {
-        usage(stderr);
+        /* One line, like every other refusal: the count and the synopsis
+         * (the first line of the usage text). */
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        if (!f) die("open_memstream: %s", strerror(errno));
+        usage(f);
+        if (fclose(f)) die("open_memstream: %s", strerror(errno));
+        const char *synopsis = strncmp(text, "usage: ", 7) ? text : text + 7;
+        char want[32];
+        if (min_pos == max_pos) snprintf(want, sizeof want, "%d", min_pos);
+        else if (max_pos == min_pos + 1) snprintf(want, sizeof want, "%d or %d", min_pos, max_pos);
+        else snprintf(want, sizeof want, "at least %d", min_pos);
+        fprintf(stderr, "qkscope: %s: %d argument%s given, expected %s (%.*s; see qkscope %s --help)\n",
+                cmd, *npos, *npos == 1 ? "" : "s", want, (int)strcspn(synopsis, "\n"), synopsis, cmd);
+        free(text);
         *status = EXIT_BADINPUT;
     }
     return 1;

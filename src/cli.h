@@ -8,8 +8,6 @@
 #include "common.h"
 #include "model.h"
 
-/* The value after flag argv[*i] (advancing *i), or -1 when it is missing. */
-int cli_value(int argc, char **argv, int *i, const char **out, Error *err);
 /* Whole integers and finite numbers within [min, max], named by flag. */
 int cli_long(const char *flag, const char *s, long min, long max, long *out, Error *err);
 int cli_double(const char *flag, const char *s, double min, double max, double *out, Error *err);

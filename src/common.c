@@ -56,8 +56,13 @@ int dir_create(const char *path, Error *err) {
         if (*p == '/' || *p == '\0') {
             char c = *p;
             *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return error_set(err, "%s: cannot create folder: %s", buf, strerror(errno));
+            if (mkdir(buf, 0777) != 0) {
+                struct stat st;
+                if (errno != EEXIST)
+                    return error_set(err, "%s: cannot create folder: %s", buf, strerror(errno));
+                if (stat(buf, &st) == 0 && !S_ISDIR(st.st_mode))
+                    return error_set(err, "%s: exists and is not a folder", buf);
+            }
             *p = c;
             if (c == '\0') break;
         }

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---- PRNG ----------------------------------------------------------------
  * Generator: xoshiro256** (Blackman and Vigna, "Scrambled linear pseudorandom
@@ -150,6 +151,12 @@ int vocab_lookup(const Corpus *c, uint32_t cp) {
 
 int text_tokenize(const uint32_t *vocab, int V, const char *what, const unsigned char *s,
                   size_t len, int **tokens, size_t *n, Error *err) {
+    /* As in corpus_build: a NUL means a binary file (unless a checkpoint's
+     * vocabulary holds U+0000, which no corpus gives). */
+    const unsigned char *nul = memchr(s, 0, len);
+    if (nul && vocab_find(vocab, V, 0) < 0)
+        return error_set(err, "%s: binary file (NUL byte at offset %zu), expected UTF-8 text",
+                         what, (size_t)(nul - s));
     uint32_t *cps = xmalloc((len ? len : 1) * sizeof(uint32_t));
     size_t bad = 0;
     long count = utf8_decode(s, len, cps, &bad);
@@ -180,11 +187,29 @@ int text_tokenize(const uint32_t *vocab, int V, const char *what, const unsigned
 int text_read_file(const char *path, unsigned char **data, size_t *len, Error *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return error_set(err, "%s: cannot open corpus: %s", path, strerror(errno));
+    /* A device such as /dev/zero never ends; a pipe is read up to the limit. */
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode)) {
+        fclose(f);
+        return error_set(err, "%s: %s, expected a UTF-8 text file", path,
+                         S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
+    }
+    if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > TEXT_MAX_BYTES) {
+        fclose(f);
+        return error_set(err, "%s: %llu bytes, more than the limit of %llu bytes", path,
+                         (unsigned long long)st.st_size, (unsigned long long)TEXT_MAX_BYTES);
+    }
     size_t cap = 1 << 16, n = 0;
     unsigned char *buf = xmalloc(cap);
     for (;;) {
         n += fread(buf + n, 1, cap - n, f);
         if (n < cap) break; /* end of file or an error, told apart below */
+        if (n > TEXT_MAX_BYTES) {
+            free(buf);
+            fclose(f);
+            return error_set(err, "%s: more than the limit of %llu bytes", path,
+                             (unsigned long long)TEXT_MAX_BYTES);
+        }
         unsigned char *grown = realloc(buf, cap * 2);
         if (!grown) die("out of memory reading %s (%zu bytes so far)", path, n);
         buf = grown;

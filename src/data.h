@@ -51,7 +51,12 @@ int utf8_encode(uint32_t cp, char out[4]);
 int vocab_lookup(const Corpus *c, uint32_t cp);
 int vocab_find(const uint32_t *vocab, int V, uint32_t cp);
 
-/* Reads a whole file (-1 with a message naming it on failure). */
+/* Longest text file read (corpus, --data, --file): about 9 bytes of memory
+ * per byte while the corpus is decoded. */
+#define TEXT_MAX_BYTES ((uint64_t)1 << 30)
+
+/* Reads a whole file (-1 with a message naming it on failure): a regular file
+ * or a pipe of at most TEXT_MAX_BYTES; devices and folders are refused. */
 int text_read_file(const char *path, unsigned char **data, size_t *len, Error *err);
 
 /* UTF-8 text to token ids of a vocabulary (malloc'd into *tokens). Invalid

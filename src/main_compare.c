@@ -164,7 +164,7 @@ int main(int argc, char **argv) {
         T = (int)(n < maxT ? n : maxT);
     }
     if (ta && T < 1) {
-        fprintf(stderr, "qkscope: --text: empty text\n");
+        fprintf(stderr, "qkscope: --text: empty text, expected at least 1 character\n");
         rc = EXIT_BADINPUT;
         goto done;
     }

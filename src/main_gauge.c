@@ -33,9 +33,12 @@ int main(int argc, char **argv) {
     Rng r;
     rng_seed(&r, (uint64_t)seed);
     qk_gauge_apply(&m, &r);
-    if (checkpoint_save(out, &m, &ck.cfg, ck.vocab, ck.V, &ck.state, 0, &err)) return cli_fail(&err);
-    printf("gauge: wrote %s (%s A per head)\n", out, ck.shape.qk_tied ? "orthogonal" : "random");
+    int rc = 0;
+    if (checkpoint_save(out, &m, &ck.cfg, ck.vocab, ck.V, &ck.state, 0, &err))
+        rc = cli_fail(&err);
+    else
+        printf("gauge: wrote %s (%s A per head)\n", out, ck.shape.qk_tied ? "orthogonal" : "random");
     model_free(&m);
     checkpoint_free(&ck);
-    return 0;
+    return rc;
 }

@@ -5,13 +5,21 @@
 #include "cli.h"
 
 int main(int argc, char **argv) {
-    if (argc != 2 || argv[1][0] == '-') {
-        int help = argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
-        fprintf(help ? stdout : stderr,
-                "usage: qkscope info CKPT\n"
-                "  Prints a checkpoint's config summary, parameter count, step, vocabulary\n"
-                "  size and the last eval losses it stores.\n");
-        return help ? 0 : EXIT_BADINPUT;
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: qkscope info CKPT\n"
+               "  Prints a checkpoint's config summary, parameter count, step, vocabulary\n"
+               "  size and the last eval losses it stores.\n");
+        return 0;
+    }
+    if (argc == 2 && argv[1][0] == '-') {
+        fprintf(stderr, "qkscope: info: unexpected argument '%s' (see qkscope info --help)\n",
+                argv[1]);
+        return EXIT_BADINPUT;
+    }
+    if (argc != 2) {
+        fprintf(stderr, "qkscope: info: %d arguments given, expected 1 (qkscope info CKPT; see "
+                        "qkscope info --help)\n", argc - 1);
+        return EXIT_BADINPUT;
     }
     Checkpoint ck;
     Error err;

@@ -33,29 +33,36 @@ int main(int argc, char **argv) {
     Model m;
     if (cli_load_model(ckpt, &ck, &m, 1, &err)) return cli_fail(&err);
     const ModelShape *s = &ck.shape;
-    unsigned char *bytes;
-    size_t len;
+    int L = s->L, NH = s->NH, rc = 0;
+    unsigned char *bytes = NULL;
+    size_t len, pos = 0;
+    double *mass = xcalloc((size_t)L * NH, sizeof(double)), chance = 0;
+    long asks = 0, correct = 0, records = 0;
     const char *src = data ? data : ck.cfg.data_path;
-    if (text_read_file(src, &bytes, &len, &err)) return cli_fail(&err);
-    size_t pos = 0;
+    if (text_read_file(src, &bytes, &len, &err)) {
+        rc = cli_fail(&err);
+        goto done;
+    }
     if (!data) { /* the validation split: from character n_train on, whole lines only */
         Corpus c;
-        if (corpus_load(&c, src, ck.cfg.val_fraction, ck.cfg.block_size, &err)) return cli_fail(&err);
+        if (corpus_load(&c, src, ck.cfg.val_fraction, ck.cfg.block_size, &err)) {
+            rc = cli_fail(&err);
+            goto done;
+        }
         for (size_t chars = 0; pos < len; pos++) /* byte offset of character n_train */
             if ((bytes[pos] & 0xC0) != 0x80 && chars++ == c.n_train) break;
         while (pos > 0 && pos < len && bytes[pos - 1] != '\n') pos++;
         corpus_free(&c);
     }
-    int L = s->L, NH = s->NH;
-    double *mass = xcalloc((size_t)L * NH, sizeof(double)), chance = 0;
-    long asks = 0, correct = 0, records = 0;
     while (pos < len && records < max_records) {
         size_t end = pos;
         while (end < len && bytes[end] != '\n') end++;
         int *tok;
         size_t n;
-        if (text_tokenize(ck.vocab, ck.V, src, bytes + pos, end - pos, &tok, &n, &err))
-            return cli_fail(&err);
+        if (text_tokenize(ck.vocab, ck.V, src, bytes + pos, end - pos, &tok, &n, &err)) {
+            rc = cli_fail(&err);
+            goto done;
+        }
         const unsigned char *line = bytes + pos;
         pos = end + 1;
         /* records are ASCII, so byte i is character i */
@@ -87,19 +94,21 @@ int main(int argc, char **argv) {
         }
         free(tok);
     }
-    free(bytes);
     if (!asks) {
         fprintf(stderr, "qkscope: %s: no lookup records (lines like 'b=7;x=2;|x>2|') of at most "
                         "block_size = %d characters\n", src, s->maxT);
-        return EXIT_BADINPUT;
+        rc = EXIT_BADINPUT;
+        goto done;
     }
     printf("lookup: %ld records, %ld lookups; value accuracy %.1f%%; chance attention mass %.3f\n",
            records, asks, 100.0 * correct / asks, chance / asks);
     printf("layer head  mass on the right definition\n");
     for (int l = 0; l < L; l++)
         for (int h = 0; h < NH; h++) printf("%5d %4d  %.3f\n", l, h, mass[l * NH + h] / asks);
+done:
+    free(bytes);
     free(mass);
     model_free(&m);
     checkpoint_free(&ck);
-    return 0;
+    return rc;
 }

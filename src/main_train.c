@@ -27,9 +27,19 @@ static void on_signal(int sig) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_BADINPUT : 0;
+    if (argc < 2) {
+        fprintf(stderr, "qkscope: train: 0 arguments given, expected a CONFIG file (train CONFIG "
+                        "[section.key=value ...]; see train --help)\n");
+        return EXIT_BADINPUT;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (argv[1][0] == '-') {
+        fprintf(stderr, "qkscope: unknown option '%s' (see train --help; the CONFIG file comes "
+                        "first)\n", argv[1]);
+        return EXIT_BADINPUT;
     }
     char *overrides[256];
     int n = 0;

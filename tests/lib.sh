@@ -29,6 +29,19 @@
 #                               section.key=value replacing that key's value or
 #                               added to its section (a new section at the end):
 #                               the syntax of the trainer's own overrides
+#   tiny_run                    corpus.txt, a.ini (the small model, 3 steps, a
+#                               checkpoint at the end, no heatmaps) and its
+#                               trained run runs/a
+# The bad-input catalogue (tests/test_bad_*.sh) counts cases and collects
+# failures, so that one run shows every broken case:
+#   refuse MESSAGE CMD...       CMD must exit with status 2 within 60 s (no
+#                               crash, no hang) and print exactly one stderr
+#                               line, "qkscope: MESSAGE"
+#   check WHAT CMD...           CMD must succeed; WHAT names the failure
+#   finish                      exit 1 if any case failed, else a summary line
+#   tree_sum DIR                every entry below DIR with its type, mode,
+#                               link target and file sha256: equal sums mean
+#                               nothing in DIR was touched
 # shellcheck shell=bash disable=SC2034 # build and py are for the tests
 [[ -n ${QK_SOURCE:-} && -n ${QK_BUILD:-} ]] || {
     echo "QK_SOURCE and QK_BUILD must point at the source and build directories" >&2
@@ -146,4 +159,50 @@ eval_every = 10
 eval_batches = 2
 log_every = 30
 INI
+}
+
+tiny_run() {
+    write_corpus corpus.txt 200 'line %d: some %d words go by %d at a time.\n' 7 3
+    write_config a.ini run.name=a run.threads=1 train.steps=3 train.warmup_steps=1 train.eval_every=3 \
+        train.eval_batches=1 log.heatmap_every=0 log.swap_batches=0 log.checkpoint_every=3
+    "$build/train" a.ini > /dev/null
+}
+
+cases=0
+failures=0
+
+refuse() {
+    local want="qkscope: $1" rc e=+e
+    shift
+    cases=$((cases + 1))
+    [[ $- == *e* ]] && e=-e
+    set +e
+    timeout 60 "$@" > out.txt 2> err.txt
+    rc=$?
+    set "$e"
+    if [[ $rc -ne 2 || $(wc -l < err.txt) -ne 1 || $(< err.txt) != "$want" ]]; then
+        printf 'FAIL: %s\n  wanted status 2 and: %s\n  got status %d and: %s\n' \
+            "$*" "$want" "$rc" "$(head -c 2000 err.txt)" >&2
+        failures=$((failures + 1))
+    fi
+}
+
+check() {
+    local what=$1
+    shift
+    cases=$((cases + 1))
+    if ! "$@" > /dev/null 2>&1; then
+        echo "FAIL: $what" >&2
+        failures=$((failures + 1))
+    fi
+}
+
+finish() {
+    ((failures == 0)) || fail "$failures of $cases cases failed"
+    echo "$(basename "$0" .sh): all $cases cases passed"
+}
+
+tree_sum() {
+    (cd "$1" && find . -printf '%y %m %p -> %l\n' | LC_ALL=C sort &&
+        find . -type f -exec sha256sum {} + | LC_ALL=C sort -k2)
 }

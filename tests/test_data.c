@@ -221,14 +221,14 @@ static void test_load_errors(void) {
     snprintf(want, sizeof want, "%s: cannot open corpus: %s", missing, strerror(ENOENT));
     REQUIRE(strcmp(err.msg, want) == 0);
 
-    /* A directory opens but does not read. */
+    /* A directory is refused before reading. */
     const char *dir = getenv("TMPDIR");
     char dir_path[512];
     snprintf(dir_path, sizeof dir_path, "%s/qk_test_dir_XXXXXX", dir && *dir ? dir : "/tmp");
     REQUIRE(mkdtemp(dir_path) != NULL);
     int rc = corpus_load(&c, dir_path, 0.1, 4, &err);
     rmdir(dir_path);
-    snprintf(want, sizeof want, "%s: cannot read corpus: %s", dir_path, strerror(EISDIR));
+    snprintf(want, sizeof want, "%s: is a directory, expected a UTF-8 text file", dir_path);
     REQUIRE(rc == -1 && strcmp(err.msg, want) == 0);
 }
 
