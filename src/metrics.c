@@ -25,8 +25,13 @@ void csvlog_open(CsvLog *w, const char *path, const char *const *header, int nco
     csvlog_header(w, header);
 }
 
-int csvlog_resume(CsvLog *w, const char *path, const char *const *header, int ncols,
-                  long max_step, Error *err) {
+static void resume_tmp_path(const CsvLog *w, char *tmp, size_t n) {
+    snprintf(tmp, n, "%s.tmp", w->path);
+}
+
+int csvlog_resume_prepare(CsvLog *w, const char *path, const char *const *header, int ncols,
+                          long max_step, Error *err) {
+    csvlog_start(w, NULL, path, ncols);
     FILE *in = fopen(path, "r");
     if (!in) return error_set(err, "%s: cannot reopen log to resume: %s", path, strerror(errno));
     /* the header as this version writes it, to recognise the file */
@@ -40,7 +45,7 @@ int csvlog_resume(CsvLog *w, const char *path, const char *const *header, int nc
     fclose(mem);
 
     char tmp[sizeof w->path + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    resume_tmp_path(w, tmp, sizeof tmp);
     FILE *out = fopen(tmp, "w");
     if (!out) die("cannot create %s: %s", tmp, strerror(errno));
     char *line = NULL;
@@ -68,15 +73,22 @@ int csvlog_resume(CsvLog *w, const char *path, const char *const *header, int nc
     free(want);
     fclose(in);
     if (fclose(out) != 0) die("cannot write %s: %s", tmp, strerror(errno));
-    if (rc != 0) {
-        remove(tmp);
-        return rc;
-    }
-    if (rename(tmp, path) != 0) die("cannot replace %s: %s", path, strerror(errno));
-    FILE *f = fopen(path, "a");
-    if (!f) die("cannot append to %s: %s", path, strerror(errno));
-    csvlog_start(w, f, path, ncols);
-    return 0;
+    if (rc != 0) remove(tmp);
+    return rc;
+}
+
+void csvlog_resume_commit(CsvLog *w) {
+    char tmp[sizeof w->path + 16];
+    resume_tmp_path(w, tmp, sizeof tmp);
+    if (rename(tmp, w->path) != 0) die("cannot replace %s: %s", w->path, strerror(errno));
+    w->f = fopen(w->path, "a");
+    if (!w->f) die("cannot append to %s: %s", w->path, strerror(errno));
+}
+
+void csvlog_resume_cancel(CsvLog *w) {
+    char tmp[sizeof w->path + 16];
+    resume_tmp_path(w, tmp, sizeof tmp);
+    remove(tmp);
 }
 
 static void field_sep(CsvLog *w) {

@@ -16,12 +16,18 @@ typedef struct {
 
 /* Creates (truncating) the file and writes the header row. I/O failures die. */
 void csvlog_open(CsvLog *w, const char *path, const char *const *header, int ncols);
-/* Reopens a log of an interrupted run for appending: keeps the header (which
+/* Reopening the log of an interrupted run for appending, in two steps, so
+ * that a run with several logs changes none of them unless every one can be
+ * resumed. csvlog_resume_prepare writes <path>.tmp with the header (which
  * must match) and the complete rows whose first field is a step <= max_step,
  * dropping later or half-written rows, so a resumed run never duplicates a
- * row. Returns -1 with a message when the file is missing or not this log. */
-int csvlog_resume(CsvLog *w, const char *path, const char *const *header, int ncols,
-                  long max_step, Error *err);
+ * row; -1 with a message (and no temp file) when the file is missing or not
+ * this log. csvlog_resume_commit puts the copy in place and opens it;
+ * csvlog_resume_cancel removes the copy. */
+int csvlog_resume_prepare(CsvLog *w, const char *path, const char *const *header, int ncols,
+                          long max_step, Error *err);
+void csvlog_resume_commit(CsvLog *w);
+void csvlog_resume_cancel(CsvLog *w);
 /* Text fields go through libcsv's quoting; numbers are written bare. */
 void csvlog_str(CsvLog *w, const char *s);
 void csvlog_int(CsvLog *w, long long v);

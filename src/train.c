@@ -189,6 +189,19 @@ int train_setup(Trainer *t, const Config *cfg, Error *err) {
                                   "that saved one)", path);
         if (checkpoint_read(&ck, path, err) != 0) return -1;
         have_ck = 1;
+        /* without its AdamW moments, or past the end, a resumed run could not
+         * be the one that was interrupted */
+        int bad = !ck.has_optim
+                      ? error_set(err, "%s: weights only, no AdamW state: cannot resume from it; "
+                                       "start a new run with train.init_from", path)
+                  : ck.state.step > c->steps
+                      ? error_set(err, "%s: saved at step %d, past train.steps = %d: cannot "
+                                       "resume from it", path, ck.state.step, c->steps)
+                      : 0;
+        if (bad) {
+            checkpoint_free(&ck);
+            return -1;
+        }
     } else if (c->init_from[0]) {
         if (checkpoint_read(&ck, c->init_from, err) != 0) return -1;
         have_ck = 1;
@@ -242,13 +255,19 @@ int train_setup(Trainer *t, const Config *cfg, Error *err) {
                 {&t->evals, "eval.csv", eval_cols, N_EVAL_COLS},
                 {&t->qklog, "qk.csv", qk_csv_columns, QK_CSV_NCOLS},
                 {&t->qkeval, "qk_eval.csv", qk_eval_columns, QK_EVAL_NCOLS}};
-    for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++) {
+    size_t nlogs = sizeof logs / sizeof logs[0];
+    for (size_t i = 0; i < nlogs; i++) {
         run_path(path, sizeof path, t, logs[i].file);
-        if (!c->resume)
+        if (!c->resume) {
             csvlog_open(logs[i].log, path, logs[i].cols, logs[i].ncols);
-        else if (csvlog_resume(logs[i].log, path, logs[i].cols, logs[i].ncols, t->step, err) != 0)
+        } else if (csvlog_resume_prepare(logs[i].log, path, logs[i].cols, logs[i].ncols, t->step,
+                                         err) != 0) {
+            while (i-- > 0) csvlog_resume_cancel(logs[i].log);
             return -1;
+        }
     }
+    /* every log can be resumed: only now is one of them changed */
+    for (size_t i = 0; c->resume && i < nlogs; i++) csvlog_resume_commit(logs[i].log);
     if (c->resume && qk_watch_reload(&t->watch, t->run_dir, t->step, err) != 0) return -1;
     /* the probe's text for the report page's attention viewer */
     if (c->heatmap_every > 0 &&

@@ -222,8 +222,25 @@ refuse "$latest: model shape differs from the config: [model] n_embd is 32 in th
     "$build/train" a.ini run.name=r --resume
 check "resume from another shape changed runs/r" [ "$(tree_sum runs/r)" = "$before" ]
 
-# A good checkpoint, but logs that are not this run's: refused, untouched.
+# A weights-only file (gauge's output) or a checkpoint past train.steps: the
+# resumed run could not be the interrupted one.
+"$build/qkscope-gauge" "$good" weights.st > /dev/null
+ln -sfn "$(realpath -sm weights.st)" "$latest"
+before=$(tree_sum runs/r)
+refuse "$latest: weights only, no AdamW state: cannot resume from it; start a new run with train.init_from" \
+    "$build/train" a.ini run.name=r --resume
+check "refused weights-only resume changed runs/r" [ "$(tree_sum runs/r)" = "$before" ]
 ln -sfn "$(realpath -sm "$good")" "$latest"
+before=$(tree_sum runs/r)
+refuse "$latest: saved at step 3, past train.steps = 2: cannot resume from it" \
+    "$build/train" a.ini run.name=r --resume train.steps=2 train.warmup_steps=1
+check "refused resume past train.steps changed runs/r" [ "$(tree_sum runs/r)" = "$before" ]
+
+# A good checkpoint, but logs that are not this run's: refused, untouched,
+# the other logs too (a row past the checkpoint in metrics.csv, which a
+# resume would drop, shows whether it was trimmed before the refusal).
+cp runs/r/metrics.csv metrics.saved
+echo 999999,0 >> runs/r/metrics.csv
 for log in metrics.csv eval.csv qk.csv qk_eval.csv; do
     cp "runs/r/$log" saved.csv
     for damage in header empty gone; do
@@ -241,6 +258,7 @@ for log in metrics.csv eval.csv qk.csv qk_eval.csv; do
     done
     cp saved.csv "runs/r/$log"
 done
+cp metrics.saved runs/r/metrics.csv
 
 # The other commands that read a checkpoint refuse it the same way, and
 # gauge writes nothing.
