@@ -145,7 +145,8 @@ int main(int argc, char **argv) {
     peakn *= t.ranks; /* every rank runs its threads */
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double rss = ru.ru_maxrss / 1024.0, need = model_memory_bytes(s, B) / 1048576.0;
+    /* a rank's own memory: its slice of the batch */
+    double rss = ru.ru_maxrss / 1024.0, need = model_memory_bytes(s, cfg.batch_size) / 1048576.0;
     printf("median %.2f ms/step over %ld steps (after %ld warm-up): %.0f tokens/s, %.1f GFLOP/s, "
            "MFU %.1f%% of the %d-thread peak\n",
            med * 1e3, steps, warmup, tps, fpt * tps / 1e9, 100 * fpt * tps / peakn,
