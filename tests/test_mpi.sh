@@ -90,7 +90,7 @@ expect_exit 2 "already holds a run" "${mpi[@]}" 2 "$build/train" m.ini run.name=
 mpirun_pid=$!
 # should the test fail with the job running, its ranks go too (lib.sh's trap
 # kills mpirun alone)
-trap 'pkill -9 -P "$mpirun_pid" 2> /dev/null; kill -9 "$mpirun_pid" 2> /dev/null; rm -rf "$tmp"' EXIT
+trap '{ pkill -9 -P "$mpirun_pid"; kill -9 "$mpirun_pid"; } 2> /dev/null || true; rm -rf "$tmp"' EXIT
 for _ in $(seq 1 600); do
     [ -e runs/kill/ckpt/latest.safetensors ] && break
     sleep 0.05
