@@ -330,8 +330,10 @@ static int train_eval(Trainer *t, Error *err) {
         sums[val] = model_eval_range(&t->model, &t->corpus, val, first, n, count, B, t->inputs,
                                      t->targets, NULL, NULL);
     dist_sum(sums, 2);
-    if (dist_check_agree(t->model.params, t->model.n_params * sizeof(real), "weights", err) != 0)
-        return error_set(err, "step %d: %s", t->step, err->msg);
+    char what[64];
+    snprintf(what, sizeof what, "weights at step %d", t->step);
+    if (dist_check_agree(t->model.params, t->model.n_params * sizeof(real), what, err) != 0)
+        return -1;
     double tr = sums[0] / count, va = sums[1] / count;
     t->last_train = tr;
     t->last_val = va;
