@@ -323,14 +323,23 @@ static void window_copy(const Corpus *c, size_t start, int T, int *inputs, int *
     memcpy(targets, c->tokens + start + 1, (size_t)T * sizeof *targets);
 }
 
-void batch_sample_train(const Corpus *c, Rng *r, int B, int T, int *inputs, int *targets) {
+void batch_sample_train_shard(const Corpus *c, Rng *r, int B, int T, int shard, int n_shards,
+                              int *inputs, int *targets) {
     CHECK(T > 0 && (size_t)T < c->n_train, "batch_sample_train: T = %d does not fit", T);
-    for (int b = 0; b < B; b++) {
+    CHECK(shard >= 0 && shard < n_shards, "batch_sample_train: shard %d of %d", shard, n_shards);
+    /* Every shard draws all B * n_shards starts, so the stream (and the rng
+     * state left behind) is that of one process drawing the whole batch. */
+    for (int b = 0; b < B * n_shards; b++) {
         /* Starts 0 .. n_train-T-1, so the last target is still train data. */
         size_t start = (size_t)rng_below(r, c->n_train - (size_t)T);
-        size_t row = (size_t)b * (size_t)T;
+        if (b / B != shard) continue;
+        size_t row = (size_t)(b - shard * B) * (size_t)T;
         window_copy(c, start, T, inputs + row, targets + row);
     }
+}
+
+void batch_sample_train(const Corpus *c, Rng *r, int B, int T, int *inputs, int *targets) {
+    batch_sample_train_shard(c, r, B, T, 0, 1, inputs, targets);
 }
 
 void batch_eval_window(const Corpus *c, int val, int i, int count, int T, int *inputs, int *targets) {

@@ -69,6 +69,12 @@ int text_tokenize(const uint32_t *vocab, int V, const char *what, const unsigned
  * train split. inputs/targets are [B*T]. */
 void batch_sample_train(const Corpus *c, Rng *r, int B, int T, int *inputs, int *targets);
 
+/* Data-parallel slice: windows shard*B .. shard*B+B-1 of the batch of
+ * B * n_shards windows that batch_sample_train would draw from the same rng
+ * state; r advances past the whole batch. */
+void batch_sample_train_shard(const Corpus *c, Rng *r, int B, int T, int shard, int n_shards,
+                              int *inputs, int *targets);
+
 /* Fixed eval windows: window i of `count` spread evenly over the split
  * (val = 1 for validation, 0 for train), the same at every eval. */
 void batch_eval_window(const Corpus *c, int val, int i, int count, int T, int *inputs, int *targets);

@@ -4,6 +4,8 @@
  * model needs, and per-phase and per-op breakdowns; then the cost of the Q/K
  * instrumentation (steps with per-head logging on and off, alternating, and
  * the heatmap sets of a run of the config's length).
+ * Under mpirun with several ranks the steps are data-parallel (global batch
+ * ranks x batch_size) and it also prints the time spent communicating.
  * Runs in a temporary folder; nothing is kept. Not a test: it only prints. */
 #include <math.h>
 #include <stdlib.h>
@@ -121,6 +123,7 @@ int main(int argc, char **argv) {
                               {"--threads", OPT_LONG, &threads, 1, 1024},
                               {NULL, 0, NULL, 0, 0}};
     if (cli_args(argc, argv, "bench", opts, pos, 1, 257, &npos, usage, &status)) return status;
+    dist_init(&argc, &argv);
     Config cfg;
     if (config_load(&cfg, pos[0], npos - 1, (char **)pos + 1, &err)) return cli_fail(&err);
     char dir[] = "/tmp/qkscope-bench-XXXXXX";
@@ -139,46 +142,57 @@ int main(int argc, char **argv) {
     if (train_setup(&t, &cfg, &err)) {
         train_free(&t);
         dir_remove(dir);
+        if (!err.msg[0]) dist_abort(EXIT_BADINPUT); /* another rank reports it */
         return cli_fail(&err);
     }
+    /* one report, from rank 0 (every rank runs the same steps) */
+    if (t.rank != 0 && !freopen("/dev/null", "w", stdout)) die("cannot silence rank %d", t.rank);
     int nthreads = 1;
 #ifdef _OPENMP
     nthreads = omp_get_max_threads();
 #endif
     const ModelShape *s = &t.model.shape;
-    int B = cfg.batch_size, T = cfg.block_size;
+    int B = cfg.batch_size * t.ranks, T = cfg.block_size; /* the global batch */
     double fpt = 6.0 * (12.0 * s->L * (double)s->C * s->C + (double)s->V * s->C) +
                  12.0 * s->L * (double)T * s->C;
     double peak1 = fma_peak(1), peakn = nthreads > 1 ? fma_peak(nthreads) : peak1;
 
-    printf("bench %s: L%d H%d C%d T%d B%d V%d, %zu parameters, %d thread(s)\n", pos[0], s->L,
-           s->NH, s->C, T, B, s->V, t.model.n_params, nthreads);
+    printf("bench %s: L%d H%d C%d T%d B%d V%d, %zu parameters, %d rank(s) x %d thread(s)\n",
+           pos[0], s->L, s->NH, s->C, T, B, s->V, t.model.n_params, t.ranks, nthreads);
     printf("machine fp32 FMA peak: %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d (%d-bit vectors)\n",
            peak1 / 1e9, peakn / 1e9, nthreads, PEAK_BYTES * 8);
     for (long i = 0; i < warmup; i++)
         if (train_step(&t, &err) != 0) die("%s", err.msg);
     memset(t.phase_seconds, 0, sizeof t.phase_seconds);
     memset(t.model.op_seconds, 0, sizeof t.model.op_seconds);
+    double comm0 = dist_grads_seconds(t.dist);
     double med = run_steps(&t, (int)steps, 0, NULL, NULL);
+    double comm = dist_grads_seconds(t.dist) - comm0;
     double phases[N_PHASES], ops[N_OPS];
     memcpy(phases, t.phase_seconds, sizeof phases);
     memcpy(ops, t.model.op_seconds, sizeof ops);
     double med_on, med_off;
     run_steps(&t, 2 * (int)steps, 1, &med_on, &med_off);
     double rss_steps = peak_rss_mib();
-    int sets = 0;
-    double heat = cfg.heatmap_every > 0 ? time_heatmaps(&t, run_len, cfg.heatmap_every, &sets, &err) : 0;
+    int sets = 0; /* the heatmaps are rank 0's */
+    double heat = cfg.heatmap_every > 0 && t.rank == 0
+                      ? time_heatmaps(&t, run_len, cfg.heatmap_every, &sets, &err)
+                      : 0;
 
     double tps = B * T / med;
-    double rss = peak_rss_mib(), need = model_memory_bytes(s, B) / 1048576.0;
+    peakn *= t.ranks; /* every rank runs its threads */
+    /* a rank's own memory: its slice of the batch */
+    double rss = peak_rss_mib(), need = model_memory_bytes(s, cfg.batch_size) / 1048576.0;
     printf("median %.2f ms/step over %ld steps (after %ld warm-up): %.0f tokens/s, %.1f GFLOP/s, "
            "MFU %.1f%% of the %d-thread peak\n",
-           med * 1e3, steps, warmup, tps, fpt * tps / 1e9, 100 * fpt * tps / peakn, nthreads);
+           med * 1e3, steps, warmup, tps, fpt * tps / 1e9, 100 * fpt * tps / peakn,
+           nthreads * t.ranks);
     printf("model FLOPs per token %.3f M (6 (12 L C^2 + V C) + 12 L T C)\n", fpt / 1e6);
     printf("peak RSS %.1f MiB while training, %.1f MiB with the heatmap sets; parameters + "
            "gradients + Adam state + activations need %.1f MiB (%.2fx, %.2fx)\n",
            rss_steps, rss, need, rss_steps / need, rss / need);
-    const char *phase_names[N_PHASES] = {"forward", "backward", "optimizer", "Q/K logging"};
+    const char *phase_names[N_PHASES] = {"forward", "backward", "allreduce wait", "optimizer",
+                                         "Q/K logging"};
     double phase_total = 0;
     for (int i = 0; i < N_PHASES; i++) phase_total += phases[i];
     printf("per phase (mean ms/step):\n");
@@ -209,7 +223,13 @@ int main(int argc, char **argv) {
                run_len, logging + heat, bare + logging + heat, 100 * (logging + heat) / bare,
                100 * logging / bare, 100 * heat / bare);
     }
+    if (t.ranks > 1)
+        printf("communication (%d ranks, gradients of %.1f MiB): %.2f ms/step in MPI calls, of "
+               "which %.2f ms/step waiting after backward (not hidden by it)\n",
+               t.ranks, t.model.n_params * sizeof(real) / 1048576.0, comm * 1e3 / steps,
+               phases[PHASE_COMM] * 1e3 / steps);
     train_free(&t);
     dir_remove(dir);
+    dist_finalize();
     return 0;
 }

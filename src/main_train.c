@@ -26,6 +26,17 @@ static void on_signal(int sig) {
     train_stop_signal = sig;
 }
 
+/* With several ranks a signal means mpirun is taking the job down (a rank
+ * failed, or mpirun itself was interrupted): the other ranks may be gone, so
+ * no collective can finish the step. Say so and leave at once; the newest
+ * checkpoint was written atomically and stays valid. */
+static char rank_stop_msg[2 * CONFIG_STR + 512];
+static void on_signal_rank(int sig) {
+    ssize_t w = write(STDERR_FILENO, rank_stop_msg, strlen(rank_stop_msg));
+    (void)w;
+    _exit(128 + sig);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "qkscope: train: 0 arguments given, expected a CONFIG file (train CONFIG "
@@ -57,25 +68,39 @@ int main(int argc, char **argv) {
         }
         overrides[n++] = (char *)a;
     }
+    dist_init(&argc, &argv);
     Config cfg;
     Error err;
-    if (config_load(&cfg, argv[1], n, overrides, &err) != 0) {
-        fprintf(stderr, "qkscope: %s\n", err.msg);
+    /* every rank reads the config; a bad one is reported once */
+    int bad = config_load(&cfg, argv[1], n, overrides, &err) != 0;
+    if (dist_any_failed(bad, &err)) {
+        if (err.msg[0]) fprintf(stderr, "qkscope: %s\n", err.msg);
+        dist_finalize();
         return EXIT_BADINPUT;
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
+    if (dist_size() > 1) {
+        snprintf(rank_stop_msg, sizeof rank_stop_msg,
+                 "qkscope: rank %d of %d: stopped by a signal: the job is being taken down (a "
+                 "rank failed or the job was interrupted); the newest checkpoint in %s/%s/ckpt "
+                 "stays valid; continue with run.resume=true\n",
+                 dist_rank(), dist_size(), cfg.out_dir, cfg.name);
+        sa.sa_handler = on_signal_rank;
+    }
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     Trainer t;
     if (train_setup(&t, &cfg, &err) != 0) {
-        fprintf(stderr, "qkscope: %s\n", err.msg);
+        if (err.msg[0]) fprintf(stderr, "qkscope: %s\n", err.msg);
         train_free(&t);
+        dist_finalize();
         return EXIT_BADINPUT;
     }
     int rc = train_run(&t);
     train_free(&t);
+    dist_finalize();
     return rc;
 }

@@ -181,6 +181,7 @@ void model_create(Model *m, const ModelShape *s, int maxB) {
     memset(m, 0, sizeof *m);
     m->shape = *s;
     m->maxB = maxB;
+    m->grad_shards = 1;
     m->n_params = params_point(&m->p, s, NULL);
     m->params = xcalloc(m->n_params, sizeof(real));
     m->grads = xcalloc(m->n_params, sizeof(real));
@@ -307,6 +308,32 @@ real model_forward(Model *m, const int *inputs, const int *targets, int B, int T
     return m->loss;
 }
 
+/* Hands a finished gradient span to the data-parallel hook (absent tensors
+ * are NULL and skipped). */
+static void grad_ready(const Model *m, real *span, size_t n) {
+    if (m->grad_ready && span) m->grad_ready(m->grad_ready_ctx, span, n);
+}
+
+/* Layer l is done: its slice of every stacked gradient tensor is final
+ * (for tied Q/K also both path parts, which the Q/K logs read). */
+static void layer_grads_ready(const Model *m, int l) {
+    const ModelShape *s = &m->shape;
+    if (!m->grad_ready) return;
+    for (int k = 0; k < N_KINDS; k++) {
+        if (!kinds[k].per_layer) continue;
+        size_t n = kind_numel(s, k);
+        real *base = *(real *const *)((const char *)&m->g + kinds[k].field);
+        grad_ready(m, at(base, l, n), n);
+    }
+    if (s->qk_tied) {
+        size_t CC = (size_t)s->C * s->C;
+        grad_ready(m, at(m->scr.dwq_path, l, CC), CC);
+        grad_ready(m, at(m->scr.dwk_path, l, CC), CC);
+        grad_ready(m, at(m->scr.dbq_path, l, s->C), (size_t)s->C);
+        grad_ready(m, at(m->scr.dbk_path, l, s->C), (size_t)s->C);
+    }
+}
+
 void model_backward(Model *m) {
     const ModelShape *s = &m->shape;
     CHECK(m->targets, "model_backward: the last forward had no targets");
@@ -328,13 +355,17 @@ void model_backward(Model *m) {
     }
 
     TIMED(OP_CROSSENTROPY,
-          crossentropy_backward(d->dlogits, a->probs, m->targets, BT, V, (real)(1.0 / BT)));
+          crossentropy_backward(d->dlogits, a->probs, m->targets, BT, V,
+                                (real)(1.0 / ((double)BT * m->grad_shards))));
     TIMED(OP_MATMUL, matmul_backward(d->dln, s->tie_embeddings ? g->wte : g->lm_head, NULL,
                                      d->dlogits, a->lnf, p->lm_head, BT, C, V, 0));
     memset(d->dres, 0, BTC * sizeof(real));
     TIMED(OP_LAYERNORM,
           layernorm_backward(d->dres, g->lnfw, g->lnfb, d->dln, a->res3 + (s->L - 1) * BTC, p->lnfw,
                              a->lnf_mean, a->lnf_rstd, BT, C));
+    grad_ready(m, g->lnfw, (size_t)C);
+    grad_ready(m, g->lnfb, (size_t)C);
+    grad_ready(m, g->lm_head, (size_t)V * C); /* NULL when tied: wte is final only at the end */
 
     for (int l = s->L - 1; l >= 0; l--) {
         const real *resid = l == 0 ? a->encoded : a->res3 + (l - 1) * BTC;
@@ -373,18 +404,19 @@ void model_backward(Model *m) {
         TIMED(OP_LAYERNORM, layernorm_backward(d->dres, g->ln1w + l * C, g->ln1b + l * C, d->dln,
                                                resid, p->ln1w + l * C, a->ln1_mean + l * BT,
                                                a->ln1_rstd + l * BT, BT, C));
+        /* Tied W_Q = W_K: the shared gradient is query path + key path. */
+        if (s->qk_tied) {
+            for (size_t i = 0; i < CC; i++)
+                g->wq[l * CC + i] = d->dwq_path[l * CC + i] + d->dwk_path[l * CC + i];
+            if (s->bias)
+                for (int i = 0; i < C; i++)
+                    g->bq[l * C + i] = d->dbq_path[l * C + i] + d->dbk_path[l * C + i];
+        }
+        layer_grads_ready(m, l);
     }
     TIMED(OP_OTHER, encoder_backward(g->wte, g->wpe, d->dres, m->inputs, B, T, C));
-
-    /* Tied W_Q = W_K: the shared gradient is query path + key path. */
-    if (s->qk_tied) {
-        size_t n = (size_t)s->L * CC;
-        for (size_t i = 0; i < n; i++)
-            g->wq[i] = d->dwq_path[i] + d->dwk_path[i];
-        if (s->bias)
-            for (size_t i = 0; i < (size_t)s->L * C; i++)
-                g->bq[i] = d->dbq_path[i] + d->dbk_path[i];
-    }
+    grad_ready(m, g->wte, (size_t)V * C);
+    grad_ready(m, g->wpe, (size_t)s->maxT * C);
 }
 
 const real *model_grad_query_path(const Model *m, int l) {
@@ -397,20 +429,25 @@ const real *model_grad_key_path(const Model *m, int l) {
     return base + (size_t)l * m->shape.C * m->shape.C;
 }
 
-double model_eval_windows(Model *m, const Corpus *c, int val, int count, int B, int *inputs,
-                          int *targets, ChunkHook each, void *ctx) {
+double model_eval_range(Model *m, const Corpus *c, int val, int first, int n, int count, int B,
+                        int *inputs, int *targets, ChunkHook each, void *ctx) {
     int T = m->shape.maxT;
     double sum = 0;
-    for (int i = 0; i < count; i += B) {
-        int nb = count - i < B ? count - i : B;
+    for (int i = first; i < first + n; i += B) {
+        int nb = first + n - i < B ? first + n - i : B;
         for (int b = 0; b < nb; b++)
             batch_eval_window(c, val, i + b, count, T, inputs + (size_t)b * T,
                               targets + (size_t)b * T);
-        /* mean over nb rows, weighted back to a mean over all windows */
+        /* mean over nb rows, weighted back to a sum over the windows */
         sum += (double)model_forward(m, inputs, targets, nb, T) * nb;
         if (each) each(ctx, m, nb);
     }
-    return sum / count;
+    return sum;
+}
+
+double model_eval_windows(Model *m, const Corpus *c, int val, int count, int B, int *inputs,
+                          int *targets, ChunkHook each, void *ctx) {
+    return model_eval_range(m, c, val, 0, count, count, B, inputs, targets, each, ctx) / count;
 }
 
 /* The sum of squares in NORM_CHUNKS fixed chunks added in order: the same

@@ -104,6 +104,11 @@ typedef struct {
     real *dbk_path;  /* [L, C] */
 } BackwardScratch;
 
+/* Data-parallel training: backward hands over each span of gradient memory
+ * as soon as it is final (nothing in this backward writes it again), so the
+ * span's allreduce can run while lower layers are still being computed. */
+typedef void (*GradReadyHook)(void *ctx, real *span, size_t n);
+
 /* Op categories of the per-op time breakdown. */
 enum { OP_MATMUL, OP_ATTENTION, OP_LAYERNORM, OP_GELU, OP_CROSSENTROPY, OP_OTHER, N_OPS };
 extern const char *const model_op_names[N_OPS];
@@ -128,6 +133,12 @@ typedef struct {
     const int *targets;    /* [B, T] its targets (NULL = none) */
     real loss;             /* mean loss of the last forward with targets */
     double op_seconds[N_OPS]; /* wall time spent in each op category so far */
+    /* The loss is the mean over grad_shards equal batches, one per
+     * data-parallel rank (1 alone): backward divides by grad_shards B T, so
+     * the sum of the ranks' gradients is the gradient of the global batch. */
+    int grad_shards;
+    GradReadyHook grad_ready; /* NULL alone */
+    void *grad_ready_ctx;
 } Model;
 
 /* The named views of a shape, in checkpoint order, without allocating a model
@@ -150,8 +161,9 @@ void model_init_params(Model *m, Rng *r, int symmetric_qk);
  * returns 0 and only logits/probs are meaningful. */
 real model_forward(Model *m, const int *inputs, const int *targets, int B, int T);
 
-/* Gradients of the last forward's mean loss, written (not accumulated) into
- * m->grads. */
+/* Gradients of the last forward's mean loss (over grad_shards batches),
+ * written (not accumulated) into m->grads; each finished span goes to
+ * grad_ready when set. */
 void model_backward(Model *m);
 
 /* Layer l's gradient of W_Q [C, C] through the queries and of W_K through the
@@ -169,6 +181,11 @@ typedef void (*ChunkHook)(void *ctx, const Model *m, int nb);
  * inputs/targets are [B, maxT] buffers; `each` (may be NULL) sees every chunk. */
 double model_eval_windows(Model *m, const Corpus *c, int val, int count, int B, int *inputs,
                           int *targets, ChunkHook each, void *ctx);
+
+/* The sum (not the mean) of the window losses of windows first .. first+n-1
+ * of those `count`: a data-parallel rank's share of model_eval_windows. */
+double model_eval_range(Model *m, const Corpus *c, int val, int first, int n, int count, int B,
+                        int *inputs, int *targets, ChunkHook each, void *ctx);
 
 /* Describes the first non-finite element of buf (a parameter-layout buffer:
  * params or grads) into out, e.g. "blocks.1.attn.q.weight[70] = nan (layer 1,

@@ -98,10 +98,14 @@ int train_check_compatible(const Checkpoint *ck, const Config *c, const Corpus *
 }
 
 /* The config as config.ini and checkpoints record it: it describes the run,
- * not how this process was started. */
-static Config config_record(const Config *c) {
+ * not how this process was started. A run of N ranks with batch_size B is
+ * the run of one process with batch N*B, so that is the batch it records:
+ * config.ini replays it in one process and `qkscope eval` finds its eval
+ * windows. */
+static Config config_record(const Config *c, int ranks) {
     Config r = *c;
     r.resume = r.overwrite = 0;
+    r.batch_size *= ranks;
     return r;
 }
 
@@ -163,88 +167,49 @@ static int probe_prepare(Trainer *t, Error *err) {
     return 0;
 }
 
-int train_setup(Trainer *t, const Config *cfg, Error *err) {
-    memset(t, 0, sizeof *t);
-    t->cfg = *cfg;
-    t->resumed_from = -1;
-    t->qk_logging = 1;
-    t->last_train = t->last_val = NAN;
-    t->last_eval_step = -1;
+/* The checks of train_setup, before any collective: corpus, memory, probe,
+ * and on rank 0 the checkpoint to start from and the run folder. */
+static int setup_inputs(Trainer *t, Checkpoint *ck, int *have_ck, Error *err) {
     const Config *c = &t->cfg;
     if (corpus_load(&t->corpus, c->data_path, c->val_fraction, c->block_size, err) != 0)
         return -1;
     ModelShape s = train_model_shape(c, t->corpus.V);
     if (train_check_memory(&s, c->batch_size, err) != 0) return -1;
     if (probe_prepare(t, err) != 0) return -1;
+    snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", c->out_dir, c->name);
+    if (t->rank != 0) return 0;
 
     /* Every check on the input comes before the first write. */
-    Checkpoint ck;
-    int have_ck = 0;
     char path[CONFIG_STR + 300];
     if (c->resume) {
-        snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", c->out_dir, c->name);
         run_path(path, sizeof path, t, "ckpt/latest.safetensors");
         if (access(path, F_OK) != 0)
             return error_set(err, "%s: no checkpoint to resume from (run.resume=true needs a run "
                                   "that saved one)", path);
-        if (checkpoint_read(&ck, path, err) != 0) return -1;
-        have_ck = 1;
+        if (checkpoint_read(ck, path, err) != 0) return -1;
+        *have_ck = 1;
         /* without its AdamW moments, or past the end, a resumed run could not
          * be the one that was interrupted */
-        int bad = !ck.has_optim
-                      ? error_set(err, "%s: weights only, no AdamW state: cannot resume from it; "
-                                       "start a new run with train.init_from", path)
-                  : ck.state.step > c->steps
-                      ? error_set(err, "%s: saved at step %d, past train.steps = %d: cannot "
-                                       "resume from it", path, ck.state.step, c->steps)
-                      : 0;
-        if (bad) {
-            checkpoint_free(&ck);
-            return -1;
-        }
+        if (!ck->has_optim)
+            return error_set(err, "%s: weights only, no AdamW state: cannot resume from it; "
+                                  "start a new run with train.init_from", path);
+        if (ck->state.step > c->steps)
+            return error_set(err, "%s: saved at step %d, past train.steps = %d: cannot resume "
+                                  "from it", path, ck->state.step, c->steps);
     } else if (c->init_from[0]) {
-        if (checkpoint_read(&ck, c->init_from, err) != 0) return -1;
-        have_ck = 1;
+        if (checkpoint_read(ck, c->init_from, err) != 0) return -1;
+        *have_ck = 1;
     }
-    if (have_ck && train_check_compatible(&ck, c, &t->corpus, err) != 0) {
-        checkpoint_free(&ck);
-        return -1;
-    }
-    if (!c->resume && run_dir_prepare(t, err) != 0) {
-        if (have_ck) checkpoint_free(&ck);
-        return -1;
-    }
+    if (*have_ck && train_check_compatible(ck, c, &t->corpus, err) != 0) return -1;
+    if (!c->resume && run_dir_prepare(t, err) != 0) return -1;
+    return 0;
+}
 
-#ifdef _OPENMP
-    if (c->threads > 0) omp_set_num_threads(c->threads);
-#endif
-    model_create(&t->model, &s, c->batch_size);
-    if (c->resume) {
-        checkpoint_to_model(&ck, &t->model, 1);
-        t->step = t->resumed_from = ck.state.step;
-        t->batch_rng = ck.state.batch_rng;
-        t->last_train = ck.state.train_loss;
-        t->last_val = ck.state.val_loss;
-        t->last_eval_step = ck.state.eval_step;
-    } else {
-        Rng init_rng;
-        rng_seed(&init_rng, c->seed);
-        model_init_params(&t->model, &init_rng, c->qk_init == QK_INIT_SYMMETRIC);
-        if (have_ck) checkpoint_to_model(&ck, &t->model, 0); /* weights only */
-        /* batches use their own stream so init changes never shift the data order */
-        rng_seed(&t->batch_rng, c->seed ^ 0x9e3779b97f4a7c15ull);
-    }
-    if (have_ck) checkpoint_free(&ck);
-    t->opt = (OptimConfig){.lr = c->lr, .min_lr = c->min_lr, .warmup_steps = c->warmup_steps,
-                           .steps = c->steps, .beta1 = c->beta1, .beta2 = c->beta2,
-                           .eps = 1e-8, .weight_decay = c->weight_decay};
-    size_t bt = (size_t)c->batch_size * c->block_size;
-    t->inputs = xmalloc(bt * sizeof(int));
-    t->targets = xmalloc(bt * sizeof(int));
-
-    qk_norms_create(&t->qk, &s);
-    t->heads = xcalloc((size_t)s.L * s.NH, sizeof(QkHeadEval));
-    metric_cols_build(t);
+/* The files of a run, rank 0 only: the logs (created, or trimmed to the
+ * checkpoint on resume), the heatmap history, the probe text, config.ini. */
+static int setup_outputs(Trainer *t, Error *err) {
+    const Config *c = &t->cfg;
+    char path[CONFIG_STR + 300];
     const char *const *mcols = (const char *const *)t->metric_cols;
     struct {
         CsvLog *log;
@@ -276,24 +241,118 @@ int train_setup(Trainer *t, const Config *cfg, Error *err) {
     run_path(path, sizeof path, t, "config.ini");
     FILE *f = fopen(path, "w");
     if (!f) die("cannot create %s: %s", path, strerror(errno));
-    Config rec = config_record(c);
+    Config rec = config_record(c, t->ranks);
     config_write(&rec, f);
     if (fclose(f) != 0) die("cannot write %s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* Rank 0's weights, optimizer state, step and sampler to the other ranks:
+ * they start from the same state whether it was initialised or read. */
+static void setup_share_state(Trainer *t) {
+    Model *m = &t->model;
+    dist_broadcast(m->params, m->n_params);
+    dist_broadcast(m->adam_m, m->n_params);
+    dist_broadcast(m->adam_v, m->n_params);
+    struct {
+        int step, resumed_from, last_eval_step;
+        double last_train, last_val;
+        Rng batch_rng;
+    } st = {t->step, t->resumed_from, t->last_eval_step, t->last_train, t->last_val, t->batch_rng};
+    dist_broadcast_bytes(&st, sizeof st);
+    t->step = st.step;
+    t->resumed_from = st.resumed_from;
+    t->last_eval_step = st.last_eval_step;
+    t->last_train = st.last_train;
+    t->last_val = st.last_val;
+    t->batch_rng = st.batch_rng;
+}
+
+int train_setup(Trainer *t, const Config *cfg, Error *err) {
+    memset(t, 0, sizeof *t);
+    t->cfg = *cfg;
+    t->resumed_from = -1;
+    t->qk_logging = 1;
+    t->last_train = t->last_val = NAN;
+    t->last_eval_step = -1;
+    t->rank = dist_rank();
+    t->ranks = dist_size();
+    const Config *c = &t->cfg;
+    Checkpoint ck;
+    int have_ck = 0;
+    int rc = setup_inputs(t, &ck, &have_ck, err);
+    if (dist_any_failed(rc != 0, err)) {
+        if (have_ck) checkpoint_free(&ck);
+        return -1;
+    }
+
+#ifdef _OPENMP
+    if (c->threads > 0) omp_set_num_threads(c->threads);
+#endif
+    ModelShape s = train_model_shape(c, t->corpus.V);
+    model_create(&t->model, &s, c->batch_size);
+    if (have_ck && c->resume) {
+        checkpoint_to_model(&ck, &t->model, 1);
+        t->step = t->resumed_from = ck.state.step;
+        t->batch_rng = ck.state.batch_rng;
+        t->last_train = ck.state.train_loss;
+        t->last_val = ck.state.val_loss;
+        t->last_eval_step = ck.state.eval_step;
+    } else if (!c->resume) {
+        Rng init_rng;
+        rng_seed(&init_rng, c->seed);
+        model_init_params(&t->model, &init_rng, c->qk_init == QK_INIT_SYMMETRIC);
+        if (have_ck) checkpoint_to_model(&ck, &t->model, 0); /* weights only */
+        /* batches use their own stream so init changes never shift the data order */
+        rng_seed(&t->batch_rng, c->seed ^ 0x9e3779b97f4a7c15ull);
+    }
+    if (have_ck) checkpoint_free(&ck);
+    setup_share_state(t);
+    t->model.grad_shards = t->ranks;
+    t->dist = dist_grads_create();
+    if (t->dist) {
+        t->model.grad_ready = dist_grads_ready;
+        t->model.grad_ready_ctx = t->dist;
+    }
+    t->opt = (OptimConfig){.lr = c->lr, .min_lr = c->min_lr, .warmup_steps = c->warmup_steps,
+                           .steps = c->steps, .beta1 = c->beta1, .beta2 = c->beta2,
+                           .eps = 1e-8, .weight_decay = c->weight_decay};
+    size_t bt = (size_t)c->batch_size * c->block_size;
+    t->inputs = xmalloc(bt * sizeof(int));
+    t->targets = xmalloc(bt * sizeof(int));
+
+    qk_norms_create(&t->qk, &s);
+    t->heads = xcalloc((size_t)s.L * s.NH, sizeof(QkHeadEval));
+    metric_cols_build(t);
+    rc = t->rank == 0 ? setup_outputs(t, err) : 0;
+    if (dist_any_failed(rc != 0, err)) return -1;
     progress_init(&t->progress, stdout);
     return 0;
 }
 
-
-static void train_eval(Trainer *t) {
+/* Losses over eval_batches global batches of fixed windows per split (the
+ * windows of a one-process run with the global batch): each rank evaluates
+ * its share and the sums are added. The ranks then check that their weights
+ * still agree. Rank 0 adds the Q/K analysis and writes the logs. */
+static int train_eval(Trainer *t, Error *err) {
     const Config *c = &t->cfg;
-    int count = c->eval_batches * c->batch_size;
-    double tr = model_eval_windows(&t->model, &t->corpus, 0, count, c->batch_size, t->inputs,
-                                 t->targets, NULL, NULL);
-    double va = model_eval_windows(&t->model, &t->corpus, 1, count, c->batch_size, t->inputs,
-                                 t->targets, NULL, NULL);
+    int B = c->batch_size, count = c->eval_batches * B * t->ranks;
+    int first = (int)((long)count * t->rank / t->ranks);
+    int n = (int)((long)count * (t->rank + 1) / t->ranks) - first;
+    double sums[2];
+    for (int val = 0; val < 2; val++)
+        sums[val] = model_eval_range(&t->model, &t->corpus, val, first, n, count, B, t->inputs,
+                                     t->targets, NULL, NULL);
+    dist_sum(sums, 2);
+    char what[64];
+    snprintf(what, sizeof what, "weights at step %d", t->step);
+    if (dist_check_agree(t->model.params, t->model.n_params * sizeof(real), what, err) != 0)
+        return -1;
+    double tr = sums[0] / count, va = sums[1] / count;
     t->last_train = tr;
     t->last_val = va;
     t->last_eval_step = t->step;
+    if (t->rank != 0) return 0;
     csvlog_int(&t->evals, t->step);
     csvlog_num(&t->evals, tr);
     csvlog_num(&t->evals, va);
@@ -303,8 +362,8 @@ static void train_eval(Trainer *t) {
     csvlog_flush(&t->qklog);
     char line[256], qkinfo[96] = "";
     if (c->swap_batches > 0) {
-        double swap_all = qk_eval_heads(&t->model, &t->corpus, c->swap_batches * c->batch_size,
-                                        c->batch_size, t->inputs, t->targets, t->heads, NULL);
+        double swap_all = qk_eval_heads(&t->model, &t->corpus, c->swap_batches * B * t->ranks, B,
+                                        t->inputs, t->targets, t->heads, NULL);
         qk_eval_csv_write(&t->qkeval, t->step, t->heads, c->n_layer, c->n_head, swap_all);
         double sym = 0;
         for (int i = 0; i < c->n_layer * c->n_head; i++) sym += t->heads[i].symmetry;
@@ -315,21 +374,28 @@ static void train_eval(Trainer *t) {
     snprintf(line, sizeof line, "step %d/%d | eval: train loss %.4f | val loss %.4f%s", t->step,
              c->steps, tr, va, qkinfo);
     progress_show(&t->progress, line, 1);
+    return 0;
 }
 
 volatile sig_atomic_t train_stop_signal;
 
 int train_step(Trainer *t, Error *err) {
     const Config *c = &t->cfg;
-    int B = c->batch_size, T = c->block_size;
+    int B = c->batch_size, T = c->block_size, root = t->rank == 0;
     double *ph = t->phase_seconds, t0 = time_now(), t1, t2, t3, tq = 0;
     double lr = optim_lr(&t->opt, t->step);
-    batch_sample_train(&t->corpus, &t->batch_rng, B, T, t->inputs, t->targets);
-    real loss = model_forward(&t->model, t->inputs, t->targets, B, T);
+    batch_sample_train_shard(&t->corpus, &t->batch_rng, B, T, t->rank, t->ranks, t->inputs,
+                             t->targets);
+    double loss = model_forward(&t->model, t->inputs, t->targets, B, T);
     t1 = time_now();
     model_backward(&t->model);
+    double tc = time_now();
+    /* from here on every rank holds the same averaged gradient */
+    dist_grads_finish(t->dist);
+    dist_sum(&loss, 1);
+    loss /= t->ranks; /* equal batches: the global mean is the mean of the means */
     t2 = time_now();
-    if (t->qk_logging) qk_norms_measure_grads(&t->qk, &t->model);
+    if (t->qk_logging && root) qk_norms_measure_grads(&t->qk, &t->model);
     t3 = time_now();
     double norm = model_grad_norm(&t->model);
     if (!isfinite(loss) || !isfinite(norm)) {
@@ -338,43 +404,46 @@ int train_step(Trainer *t, Error *err) {
         model_find_nonfinite(&t->model, t->model.grads, where, sizeof where);
         return error_set(err, "step %d: non-finite %s (loss %g, gradient norm %g); first "
                               "non-finite gradient: %s; the last checkpoint is intact",
-                         t->step + 1, isfinite(loss) ? "gradient" : "loss", (double)loss, norm, where);
+                         t->step + 1, isfinite(loss) ? "gradient" : "loss", loss, norm, where);
     }
     double scale = optim_clip_scale(norm, c->grad_clip);
     optim_adamw_update(&t->model, &t->opt, lr, t->step + 1, scale);
     double t4 = time_now();
-    if (t->qk_logging) qk_norms_measure_update(&t->qk, &t->model);
+    if (t->qk_logging && root) qk_norms_measure_update(&t->qk, &t->model);
     t->step++;
     double t5 = time_now(), dt = t5 - t0;
     t->train_seconds += dt;
-    if (t->qk_logging) {
+    if (t->qk_logging && root) {
         qk_watch_record(&t->watch, &t->qk, t->step);
         qk_csv_write_step(&t->qklog, &t->qk, t->step);
         tq = time_now() - t5;
     }
     ph[PHASE_FORWARD] += t1 - t0;
-    ph[PHASE_BACKWARD] += t2 - t1;
+    ph[PHASE_BACKWARD] += tc - t1;
+    ph[PHASE_COMM] += t2 - tc;
     ph[PHASE_OPTIMIZER] += t4 - t3;
     ph[PHASE_QK_LOGGING] += (t3 - t2) + (t5 - t4) + tq;
+    if (!root) return 0;
 
+    double tokens = (double)B * t->ranks * T;
     csvlog_int(&t->metrics, t->step);
     csvlog_num(&t->metrics, lr);
     csvlog_num(&t->metrics, loss);
     csvlog_num(&t->metrics, norm);
     csvlog_num(&t->metrics, scale);
     csvlog_num(&t->metrics, dt * 1e3);
-    csvlog_num(&t->metrics, (double)B * T / dt);
+    csvlog_num(&t->metrics, tokens / dt);
     for (int l = 0; l < c->n_layer; l++)
         for (int k = 0; k < QK_NQ; k++) csvlog_num(&t->metrics, qk_norms_get(&t->qk, k, l, -1));
     csvlog_end_row(&t->metrics);
 
     if (t->step % c->log_every == 0 || t->step == c->steps) {
-        double tps = (double)B * T * t->step / t->train_seconds;
+        double tps = tokens * t->step / t->train_seconds;
         double eta = (double)(c->steps - t->step) * t->train_seconds / t->step;
         char line[256], val[32] = "";
         if (!isnan(t->last_val)) snprintf(val, sizeof val, " | val %.4f", t->last_val);
         snprintf(line, sizeof line, "step %d/%d | loss %.4f%s | lr %.2e | %.0f tok/s | ETA %.0fs",
-                 t->step, c->steps, (double)loss, val, lr, tps, eta);
+                 t->step, c->steps, loss, val, lr, tps, eta);
         progress_show(&t->progress, line, 0);
     }
     return 0;
@@ -427,7 +496,7 @@ static int train_checkpoint(Trainer *t, Error *err) {
     csvlog_flush(&t->qkeval);
     TrainState st = {.step = t->step, .batch_rng = t->batch_rng, .train_loss = t->last_train,
                      .val_loss = t->last_val, .eval_step = t->last_eval_step};
-    Config rec = config_record(c);
+    Config rec = config_record(c, t->ranks);
     if (checkpoint_save(path, &t->model, &rec, t->corpus.vocab, t->corpus.V, &st, 1, err) != 0)
         return -1;
     /* the link is replaced atomically, like the checkpoint itself */
@@ -459,7 +528,7 @@ static void train_finish_logs(Trainer *t) {
  * from the steps. */
 int train_observe(Trainer *t, Error *err) {
     int every = t->cfg.heatmap_every;
-    if (every <= 0 || !(t->step % every == 0 || t->step == t->cfg.steps)) return 0;
+    if (t->rank != 0 || every <= 0 || !(t->step % every == 0 || t->step == t->cfg.steps)) return 0;
     double t0 = time_now();
     int rc = qk_watch_snapshot(&t->watch, &t->model, t->run_dir, t->step, err);
     t->observe_seconds += time_now() - t0;
@@ -474,33 +543,52 @@ static void train_report(Trainer *t) {
         fprintf(stderr, "qkscope: warning: report page not written: %s\n", err.msg);
 }
 
+/* The files after a step: heatmaps when due, a checkpoint when due (or
+ * `end`). Rank 0 writes them; every rank learns of a failure, so the job
+ * stops together instead of waiting in the next step's allreduce. */
+static int train_save(Trainer *t, int end, Error *err) {
+    const Config *c = &t->cfg;
+    int rc = train_observe(t, err);
+    if (rc == 0 && t->rank == 0 &&
+        ((c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) || end))
+        rc = train_checkpoint(t, err);
+    return dist_any_failed(rc != 0, err) ? -1 : 0;
+}
+
 int train_run(Trainer *t) {
     const Config *c = &t->cfg;
+    int root = t->rank == 0;
     Error err;
-    printf("qkscope: %s: %zu parameters (L%d H%d C%d T%d, V%d), %zu train / %zu val characters\n",
-           t->run_dir, t->model.n_params, c->n_layer, c->n_head, c->n_embd, c->block_size,
-           t->corpus.V, t->corpus.n_train, t->corpus.n - t->corpus.n_train);
-    if (t->resumed_from >= 0) printf("qkscope: resuming at step %d\n", t->resumed_from);
+    if (root) {
+        printf("qkscope: %s: %zu parameters (L%d H%d C%d T%d, V%d), %zu train / %zu val characters",
+               t->run_dir, t->model.n_params, c->n_layer, c->n_head, c->n_embd, c->block_size,
+               t->corpus.V, t->corpus.n_train, t->corpus.n - t->corpus.n_train);
+        if (t->ranks > 1)
+            printf(", %d ranks x batch %d = global batch %d", t->ranks, c->batch_size,
+                   t->ranks * c->batch_size);
+        printf("\n");
+        if (t->resumed_from >= 0) printf("qkscope: resuming at step %d\n", t->resumed_from);
+    }
     double wall0 = time_now();
     int last = c->stop_after > 0 && c->stop_after < c->steps ? c->stop_after : c->steps;
     if (t->resumed_from < 0) {
-        train_eval(t);
-        if (train_observe(t, &err) != 0) goto failed;
+        if (train_eval(t, &err) != 0) goto failed;
+        if (train_save(t, 0, &err) != 0) goto failed;
     }
     while (t->step < last) {
         if (train_step(t, &err) != 0) goto failed;
         int end = t->step == last || train_stop_signal;
-        if (t->step % c->eval_every == 0 || t->step == c->steps) train_eval(t);
-        if (train_observe(t, &err) != 0) goto failed;
-        if ((c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) || end)
-            if (train_checkpoint(t, &err) != 0) goto failed;
-        if (t->step % c->eval_every == 0) train_report(t);
+        if (t->step % c->eval_every == 0 || t->step == c->steps)
+            if (train_eval(t, &err) != 0) goto failed;
+        if (train_save(t, end, &err) != 0) goto failed;
+        if (t->step % c->eval_every == 0 && root) train_report(t);
         if (train_stop_signal) break;
     }
     train_finish_logs(t);
+    if (!root) return 0;
     train_report(t);
     double tokens = (double)(t->step - (t->resumed_from > 0 ? t->resumed_from : 0)) *
-                    c->batch_size * c->block_size;
+                    c->batch_size * t->ranks * c->block_size;
     if (train_stop_signal) {
         printf("\nqkscope: interrupted (%s) after step %d of %d; checkpoint %s/ckpt/step_%06d.safetensors;"
                " continue with:\n  ./train %s/config.ini run.resume=true\n",
@@ -519,11 +607,13 @@ int train_run(Trainer *t) {
     return 0;
 failed:
     train_finish_logs(t);
-    fprintf(stderr, "qkscope: %s\n", err.msg);
+    /* failures are the same on every rank, or rank 0's alone: it reports */
+    if (root && err.msg[0]) fprintf(stderr, "qkscope: %s\n", err.msg);
     return 1;
 }
 
 void train_free(Trainer *t) {
+    dist_grads_free(t->dist);
     for (int i = 0; i < t->n_metric_cols; i++) free(t->metric_cols[i]);
     free(t->metric_cols);
     qk_norms_free(&t->qk);

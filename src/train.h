@@ -8,13 +8,15 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "data.h"
+#include "dist.h"
 #include "metrics.h"
 #include "model.h"
 #include "optim.h"
 #include "qk.h"
 
-/* Phases of a step, timed for the benchmark. */
-enum { PHASE_FORWARD, PHASE_BACKWARD, PHASE_OPTIMIZER, PHASE_QK_LOGGING, N_PHASES };
+/* Phases of a step, timed for the benchmark. PHASE_COMM is the wait for the
+ * gradient allreduces that backward did not hide, and the loss's allreduce. */
+enum { PHASE_FORWARD, PHASE_BACKWARD, PHASE_COMM, PHASE_OPTIMIZER, PHASE_QK_LOGGING, N_PHASES };
 
 typedef struct {
     Config cfg;
@@ -39,6 +41,11 @@ typedef struct {
     int last_eval_step;   /* -1 before the first eval */
     double train_seconds; /* time spent in steps (not evals) */
     int resumed_from;     /* step of the checkpoint resumed from, -1 for a fresh run */
+    /* Data-parallel: rank `rank` of `ranks` draws windows rank*B .. rank*B+B-1
+     * of the global batch of ranks*B; rank 0 alone writes the run folder and
+     * the console (the other ranks' logs stay closed). */
+    int rank, ranks;
+    DistGrads *dist;      /* gradient averaging, NULL alone */
 } Trainer;
 
 /* Model shape for a config and vocabulary size. */
@@ -49,11 +56,15 @@ int train_check_memory(const ModelShape *s, int B, Error *err);
 
 /* Everything before the first step: corpus, memory check, run folder
  * (refusing to mix with an earlier run), model init, logs. All bad input is
- * reported here, before any file is written. */
+ * reported here, before any file is written. With several ranks every rank
+ * calls it; rank 0 reads the checkpoint, prepares the folder and sends the
+ * weights, optimizer state and step to the others; a failure on any rank
+ * fails it on all (the message is kept by one). */
 int train_setup(Trainer *t, const Config *cfg, Error *err);
 
 /* Runs the steps, evals and checkpoints to train.steps (or train.stop_after);
- * returns 0, or 1 after reporting a failed checkpoint write. */
+ * returns 0, or 1 after reporting a failed checkpoint write, a non-finite
+ * step or ranks whose weights disagree (on every rank alike). */
 int train_run(Trainer *t);
 
 /* One update, logged to metrics.csv (and qk.csv) and the console; -1 with a
@@ -67,7 +78,7 @@ int train_step(Trainer *t, Error *err);
 extern volatile sig_atomic_t train_stop_signal;
 
 /* Draws the heatmaps when the step calls for them (step 0, every
- * heatmap_every, the end); -1 with a message on a write failure. */
+ * heatmap_every, the end; rank 0 only); -1 with a message on a write failure. */
 int train_observe(Trainer *t, Error *err);
 
 void train_free(Trainer *t);
