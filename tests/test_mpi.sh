@@ -2,7 +2,8 @@
 # Data-parallel training under mpirun, with the real binaries: 2 ranks x batch
 # 6 follow the loss curve of 1 process x batch 12 (and its evals); rank 0
 # alone writes the run, recording the global batch; an MPI run's checkpoint
-# resumes in one process and a one-process checkpoint under 2 ranks; a bad
+# resumes in one process and a one-process checkpoint under 2 ranks; ranks
+# with differing weights fail the checksum check (tests/mpi_agree.c); a bad
 # config is reported once with exit 2; a rank killed with -9 ends the job
 # within seconds with a non-zero status and a loadable checkpoint. Skipped
 # when the build has no MPI or mpirun is missing.
@@ -76,6 +77,9 @@ close runs/stop/eval.csv runs/one/eval.csv "2 3"
 "${mpi[@]}" 2 "$build/train" m.ini run.name=single run.resume=true > /dev/null 2> single.err \
     || fail "2 ranks resuming: $(cat single.err)"
 close runs/single/metrics.csv runs/one/metrics.csv "2 3 4 5"
+
+# Ranks whose weights differ in one bit: the checksum check fails on each.
+"${mpi[@]}" 2 "$QK_BUILD/tests/mpi_agree" > agree.out 2>&1 || fail "weight agreement check: $(cat agree.out)"
 
 # A bad config: every rank refuses it, the job says it once and exits 2.
 expect_exit 2 "n_embd (16) is not divisible by n_head (3)" "${mpi[@]}" 2 "$build/train" m.ini model.n_head=3
