@@ -133,8 +133,9 @@ int main(int argc, char **argv) {
     cfg.init_from[0] = '\0';
     if (threads > 0) cfg.threads = (int)threads;
     int run_len = cfg.steps; /* the run whose heatmap sets are timed */
-    /* enough steps that the schedule stays in its warm-up/cosine shape */
-    if (cfg.steps < warmup + 2 * steps) cfg.steps = (int)(warmup + 2 * steps);
+    /* enough steps (warm-up, timed, then on/off alternating) that the
+     * schedule stays in its warm-up/cosine shape */
+    if (cfg.steps < warmup + 3 * steps) cfg.steps = (int)(warmup + 3 * steps);
     if (cfg.warmup_steps > cfg.steps) cfg.warmup_steps = cfg.steps;
     cfg.stop_after = 0;
     cfg.log_every = 1000000000; /* no progress lines between the figures */
