@@ -474,6 +474,12 @@ static int checkpoint_steps(const char *dir, int **out) {
     return n;
 }
 
+/* fn on each of the run's four logs. */
+static void train_logs_each(Trainer *t, void (*fn)(CsvLog *)) {
+    CsvLog *logs[] = {&t->metrics, &t->evals, &t->qklog, &t->qkeval};
+    for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++) fn(logs[i]);
+}
+
 /* Saves ckpt/step_NNNNNN.safetensors, points ckpt/latest.safetensors at it and
  * keeps the newest keep_checkpoints files (plus the final one at the end). */
 static int train_checkpoint(Trainer *t, Error *err) {
@@ -490,10 +496,7 @@ static int train_checkpoint(Trainer *t, Error *err) {
                          t->step, bad);
     /* the logs first: a checkpoint on disk promises every row up to its step
      * (a resume trims rows past it, but cannot make up missing ones) */
-    csvlog_flush(&t->metrics);
-    csvlog_flush(&t->qklog);
-    csvlog_flush(&t->evals);
-    csvlog_flush(&t->qkeval);
+    train_logs_each(t, csvlog_flush);
     TrainState st = {.step = t->step, .batch_rng = t->batch_rng, .train_loss = t->last_train,
                      .val_loss = t->last_val, .eval_step = t->last_eval_step};
     Config rec = config_record(c, t->ranks);
@@ -517,10 +520,7 @@ static int train_checkpoint(Trainer *t, Error *err) {
 }
 
 static void train_finish_logs(Trainer *t) {
-    csvlog_close(&t->metrics);
-    csvlog_close(&t->evals);
-    csvlog_close(&t->qklog);
-    csvlog_close(&t->qkeval);
+    train_logs_each(t, csvlog_close);
 }
 
 /* Heatmaps at step 0, every heatmap_every steps and at the end of training
