@@ -12,7 +12,9 @@
 
 /* Each (batch, head) pair is one thread's: its outputs are disjoint from every
  * other pair's, and its products run through gemm.h's register tiles, which
- * sum every element over k in a fixed order. The causal structure is used to
+ * sum every element over k in a fixed order. Pairs are handed out one at a
+ * time, so a thread slowed by other load on the machine takes fewer; which
+ * thread takes a pair does not change its result. The causal structure is used to
  * skip tiles: score tiles entirely above the diagonal are not computed, and
  * products over keys stop (or start) where the weights become zero. */
 
@@ -53,10 +55,7 @@ static real *scratch_get(const Scratch *s) {
     size_t need = s->per_thread * (size_t)nth;
     if (need > scr_cap) {
         free(scr);
-        void *p = NULL;
-        CHECK(posix_memalign(&p, 64, need * sizeof(real)) == 0, "out of memory (%zu bytes)",
-              need * sizeof(real));
-        scr = p;
+        scr = xcalloc_lines(need, sizeof(real));
         scr_cap = need;
     }
     return scr;
@@ -149,7 +148,7 @@ void attention_forward(real *out, real *att, const real *q, const real *k, const
     Scratch L = scratch_layout(T, C, NH);
     int hs = L.hs;
     real scale = L.scale, *base = scratch_get(&L);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * NH; bh++) {
         real *kt = thread_scratch(base, &L), *vp = kt + L.kt;
         size_t off = head_offset(bh, T, C, NH);
@@ -179,7 +178,7 @@ void attention_backward(real *dq, real *dk, real *dv, real *datt, const real *do
     Scratch L = scratch_layout(T, C, NH);
     int hs = L.hs;
     real scale = L.scale, *base = scratch_get(&L);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * NH; bh++) {
         real *vt = thread_scratch(base, &L); /* V^T panels over keys */
         real *dop = vt + L.kt, *kp = dop + L.pv, *qp = kp + L.pv, *ds = qp + L.pv;

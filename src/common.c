@@ -42,6 +42,15 @@ void *xcalloc_at(size_t count, size_t size, const char *file, int line) {
     return p;
 }
 
+void *xcalloc_lines_at(size_t count, size_t size, const char *file, int line) {
+    void *p = NULL;
+    size_t n = count && size ? count * size : 1;
+    if ((size && count > SIZE_MAX / size) || posix_memalign(&p, 64, n) != 0)
+        die_at(file, line, "out of memory allocating %zu x %zu bytes", count, size);
+    memset(p, 0, n);
+    return p;
+}
+
 double time_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

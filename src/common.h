@@ -46,6 +46,13 @@ void *xmalloc_at(size_t n, const char *file, int line);
 void *xcalloc_at(size_t count, size_t size, const char *file, int line);
 #define xmalloc(n) xmalloc_at((n), __FILE__, __LINE__)
 #define xcalloc(c, s) xcalloc_at((c), (s), __FILE__, __LINE__)
+/* Zeroed and aligned to a 64-byte cache line, for tensors: a vector load or
+ * store of a row then never straddles two lines (the matmuls ran 1-3% slower
+ * on rows 16 bytes off). Freed with free(). */
+void *xcalloc_lines_at(size_t count, size_t size, const char *file, int line);
+#define xcalloc_lines(c, s) xcalloc_lines_at((c), (s), __FILE__, __LINE__)
+/* Floats per cache line: tensor offsets inside a block are rounded up to it. */
+#define LINE_REALS (64 / sizeof(real))
 
 /* mkdir -p: creates path and its missing parents; -1 with a message. */
 int dir_create(const char *path, Error *err);

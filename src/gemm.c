@@ -267,7 +267,7 @@ void vec_exp(real *dst, const real *src, size_t n) {
  * All of it depends on the shape only. */
 #define KB 256
 #define NBP 16
-#define MBR 32
+#define MBR 16
 #define MIN_TILES 8
 _Static_assert(KB <= GEMM_KC, "a k block fits a packed micro-panel");
 
@@ -283,10 +283,7 @@ static size_t abuf_cap;
 static real *grow(real **p, size_t *cap, size_t need) {
     if (need > *cap) {
         free(*p);
-        void *q = NULL;
-        CHECK(posix_memalign(&q, 64, need * sizeof(real)) == 0, "out of memory (%zu bytes)",
-              need * sizeof(real));
-        *p = q;
+        *p = xcalloc_lines(need, sizeof(real));
         *cap = need;
     }
     return *p;
@@ -361,22 +358,19 @@ static int owner(double before, double w, double total, int nth) {
     return o < nth ? o : nth - 1;
 }
 
-static double tile_work(const GemmJob *j, size_t t) {
-    size_t bm = t / j->nbn, bn = t % j->nbn;
-    size_t r0 = bm * j->mt / j->nbm * MR, r1 = (bm + 1) * j->mt / j->nbm * MR;
-    if (r1 > j->M) r1 = j->M;
-    size_t p0 = bn * j->np / j->nbn, p1 = (bn + 1) * j->np / j->nbn;
-    return (double)(r1 - r0) * (double)(p1 - p0) * NR * (double)(j->K + 8);
-}
-
-/* Work is split in contiguous ranges fixed by the shapes and the thread count,
- * by weight: B panels and A micro-panels to pack by size, then tiles by
- * work. Which thread computes a tile changes nothing in its result. */
+/* Packing is split in contiguous ranges by size, fixed by the shapes and the
+ * thread count. Tiles are then handed out one at a time: which thread computes
+ * a tile changes nothing in its result, and on a shared machine a thread that
+ * is slowed down takes fewer tiles instead of holding up the others at the
+ * barrier (a fixed split left each thread waiting 4-14% of the time). */
 void gemm_run(GemmJob *jobs, int njobs, void (*extra)(void *, int, int), void *ctx) {
     double work = 0, packw = 0;
+    size_t ntiles = 0;
     for (int q = 0; q < njobs; q++) {
-        for (size_t t = 0; t < jobs[q].ntiles; t++) work += tile_work(&jobs[q], t);
-        packw += (double)jobs[q].K * (jobs[q].np * NR + (jobs[q].apack ? jobs[q].mt * MR : 0));
+        const GemmJob *j = &jobs[q];
+        ntiles += j->ntiles;
+        work += (double)j->M * (double)j->N * (double)(j->K + 8);
+        packw += (double)j->K * (j->np * NR + (j->apack ? j->mt * MR : 0));
     }
     int maxth = 1;
 #ifdef _OPENMP
@@ -413,13 +407,13 @@ void gemm_run(GemmJob *jobs, int njobs, void (*extra)(void *, int, int), void *c
         }
 #pragma omp barrier
         real *abuf = abuf_all + (size_t)tid * per;
-        before = 0;
-        for (int q = 0; q < njobs; q++)
-            for (size_t t = 0; t < jobs[q].ntiles; t++) {
-                double w = tile_work(&jobs[q], t);
-                if (owner(before, w, work, nth) == tid) run_tile(&jobs[q], t, abuf);
-                before += w;
-            }
+#pragma omp for schedule(dynamic, 1) nowait
+        for (size_t x = 0; x < ntiles; x++) {
+            int q = 0;
+            size_t t = x;
+            while (t >= jobs[q].ntiles) t -= jobs[q++].ntiles;
+            run_tile(&jobs[q], t, abuf);
+        }
         if (extra) extra(ctx, tid, nth);
     }
 }

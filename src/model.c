@@ -132,6 +132,9 @@ ParamView *model_views(const ModelShape *s, int *n_views, size_t *n_params) {
     return views;
 }
 
+/* Activation tensors start on cache lines, like their block. */
+static size_t round_lines(size_t n) { return (n + LINE_REALS - 1) / LINE_REALS * LINE_REALS; }
+
 /* Lays out the activations for B x T (counting only when base is NULL). */
 static size_t acts_point(Activations *a, const ModelShape *s, int B, int T, real *base) {
     size_t L = s->L, BT = (size_t)B * T, C = s->C, NH = s->NH, V = s->V, off = 0;
@@ -146,7 +149,7 @@ static size_t acts_point(Activations *a, const ModelShape *s, int B, int T, real
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         *f[i].p = base ? base + off : NULL;
-        off += f[i].n;
+        off += round_lines(f[i].n);
     }
     return off;
 }
@@ -163,7 +166,7 @@ static size_t scratch_point(BackwardScratch *d, const ModelShape *s, int B, int 
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         *f[i].p = (base && f[i].n) ? base + off : NULL;
-        off += f[i].n;
+        off += round_lines(f[i].n);
     }
     return off;
 }
@@ -183,10 +186,10 @@ void model_create(Model *m, const ModelShape *s, int maxB) {
     m->maxB = maxB;
     m->grad_shards = 1;
     m->n_params = params_point(&m->p, s, NULL);
-    m->params = xcalloc(m->n_params, sizeof(real));
-    m->grads = xcalloc(m->n_params, sizeof(real));
-    m->adam_m = xcalloc(m->n_params, sizeof(real));
-    m->adam_v = xcalloc(m->n_params, sizeof(real));
+    m->params = xcalloc_lines(m->n_params, sizeof(real));
+    m->grads = xcalloc_lines(m->n_params, sizeof(real));
+    m->adam_m = xcalloc_lines(m->n_params, sizeof(real));
+    m->adam_v = xcalloc_lines(m->n_params, sizeof(real));
     params_point(&m->p, s, m->params);
     params_point(&m->g, s, m->grads);
     params_point(&m->m, s, m->adam_m);
@@ -198,9 +201,9 @@ void model_create(Model *m, const ModelShape *s, int maxB) {
     }
     if (s->tie_embeddings) m->p.lm_head = m->p.wte;
     m->views = model_views(s, &m->n_views, NULL);
-    m->acts_mem = xcalloc(acts_point(&m->acts, s, maxB, s->maxT, NULL), sizeof(real));
+    m->acts_mem = xcalloc_lines(acts_point(&m->acts, s, maxB, s->maxT, NULL), sizeof(real));
     acts_point(&m->acts, s, maxB, s->maxT, m->acts_mem);
-    m->scr_mem = xcalloc(scratch_point(&m->scr, s, maxB, s->maxT, NULL), sizeof(real));
+    m->scr_mem = xcalloc_lines(scratch_point(&m->scr, s, maxB, s->maxT, NULL), sizeof(real));
     scratch_point(&m->scr, s, maxB, s->maxT, m->scr_mem);
 }
 
