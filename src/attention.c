@@ -12,11 +12,12 @@
 
 /* Each (batch, head) pair is one thread's: its outputs are disjoint from every
  * other pair's, and its products run through gemm.h's register tiles, which
- * sum every element over k in a fixed order. Pairs are handed out one at a
- * time, so a thread slowed by other load on the machine takes fewer; which
- * thread takes a pair does not change its result. The causal structure is used to
- * skip tiles: score tiles entirely above the diagonal are not computed, and
- * products over keys stop (or start) where the weights become zero. */
+ * sum every element over k in a fixed order. Pairs go by the guided schedule
+ * (as the tiles of gemm.c), so a thread slowed by other load on the machine
+ * takes fewer; which thread takes a pair does not change its result. The
+ * causal structure is used to skip tiles: score tiles entirely above the
+ * diagonal are not computed, and products over keys stop (or start) where the
+ * weights become zero. */
 
 /* Per-thread scratch, grown once: packed panels of one head's K, V, Q, dout
  * and a T x T buffer for the score gradients. */
@@ -148,7 +149,7 @@ void attention_forward(real *out, real *att, const real *q, const real *k, const
     Scratch L = scratch_layout(T, C, NH);
     int hs = L.hs;
     real scale = L.scale, *base = scratch_get(&L);
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(guided)
     for (int bh = 0; bh < B * NH; bh++) {
         real *kt = thread_scratch(base, &L), *vp = kt + L.kt;
         size_t off = head_offset(bh, T, C, NH);
@@ -178,7 +179,7 @@ void attention_backward(real *dq, real *dk, real *dv, real *datt, const real *do
     Scratch L = scratch_layout(T, C, NH);
     int hs = L.hs;
     real scale = L.scale, *base = scratch_get(&L);
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(guided)
     for (int bh = 0; bh < B * NH; bh++) {
         real *vt = thread_scratch(base, &L); /* V^T panels over keys */
         real *dop = vt + L.kt, *kp = dop + L.pv, *qp = kp + L.pv, *ds = qp + L.pv;
