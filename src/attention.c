@@ -24,8 +24,6 @@
 static real *scr;
 static size_t scr_cap;
 
-static size_t up16(size_t n) { return (n + 15) & ~(size_t)15; }
-
 typedef struct {
     int hs;                /* channels per head */
     real scale;            /* of the scores: 1 / sqrt(hs) */
@@ -40,9 +38,9 @@ static Scratch scratch_layout(int T, int C, int NH) {
     s.scale = (real)(1.0 / sqrt((double)hs));
     s.np_t = ((size_t)T + NR - 1) / NR;
     s.np_h = ((size_t)hs + NR - 1) / NR;
-    s.kt = up16(s.np_t * NR * hs);
-    s.pv = up16(s.np_h * NR * T);
-    s.dss = up16((size_t)T * T);
+    s.kt = round_lines(s.np_t * NR * hs);
+    s.pv = round_lines(s.np_h * NR * T);
+    s.dss = round_lines((size_t)T * T);
     /* forward: kt + pv; backward: kt + 3 pv + dss */
     s.per_thread = s.kt + 3 * s.pv + s.dss;
     return s;
@@ -53,13 +51,7 @@ static real *scratch_get(const Scratch *s) {
 #ifdef _OPENMP
     nth = omp_get_max_threads();
 #endif
-    size_t need = s->per_thread * (size_t)nth;
-    if (need > scr_cap) {
-        free(scr);
-        scr = xcalloc_lines(need, sizeof(real));
-        scr_cap = need;
-    }
-    return scr;
+    return buffer_grow(&scr, &scr_cap, s->per_thread * (size_t)nth);
 }
 
 /* Packs the [T, hs] block at x (row stride C) as panels over keys of x^T

@@ -51,6 +51,15 @@ void *xcalloc_lines_at(size_t count, size_t size, const char *file, int line) {
     return p;
 }
 
+real *buffer_grow(real **buf, size_t *cap, size_t need) {
+    if (need > *cap) {
+        free(*buf);
+        *buf = xcalloc_lines(need, sizeof(real));
+        *cap = need;
+    }
+    return *buf;
+}
+
 double time_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

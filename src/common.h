@@ -51,8 +51,13 @@ void *xcalloc_at(size_t count, size_t size, const char *file, int line);
  * on rows 16 bytes off). Freed with free(). */
 void *xcalloc_lines_at(size_t count, size_t size, const char *file, int line);
 #define xcalloc_lines(c, s) xcalloc_lines_at((c), (s), __FILE__, __LINE__)
-/* Floats per cache line: tensor offsets inside a block are rounded up to it. */
+/* Reals per cache line; round_lines(n) is n rounded up to whole lines, for
+ * tensor offsets inside a block. */
 #define LINE_REALS (64 / sizeof(real))
+static inline size_t round_lines(size_t n) { return (n + LINE_REALS - 1) / LINE_REALS * LINE_REALS; }
+/* A grow-once scratch buffer: *buf (line-aligned, capacity *cap reals) is
+ * replaced by a larger one when need exceeds it; contents are not kept. */
+real *buffer_grow(real **buf, size_t *cap, size_t need);
 
 /* mkdir -p: creates path and its missing parents; -1 with a message. */
 int dir_create(const char *path, Error *err);

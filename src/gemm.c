@@ -281,15 +281,6 @@ static struct {
 static real *abuf_all;
 static size_t abuf_cap;
 
-static real *grow(real **p, size_t *cap, size_t need) {
-    if (need > *cap) {
-        free(*p);
-        *p = xcalloc_lines(need, sizeof(real));
-        *cap = need;
-    }
-    return *p;
-}
-
 static size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
 
 void gemm_plan(GemmJob *j, int slot) {
@@ -302,10 +293,10 @@ void gemm_plan(GemmJob *j, int slot) {
     if (j->nbm < want) j->nbm = want < j->mt ? want : j->mt;
     if (j->nbm == 0) j->nbm = 1;
     j->ntiles = j->M && j->N ? j->nbm * j->nbn : 0;
-    j->bpack = grow(&bslot[slot].p, &bslot[slot].cap, j->np * j->K * NR);
+    j->bpack = buffer_grow(&bslot[slot].p, &bslot[slot].cap, j->np * j->K * NR);
     /* a transposed A is packed whole, like B */
     j->apack = j->sam == 1 && j->sak != 1
-                   ? grow(&aslot[slot].p, &aslot[slot].cap, j->mt * j->K * MR)
+                   ? buffer_grow(&aslot[slot].p, &aslot[slot].cap, j->mt * j->K * MR)
                    : NULL;
 }
 
@@ -381,7 +372,7 @@ void gemm_run(GemmJob *jobs, int njobs, void (*extra)(void *, int, int), void *c
     maxth = omp_get_max_threads();
 #endif
     size_t per = (size_t)MR * KB;
-    grow(&abuf_all, &abuf_cap, per * maxth);
+    buffer_grow(&abuf_all, &abuf_cap, per * maxth);
 #pragma omp parallel if (work > 65536)
     {
         int tid = 0, nth = 1;

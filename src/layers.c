@@ -85,13 +85,7 @@ void layernorm_backward(real *dinp, real *dweight, real *dbias, const real *dout
                         const real *inp, const real *weight, const real *mean,
                         const real *rstd, size_t N, int C) {
     size_t nb = (N + LN_ROWS - 1) / LN_ROWS;
-    size_t need = nb * 2 * (size_t)C;
-    if (need > ln_part_cap) {
-        free(ln_part);
-        ln_part = xmalloc(need * sizeof(real));
-        ln_part_cap = need;
-    }
-    real *part = ln_part;
+    real *part = buffer_grow(&ln_part, &ln_part_cap, nb * 2 * (size_t)C);
 #pragma omp parallel for schedule(static) if (N * C > 16384)
     for (size_t blk = 0; blk < nb; blk++) {
         real *pw = part + blk * 2 * C, *pb = pw + C;

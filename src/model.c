@@ -133,8 +133,6 @@ ParamView *model_views(const ModelShape *s, int *n_views, size_t *n_params) {
 }
 
 /* Activation tensors start on cache lines, like their block. */
-static size_t round_lines(size_t n) { return (n + LINE_REALS - 1) / LINE_REALS * LINE_REALS; }
-
 /* Lays out the activations for B x T (counting only when base is NULL). */
 static size_t acts_point(Activations *a, const ModelShape *s, int B, int T, real *base) {
     size_t L = s->L, BT = (size_t)B * T, C = s->C, NH = s->NH, V = s->V, off = 0;
