@@ -1,13 +1,20 @@
+#define _DEFAULT_SOURCE /* madvise's MADV_DONTNEED */
 #include "common.h"
 
 #include <errno.h>
 #include <ftw.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+#include <unistd.h>
 
 int error_set(Error *err, const char *fmt, ...) {
     if (err) {
@@ -49,6 +56,22 @@ void *xcalloc_lines_at(size_t count, size_t size, const char *file, int line) {
         die_at(file, line, "out of memory allocating %zu x %zu bytes", count, size);
     memset(p, 0, n);
     return p;
+}
+
+void memory_release(void *p, size_t n) {
+#ifdef MADV_DONTNEED
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + page - 1) / page * page, b = ((uintptr_t)p + n) / page * page;
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+#else
+    (void)p, (void)n;
+#endif
+}
+
+void memory_trim(void) {
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
 }
 
 real *buffer_grow(real **buf, size_t *cap, size_t need) {

@@ -55,6 +55,14 @@ void *xcalloc_lines_at(size_t count, size_t size, const char *file, int line);
  * tensor offsets inside a block. */
 #define LINE_REALS (64 / sizeof(real))
 static inline size_t round_lines(size_t n) { return (n + LINE_REALS - 1) / LINE_REALS * LINE_REALS; }
+/* Gives the whole pages inside [p, p + n) back to the system: they read as
+ * zeros when next touched (Linux's MADV_DONTNEED; elsewhere nothing happens).
+ * For memory whose contents are dead, so a transient peak can reuse it. */
+void memory_release(void *p, size_t n);
+/* Gives the freed memory the allocator keeps for reuse back to the system
+ * (glibc's malloc_trim; elsewhere nothing happens), after a burst of large
+ * short-lived buffers. */
+void memory_trim(void);
 /* A grow-once scratch buffer: *buf (line-aligned, capacity *cap reals) is
  * replaced by a larger one when need exceeds it; contents are not kept. */
 real *buffer_grow(real **buf, size_t *cap, size_t need);

@@ -275,7 +275,7 @@ static int corpus_build(Corpus *c, const char *path, const unsigned char *data, 
     }
 
     c->tokens = xmalloc(n * sizeof *c->tokens);
-    for (size_t i = 0; i < n; i++) c->tokens[i] = vocab_lookup(c, cps[i]);
+    for (size_t i = 0; i < n; i++) c->tokens[i] = (uint16_t)vocab_lookup(c, cps[i]);
     free(cps);
     c->n = n;
     return 0;
@@ -317,10 +317,15 @@ void corpus_free(Corpus *c) {
 
 /* ---- Batches -------------------------------------------------------------- */
 
+void corpus_tokens(const Corpus *c, size_t start, size_t n, int *out) {
+    CHECK(start <= c->n && n <= c->n - start, "corpus_tokens: %zu + %zu past %zu", start, n, c->n);
+    for (size_t i = 0; i < n; i++) out[i] = c->tokens[start + i];
+}
+
 /* Copies the window at start: T inputs and the T next characters as targets. */
 static void window_copy(const Corpus *c, size_t start, int T, int *inputs, int *targets) {
-    memcpy(inputs, c->tokens + start, (size_t)T * sizeof *inputs);
-    memcpy(targets, c->tokens + start + 1, (size_t)T * sizeof *targets);
+    corpus_tokens(c, start, (size_t)T, inputs);
+    corpus_tokens(c, start + 1, (size_t)T, targets);
 }
 
 void batch_sample_train_shard(const Corpus *c, Rng *r, int B, int T, int shard, int n_shards,

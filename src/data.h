@@ -24,11 +24,12 @@ double rng_uniform(Rng *r);
 double rng_normal(Rng *r);
 
 #define VOCAB_MAX 65536 /* more distinct characters than this is refused */
+_Static_assert(VOCAB_MAX <= 65536, "token ids fit the corpus' 16 bits");
 
 typedef struct {
     int V;              /* vocabulary size */
     uint32_t *vocab;    /* [V] sorted distinct code points; token id = index */
-    int *tokens;        /* [n] the whole corpus as token ids */
+    uint16_t *tokens;   /* [n] the whole corpus as token ids (< VOCAB_MAX) */
     size_t n;           /* number of characters */
     size_t n_train;     /* tokens[0 .. n_train-1] train, the rest validation */
 } Corpus;
@@ -39,6 +40,8 @@ typedef struct {
  * the file. */
 int corpus_load(Corpus *c, const char *path, double val_fraction, int block_size, Error *err);
 void corpus_free(Corpus *c);
+/* out[i] = the token id at position start + i of the corpus, for i < n. */
+void corpus_tokens(const Corpus *c, size_t start, size_t n, int *out);
 
 /* Decodes UTF-8 text into code points. out must hold len entries; returns the
  * count, or -1 with *bad_offset set to the byte offset of the first invalid

@@ -152,7 +152,7 @@ int main(int argc, char **argv) {
                !memcmp(A.ck.vocab, B.ck.vocab, (size_t)A.ck.V * sizeof(uint32_t))) {
         n = (size_t)sa->maxT;
         ta = xmalloc(n * sizeof(int));
-        memcpy(ta, A.corpus.tokens + A.corpus.n_train, n * sizeof(int));
+        corpus_tokens(&A.corpus, A.corpus.n_train, n, ta);
         tb = xmalloc(n * sizeof(int));
         memcpy(tb, ta, n * sizeof(int));
     } else {

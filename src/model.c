@@ -199,10 +199,17 @@ void model_create(Model *m, const ModelShape *s, int maxB) {
     }
     if (s->tie_embeddings) m->p.lm_head = m->p.wte;
     m->views = model_views(s, &m->n_views, NULL);
-    m->acts_mem = xcalloc_lines(acts_point(&m->acts, s, maxB, s->maxT, NULL), sizeof(real));
+    m->n_acts = acts_point(&m->acts, s, maxB, s->maxT, NULL);
+    m->acts_mem = xcalloc_lines(m->n_acts, sizeof(real));
     acts_point(&m->acts, s, maxB, s->maxT, m->acts_mem);
-    m->scr_mem = xcalloc_lines(scratch_point(&m->scr, s, maxB, s->maxT, NULL), sizeof(real));
+    m->n_scr = scratch_point(&m->scr, s, maxB, s->maxT, NULL);
+    m->scr_mem = xcalloc_lines(m->n_scr, sizeof(real));
     scratch_point(&m->scr, s, maxB, s->maxT, m->scr_mem);
+}
+
+void model_release_activations(Model *m) {
+    memory_release(m->acts_mem, m->n_acts * sizeof(real));
+    memory_release(m->scr_mem, m->n_scr * sizeof(real));
 }
 
 void model_free(Model *m) {

@@ -125,9 +125,11 @@ typedef struct {
     ParamTensors p, g, m, v; /* named views into the four buffers */
     int maxB;
     Activations acts;
-    real *acts_mem;
+    real *acts_mem;        /* [n_acts] */
+    size_t n_acts;
     BackwardScratch scr;
-    real *scr_mem;
+    real *scr_mem;         /* [n_scr] */
+    size_t n_scr;
     int B, T;              /* shape of the last forward */
     const int *inputs;     /* [B, T] tokens of the last forward */
     const int *targets;    /* [B, T] its targets (NULL = none) */
@@ -150,6 +152,11 @@ size_t model_memory_bytes(const ModelShape *s, int maxB);
 
 /* Allocates everything (parameters zero, Adam moments zero). */
 void model_create(Model *m, const ModelShape *s, int maxB);
+/* Between steps the activations and the backward's scratch are dead (a step
+ * reads nothing in them it has not written): their pages go back to the
+ * system, so work done meanwhile, such as encoding the heatmaps, does not
+ * raise the process's peak memory above training's. */
+void model_release_activations(Model *m);
 void model_free(Model *m);
 
 /* GPT-2 init: N(0, 0.02); wo and proj scaled by 1/sqrt(2L); biases 0;

@@ -340,6 +340,9 @@ int qk_watch_snapshot(QkWatch *w, Model *m, const char *run_dir, int step, Error
     size_t n = watch_map_len(w);
     float *map = xmalloc(n * sizeof(float));
     qk_probe_attention(m, w->probe, w->T, map);
+    /* the pictures' buffers take the activations' place instead of adding
+     * to the peak memory (about 2x the need on tiny otherwise) */
+    model_release_activations(m);
     char dir[1400], path[1500];
     snprintf(dir, sizeof dir, "%s/attn/step_%06d", run_dir, step);
     snprintf(path, sizeof path, "%s/attention.f32", dir);
@@ -364,6 +367,9 @@ int qk_watch_snapshot(QkWatch *w, Model *m, const char *run_dir, int step, Error
     }
     if (failed < jobs) *err = errs[failed];
     free(errs);
+    /* the encoders' freed buffers would otherwise stay resident next to the
+     * activations the next step takes back */
+    memory_trim();
     if (failed < jobs) return -1;
     /* attn/latest -> step_NNNNNN, replaced atomically */
     char link_tmp[1500], target[32];

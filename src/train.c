@@ -156,7 +156,7 @@ static int probe_prepare(Trainer *t, Error *err) {
     } else {
         n = (size_t)c->block_size;
         tok = xmalloc(n * sizeof(int));
-        memcpy(tok, cp->tokens + cp->n_train, n * sizeof(int));
+        corpus_tokens(cp, cp->n_train, n, tok);
     }
     uint32_t *chars = xmalloc(n * sizeof(uint32_t));
     for (size_t i = 0; i < n; i++) chars[i] = cp->vocab[tok[i]];

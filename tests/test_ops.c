@@ -1,10 +1,12 @@
 /* Known values of the float ops: softmax rows and the causal mask, LayerNorm
  * moments, cross-entropy of uniform logits, one AdamW step by hand, the lr
- * schedule's landmarks, gemm against a naive product, and bit-identical
- * gradients with 1 and 2 threads. */
+ * schedule's landmarks, gemm against a naive product, bit-identical
+ * gradients with 1 and 2 threads, and a step after the activations' pages
+ * were given back. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -188,6 +190,60 @@ static void test_thread_independence(void) {
 #endif
 }
 
+/* Resident pages of this process (Linux), or -1. */
+static long resident_pages(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size, res = -1;
+    if (f && fscanf(f, "%ld %ld", &size, &res) != 2) res = -1;
+    if (f) fclose(f);
+    return res;
+}
+
+/* A step reads nothing in the activations or scratch that it has not
+ * written: a second step over what the first left, and a step after
+ * model_release_activations gave their pages back (the resident set shrinks
+ * by most of them), compute the first step's loss and gradients to the bit. */
+static void test_release_activations(void) {
+    ModelShape s = {.V = 17, .L = 2, .NH = 4, .C = 64, .maxT = 64, .bias = 1, .qk_tied = 1};
+    int B = 8, T = 64;
+    int *inp = xmalloc(B * T * sizeof(int)), *tgt = xmalloc(B * T * sizeof(int));
+    for (int i = 0; i < B * T; i++) {
+        inp[i] = (int)rng_below(&rng, s.V);
+        tgt[i] = (int)rng_below(&rng, s.V);
+    }
+    Model m;
+    model_create(&m, &s, B);
+    Rng r;
+    rng_seed(&r, 5);
+    model_init_params(&m, &r, 0);
+    real loss0 = model_forward(&m, inp, tgt, B, T);
+    model_backward(&m);
+    real *g0 = xmalloc(m.n_params * sizeof(real));
+    memcpy(g0, m.grads, m.n_params * sizeof(real));
+    for (int release = 0; release < 2; release++) {
+        if (release) {
+            long before = resident_pages();
+            model_release_activations(&m);
+            long after = resident_pages(), page = sysconf(_SC_PAGESIZE);
+            long acts = (long)(m.n_acts * sizeof(real) / (size_t)page);
+            if (before >= 0 && after >= 0)
+                EXPECT(before - after >= acts / 2,
+                       "resident pages %ld -> %ld, activations %ld pages", before, after, acts);
+            else
+                printf("test_release_activations: no /proc/self/statm, resident set not checked\n");
+        }
+        real loss = model_forward(&m, inp, tgt, B, T);
+        model_backward(&m);
+        EXPECT(loss == loss0, "loss %.9g (release %d), first step %.9g", loss, release, loss0);
+        EXPECT(memcmp(g0, m.grads, m.n_params * sizeof(real)) == 0,
+               "gradients differ from the first step's (release %d)", release);
+    }
+    free(g0);
+    free(inp);
+    free(tgt);
+    model_free(&m);
+}
+
 int main(void) {
     rng_seed(&rng, 1);
     test_attention_rows();
@@ -197,5 +253,6 @@ int main(void) {
     test_schedule();
     test_gemm_naive();
     test_thread_independence();
+    test_release_activations();
     CHECK_DONE("test_ops");
 }
