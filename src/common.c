@@ -1,4 +1,4 @@
-#define _DEFAULT_SOURCE /* madvise's MADV_DONTNEED */
+#define _DEFAULT_SOURCE /* madvise's MADV_DONTNEED and MADV_HUGEPAGE */
 #include "common.h"
 
 #include <errno.h>
@@ -49,11 +49,21 @@ void *xcalloc_at(size_t count, size_t size, const char *file, int line) {
     return p;
 }
 
+#define HUGE_PAGE ((size_t)2 << 20)
+
 void *xcalloc_lines_at(size_t count, size_t size, const char *file, int line) {
     void *p = NULL;
     size_t n = count && size ? count * size : 1;
-    if ((size && count > SIZE_MAX / size) || posix_memalign(&p, 64, n) != 0)
+    /* blocks of a huge page or more are aligned to one and advised for
+     * transparent huge pages: giving the activations' pages back and taking
+     * them again (model_release_activations) then costs a few faults, not
+     * thousands (23 -> 5 ms per heatmap set on tiny) */
+    int huge = n >= HUGE_PAGE;
+    if ((size && count > SIZE_MAX / size) || posix_memalign(&p, huge ? HUGE_PAGE : 64, n) != 0)
         die_at(file, line, "out of memory allocating %zu x %zu bytes", count, size);
+#ifdef MADV_HUGEPAGE
+    if (huge) madvise(p, n, MADV_HUGEPAGE);
+#endif
     memset(p, 0, n);
     return p;
 }

@@ -48,7 +48,8 @@ void *xcalloc_at(size_t count, size_t size, const char *file, int line);
 #define xcalloc(c, s) xcalloc_at((c), (s), __FILE__, __LINE__)
 /* Zeroed and aligned to a 64-byte cache line, for tensors: a vector load or
  * store of a row then never straddles two lines (the matmuls ran 1-3% slower
- * on rows 16 bytes off). Freed with free(). */
+ * on rows 16 bytes off). Blocks of 2 MiB and more are aligned to a huge page
+ * and advised for transparent huge pages. Freed with free(). */
 void *xcalloc_lines_at(size_t count, size_t size, const char *file, int line);
 #define xcalloc_lines(c, s) xcalloc_lines_at((c), (s), __FILE__, __LINE__)
 /* Reals per cache line; round_lines(n) is n rounded up to whole lines, for

@@ -39,6 +39,7 @@ static double *sq_at(const QkNorms *q, int k, int l, int h) {
 /* Sum of squares of rows r0..r0+nr-1, columns c0..c0+nc-1 of a row-major
  * matrix with `ld` columns. */
 static double block_sq(const real *a, size_t ld, size_t r0, size_t nr, size_t c0, size_t nc) {
+    if (c0 == 0 && nc == ld) return sum_squares(a + r0 * ld, nr * nc); /* whole rows: one run */
     double s = 0;
     for (size_t r = r0; r < r0 + nr; r++) s += sum_squares(a + r * ld + c0, nc);
     return s;
@@ -62,9 +63,11 @@ void qk_norms_measure_grads(QkNorms *q, const Model *m) {
             *sq_at(q, QK_GO, l, h) = block_sq(go, C, 0, C, r0, hs);
             *sq_at(q, QK_WQ, l, h) = block_sq(wq, C, r0, hs, 0, C);
             *sq_at(q, QK_WK, l, h) = block_sq(wk, C, r0, hs, 0, C);
+            /* the head's rows as they are before the update */
+            size_t at = l * CC + r0 * C;
+            memcpy(q->wq_before + at, wq + r0 * C, hs * C * sizeof(real));
+            if (q->wk_before) memcpy(q->wk_before + at, wk + r0 * C, hs * C * sizeof(real));
         }
-    memcpy(q->wq_before, m->p.wq, (size_t)s->L * CC * sizeof(real));
-    if (q->wk_before) memcpy(q->wk_before, m->p.wk, (size_t)s->L * CC * sizeof(real));
 }
 
 void qk_norms_measure_update(QkNorms *q, const Model *m) {
