@@ -132,8 +132,8 @@ ParamView *model_views(const ModelShape *s, int *n_views, size_t *n_params) {
     return views;
 }
 
-/* Activation tensors start on cache lines, like their block. */
-/* Lays out the activations for B x T (counting only when base is NULL). */
+/* Lays out the activations for B x T (counting only when base is NULL); each
+ * tensor starts on a cache line, like its block. */
 static size_t acts_point(Activations *a, const ModelShape *s, int B, int T, real *base) {
     size_t L = s->L, BT = (size_t)B * T, C = s->C, NH = s->NH, V = s->V, off = 0;
     struct { real **p; size_t n; } f[] = {
