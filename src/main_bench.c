@@ -82,11 +82,13 @@ static double median(double *x, int n) {
 }
 
 /* Median seconds per step over n steps; with `alternate`, per-head logging is
- * switched off on every other step and the medians of the steps with it on
- * and off go to on[0] and off[0]: interleaved, both see the same machine
- * load, which on a shared machine drifts more than the logging costs. */
-static double run_steps(Trainer *t, int n, int alternate, double *on, double *off) {
-    double *dt = xmalloc(2 * (size_t)n * sizeof(double)), *dt_off = dt + n;
+ * switched off on every other step: the median of the steps with it off goes
+ * to off[0], and the median of the differences between each step with it on
+ * and the next one without to cost[0]. Interleaved and paired, both sides see
+ * the same machine load, which on a shared machine drifts more than the
+ * logging costs (the difference of the two medians swung by 2% of a step). */
+static double run_steps(Trainer *t, int n, int alternate, double *cost, double *off) {
+    double *dt = xmalloc(3 * (size_t)n * sizeof(double)), *dt_off = dt + n, *diff = dt + 2 * n;
     int n_on = 0, n_off = 0;
     for (int i = 0; i < n; i++) {
         t->qk_logging = !(alternate && i % 2);
@@ -99,11 +101,13 @@ static double run_steps(Trainer *t, int n, int alternate, double *on, double *of
             dt_off[n_off++] = time_now() - t0;
     }
     t->qk_logging = 1;
-    double med = median(dt, n_on);
     if (alternate) {
-        *on = med;
+        int pairs = n_off < n_on ? n_off : n_on;
+        for (int k = 0; k < pairs; k++) diff[k] = dt[k] - dt_off[k];
+        *cost = median(diff, pairs);
         *off = median(dt_off, n_off);
     }
+    double med = median(dt, n_on);
     free(dt);
     return med;
 }
@@ -182,8 +186,8 @@ int main(int argc, char **argv) {
     double phases[N_PHASES], ops[N_OPS];
     memcpy(phases, t.phase_seconds, sizeof phases);
     memcpy(ops, t.model.op_seconds, sizeof ops);
-    double med_on, med_off;
-    run_steps(&t, 2 * (int)steps, 1, &med_on, &med_off);
+    double log_cost, med_off;
+    run_steps(&t, 2 * (int)steps, 1, &log_cost, &med_off);
     /* the peak again after the steps, the best of both: all seven trials of
      * one measurement can fall in a spell of other load (an MFU of 106% was
      * printed once) */
@@ -226,14 +230,15 @@ int main(int argc, char **argv) {
     for (int i = 0; i < N_OPS; i++)
         printf("  %-22s %8.3f  %5.1f%%\n", model_op_names[i], ops[i] * 1e3 / steps,
                100 * ops[i] / op_total);
-    printf("Q/K logging, alternate steps: on %.2f ms/step, off %.2f ms/step (%+.1f%%)\n",
-           med_on * 1e3, med_off * 1e3, 100 * (med_on - med_off) / med_off);
+    printf("Q/K logging, alternate steps: off %.2f ms/step, on %+.3f ms/step (%+.1f%%, median of "
+           "%ld on-off pairs)\n",
+           med_off * 1e3, log_cost * 1e3, 100 * log_cost / med_off, steps);
     if (heat < 0) {
         printf("heatmaps: %s\n", err.msg);
     } else if (sets > 0) {
         /* a run of run_len steps: its steps without any instrumentation, the
          * logging's share, and the heatmap sets */
-        double bare = run_len * med_off, logging = run_len * (med_on - med_off);
+        double bare = run_len * med_off, logging = run_len * log_cost;
         printf("heatmaps: %d sets as in a %d-step run (every %d): %.1f ms per set, %.2f s in all\n",
                sets, run_len, cfg.heatmap_every, heat * 1e3 / sets, heat);
         printf("Q/K instrumentation in a %d-step run: %.2f s of %.1f s, %.1f%% (logging %.1f%%, "

@@ -226,8 +226,8 @@ static void watch_set_ratio(QkWatch *w, int step, int l, int h, double gq, doubl
 /* The value as qk.csv stores it (%.9g), so a resumed run, which reloads the
  * history from qk.csv, draws exactly the same balance picture. */
 static double as_logged(double v) {
-    char buf[40];
-    snprintf(buf, sizeof buf, "%.9g", v);
+    char buf[CSVLOG_NUM_MAX];
+    csvlog_format(buf, v);
     return strtod(buf, NULL);
 }
 
