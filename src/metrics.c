@@ -98,8 +98,8 @@ static int field_next(CsvLog *w) {
     return w->col++ > 0;
 }
 
-/* A bare field: text at buf + 1, its separator put at buf[0], one write (a
- * step logs some 200 numbers; stdio's per-call locking was a third of it). */
+/* A bare field: text at buf + 1, its separator put at buf[0], so one stdio
+ * call instead of two (a step logs some 200 numbers). */
 static void field_bare(CsvLog *w, char *buf, int len) {
     int sep = field_next(w);
     buf[0] = ',';
@@ -130,6 +130,7 @@ static long double pow10l_exact(int k) {
 
 int csvlog_format(char *buf, double v) {
     double a = fabs(v);
+    /* zero, NaN, inf, and magnitudes outside about 1e-19..1e36, go to printf */
     if (!(a >= 1e-300 && a <= 1e300)) return snprintf(buf, CSVLOG_NUM_MAX, "%.9g", v);
     int x = (int)floor(log10(a)), k = 8 - x;
     if (k < -27 || k > 27) return snprintf(buf, CSVLOG_NUM_MAX, "%.9g", v);
