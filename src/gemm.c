@@ -307,10 +307,17 @@ static void run_tile(const GemmJob *j, size_t t, real *abuf) {
     if (r1 > j->M) r1 = j->M;
     size_t c0 = p0 * NR, c1 = p1 * NR < j->N ? p1 * NR : j->N;
     int acc0 = j->accumulate;
+    if (j->init) {
+        /* in the tile, by its thread: no serial copy before the product */
+        if (j->init != j->C)
+            for (size_t r = r0; r < r1; r++)
+                memcpy(j->C + r * j->ldc + c0, j->init + r * j->ldc + c0, (c1 - c0) * sizeof(real));
+        acc0 = 1;
+    }
     if (j->bias) {
         for (size_t r = r0; r < r1; r++) {
             real *cr = j->C + r * j->ldc;
-            if (j->accumulate)
+            if (acc0)
                 for (size_t c = c0; c < c1; c++) cr[c] += j->bias[c];
             else
                 memcpy(cr + c0, j->bias + c0, (c1 - c0) * sizeof(real));

@@ -121,7 +121,7 @@ void vec_exp(real *dst, const real *src, size_t n);
 /* The general product C[M,N] (=|+=) A[M,K] B[K,N] with A at a[i*sam + k*sak]
  * and B at b[k*sbk + n*sbn], split into fixed tiles. An optional bias[N] is
  * added to every row before the products (after what C holds when
- * accumulating). Several products may run in one parallel region. */
+ * accumulating, or init). Several products may run in one parallel region. */
 typedef struct {
     real *C;
     size_t ldc;
@@ -131,6 +131,7 @@ typedef struct {
     size_t sbk, sbn;
     size_t M, K, N;
     int accumulate;
+    const real *init; /* if set, C starts from init[M,N] (row stride ldc; may be C) */
     const real *bias;
     /* filled by gemm_plan */
     real *bpack;           /* packed B: np panels of K x NR */

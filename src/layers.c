@@ -146,11 +146,11 @@ void gemm(real *Cm, size_t ldc, const real *A, size_t sam, size_t sak,
 }
 
 void matmul_forward(real *out, const real *inp, const real *weight, const real *bias,
-                    size_t N, int C, int OC, int accumulate) {
+                    const real *residual, size_t N, int C, int OC) {
     /* B = weight^T is read through strides; packing transposes it. */
     GemmJob j = {.C = out, .ldc = (size_t)OC, .A = inp, .sam = (size_t)C, .sak = 1,
                  .B = weight, .sbk = 1, .sbn = (size_t)C, .M = N, .K = (size_t)C,
-                 .N = (size_t)OC, .accumulate = accumulate, .bias = bias};
+                 .N = (size_t)OC, .init = residual, .bias = bias};
     gemm_plan(&j, 0);
     gemm_run(&j, 1, NULL, NULL);
 }

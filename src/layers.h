@@ -21,10 +21,10 @@ void layernorm_backward(real *dinp, real *dweight, real *dbias, const real *dout
                         const real *inp, const real *weight, const real *mean,
                         const real *rstd, size_t N, int C);
 
-/* out[N,OC] = inp[N,C] weight[OC,C]^T + bias[OC] (bias may be NULL).
- * accumulate != 0 adds to what out holds (used to fuse residual adds). */
+/* out[N,OC] = residual[N,OC] + bias[OC] + inp[N,C] weight[OC,C]^T (bias or
+ * residual may be NULL; residual may be out, to add onto what it holds). */
 void matmul_forward(real *out, const real *inp, const real *weight, const real *bias,
-                    size_t N, int C, int OC, int accumulate);
+                    const real *residual, size_t N, int C, int OC);
 /* dinp = (accumulate_dinp ? dinp : 0) + dout weight; dweight += dout^T inp;
  * dbias += column sums of dout (dbias may be NULL). */
 void matmul_backward(real *dinp, real *dweight, real *dbias, const real *dout,

@@ -282,26 +282,25 @@ real model_forward(Model *m, const int *inputs, const int *targets, int B, int T
 
         TIMED(OP_LAYERNORM, layernorm_forward(ln1, a->ln1_mean + l * BT, a->ln1_rstd + l * BT,
                                               resid, p->ln1w + l * C, p->ln1b + l * C, BT, C));
-        TIMED(OP_MATMUL, matmul_forward(q, ln1, p->wq + l * CC, at(p->bq, l, C), BT, C, C, 0));
-        TIMED(OP_MATMUL, matmul_forward(k, ln1, p->wk + l * CC, at(p->bk, l, C), BT, C, C, 0));
-        TIMED(OP_MATMUL, matmul_forward(v, ln1, p->wv + l * CC, at(p->bv, l, C), BT, C, C, 0));
+        TIMED(OP_MATMUL, matmul_forward(q, ln1, p->wq + l * CC, at(p->bq, l, C), NULL, BT, C, C));
+        TIMED(OP_MATMUL, matmul_forward(k, ln1, p->wk + l * CC, at(p->bk, l, C), NULL, BT, C, C));
+        TIMED(OP_MATMUL, matmul_forward(v, ln1, p->wv + l * CC, at(p->bv, l, C), NULL, BT, C, C));
         TIMED(OP_ATTENTION, attention_forward(atty, att, q, k, v, B, T, C, NH));
-        memcpy(res2, resid, BTC * sizeof(real)); /* the W_O matmul adds onto it */
-        TIMED(OP_MATMUL, matmul_forward(res2, atty, p->wo + l * CC, at(p->bo, l, C), BT, C, C, 1));
+        TIMED(OP_MATMUL,
+              matmul_forward(res2, atty, p->wo + l * CC, at(p->bo, l, C), resid, BT, C, C));
 
         TIMED(OP_LAYERNORM, layernorm_forward(ln2, a->ln2_mean + l * BT, a->ln2_rstd + l * BT, res2,
                                               p->ln2w + l * C, p->ln2b + l * C, BT, C));
         TIMED(OP_MATMUL, matmul_forward(fch, ln2, p->fcw + l * 4 * CC, at(p->fcb, l, 4 * (size_t)C),
-                                        BT, C, 4 * C, 0));
+                                        NULL, BT, C, 4 * C));
         TIMED(OP_GELU, gelu_forward(fchg, fch, BTC * 4));
-        memcpy(res3, res2, BTC * sizeof(real));
-        TIMED(OP_MATMUL, matmul_forward(res3, fchg, p->projw + l * 4 * CC, at(p->projb, l, C), BT,
-                                        4 * C, C, 1));
+        TIMED(OP_MATMUL, matmul_forward(res3, fchg, p->projw + l * 4 * CC, at(p->projb, l, C),
+                                        res2, BT, 4 * C, C));
         resid = res3;
     }
     TIMED(OP_LAYERNORM,
           layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, resid, p->lnfw, p->lnfb, BT, C));
-    TIMED(OP_MATMUL, matmul_forward(a->logits, a->lnf, p->lm_head, NULL, BT, C, V, 0));
+    TIMED(OP_MATMUL, matmul_forward(a->logits, a->lnf, p->lm_head, NULL, NULL, BT, C, V));
     TIMED(OP_CROSSENTROPY, crossentropy_forward(a->probs, a->losses, a->logits, targets, BT, V));
 
     m->B = B;
@@ -314,6 +313,18 @@ real model_forward(Model *m, const int *inputs, const int *targets, int B, int T
         sum += a->losses[i];
     m->loss = (real)(sum / BT);
     return m->loss;
+}
+
+/* x[0..n) = 0 by all threads: megabytes of gradients zeroed by one thread
+ * kept the other waiting. */
+#define ZERO_CHUNK 16384
+static void zero_fill(real *x, size_t n) {
+    size_t nch = (n + ZERO_CHUNK - 1) / ZERO_CHUNK;
+#pragma omp parallel for schedule(static) if (n > 4 * ZERO_CHUNK)
+    for (size_t c = 0; c < nch; c++) {
+        size_t lo = c * ZERO_CHUNK, len = n - lo < ZERO_CHUNK ? n - lo : ZERO_CHUNK;
+        memset(x + lo, 0, len * sizeof(real));
+    }
 }
 
 /* Hands a finished gradient span to the data-parallel hook (absent tensors
@@ -352,7 +363,7 @@ void model_backward(Model *m) {
     Activations *a = &m->acts;
     BackwardScratch *d = &m->scr;
 
-    memset(m->grads, 0, m->n_params * sizeof(real));
+    zero_fill(m->grads, m->n_params);
     if (s->qk_tied) {
         memset(d->dwq_path, 0, (size_t)s->L * CC * sizeof(real));
         memset(d->dwk_path, 0, (size_t)s->L * CC * sizeof(real));
@@ -367,7 +378,7 @@ void model_backward(Model *m) {
                                 (real)(1.0 / ((double)BT * m->grad_shards))));
     TIMED(OP_MATMUL, matmul_backward(d->dln, s->tie_embeddings ? g->wte : g->lm_head, NULL,
                                      d->dlogits, a->lnf, p->lm_head, BT, C, V, 0));
-    memset(d->dres, 0, BTC * sizeof(real));
+    zero_fill(d->dres, BTC);
     TIMED(OP_LAYERNORM,
           layernorm_backward(d->dres, g->lnfw, g->lnfb, d->dln, a->res3 + (s->L - 1) * BTC, p->lnfw,
                              a->lnf_mean, a->lnf_rstd, BT, C));

@@ -98,7 +98,7 @@ static void test_layernorm(void) {
 
 static double mm_loss(void *p) {
     OpCtx *c = p;
-    matmul_forward(c->out, c->inp, c->w, c->b, c->N, c->C, c->OC, 0);
+    matmul_forward(c->out, c->inp, c->w, c->b, NULL, c->N, c->C, c->OC);
     return weighted_sum(c->out, c->R, c->N * c->OC);
 }
 
@@ -119,15 +119,19 @@ static void test_matmul(size_t N, int C, int OC, int with_bias) {
     fd_check("matmul.dweight", mm_loss, &c, c.w, dw, (size_t)OC * C, 64);
     if (with_bias) fd_check("matmul.dbias", mm_loss, &c, c.b, db, OC, OC);
 
-    /* accumulate = 1 adds onto what the output holds */
+    /* a residual is added, the same to the bit whether it is the output
+     * itself (added onto what it holds) or another buffer */
     real *acc = alloc_normal(N * OC, 1.0), *base = xmalloc(N * OC * sizeof(real));
+    real *sep = alloc_normal(N * OC, 1.0);
     memcpy(base, acc, N * OC * sizeof(real));
     mm_loss(&c); /* c.out at the unperturbed point */
-    matmul_forward(acc, c.inp, c.w, c.b, N, C, OC, 1);
+    matmul_forward(acc, c.inp, c.w, c.b, acc, N, C, OC);
+    matmul_forward(sep, c.inp, c.w, c.b, base, N, C, OC);
     double worst = 0;
     for (size_t i = 0; i < N * OC; i++) worst = fmax(worst, fabs(acc[i] - base[i] - c.out[i]));
-    EXPECT(worst < 1e-12, "matmul accumulate: off by %g", worst);
-    free(acc); free(base);
+    EXPECT(worst < 1e-12, "matmul residual: off by %g", worst);
+    EXPECT(memcmp(acc, sep, N * OC * sizeof(real)) == 0, "matmul residual: in place differs");
+    free(acc); free(base); free(sep);
     free(c.inp); free(c.w); free(c.b); free(c.R); free(c.out); free(dinp); free(dw); free(db);
 }
 
