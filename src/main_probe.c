@@ -106,7 +106,7 @@ int main(int argc, char **argv) {
 
     double loss = model_forward(&m, tok, tok + 1, 1, T);
     model_backward(&m);
-    qk_norms_create(&q, s);
+    qk_norms_create(&q, &m);
     qk_norms_measure_grads(&q, &m);
     att = xmalloc((size_t)s->L * s->NH * T * T * sizeof(float));
     for (size_t i = 0; i < (size_t)s->L * s->NH * T * T; i++) att[i] = (float)m.acts.att[i];

@@ -7,6 +7,7 @@
 
 #include "metrics.h"
 #include "model.h"
+#include "optim.h"
 
 /* Quantities logged per (layer, head), in qk.csv column order. */
 enum {
@@ -20,19 +21,23 @@ extern const char *const qk_quantity_names[QK_NQ]; /* "gq_norm", ..., "uk_ratio"
 /* Sums of squares per (layer, head), from which head norms and per-layer
  * totals (the norm of the whole layer matrix) follow. */
 typedef struct {
-    int L, NH;
+    int L, NH, tied;
     double *sq;       /* [QK_NQ, L, NH] squared norms (for U*: of the update) */
-    real *wq_before;  /* [L, C, C] W_Q before the update */
-    real *wk_before;  /* [L, C, C] W_K before the update (untied only) */
+    OptimTap *taps;   /* [L, 3]: W_Q, W_K (view -1 when tied), W_V by heads */
+    int ntaps;
+    double *tap_sums; /* [L, 3, NH, 3] what the taps take */
 } QkNorms;
 
-void qk_norms_create(QkNorms *q, const ModelShape *s);
+/* For m's shape, with taps on m's tensors (for optim_adamw_update). */
+void qk_norms_create(QkNorms *q, const Model *m);
 void qk_norms_free(QkNorms *q);
-/* After model_backward (before clipping): gradient and weight norms, and a
- * copy of W_Q/W_K to measure the update against. */
+/* After model_backward: gradient and weight norms in a pass of their own (the
+ * probe's; no update norms). */
 void qk_norms_measure_grads(QkNorms *q, const Model *m);
-/* After the optimizer step: the update norms. */
-void qk_norms_measure_update(QkNorms *q, const Model *m);
+/* After optim_adamw_update(..., q->taps, q->ntaps): every quantity, the
+ * gradient and weight norms as they were before the update (W_O's gradient
+ * norms, and tied qk's two paths', from a pass of their own). */
+void qk_norms_from_update(QkNorms *q, const Model *m);
 /* Head value of quantity k; layer total when head < 0. Ratios are
  * sqrt(|dW|^2 / |W|^2) at either level. */
 double qk_norms_get(const QkNorms *q, int k, int layer, int head);

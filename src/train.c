@@ -321,7 +321,7 @@ int train_setup(Trainer *t, const Config *cfg, Error *err) {
     t->inputs = xmalloc(bt * sizeof(int));
     t->targets = xmalloc(bt * sizeof(int));
 
-    qk_norms_create(&t->qk, &s);
+    qk_norms_create(&t->qk, &t->model);
     t->heads = xcalloc((size_t)s.L * s.NH, sizeof(QkHeadEval));
     metric_cols_build(t);
     rc = t->rank == 0 ? setup_outputs(t, err) : 0;
@@ -382,7 +382,7 @@ volatile sig_atomic_t train_stop_signal;
 int train_step(Trainer *t, Error *err) {
     const Config *c = &t->cfg;
     int B = c->batch_size, T = c->block_size, root = t->rank == 0;
-    double *ph = t->phase_seconds, t0 = time_now(), t1, t2, t3, tq = 0;
+    double *ph = t->phase_seconds, t0 = time_now(), t1, t2, tq = 0;
     double lr = optim_lr(&t->opt, t->step);
     batch_sample_train_shard(&t->corpus, &t->batch_rng, B, T, t->rank, t->ranks, t->inputs,
                              t->targets);
@@ -395,8 +395,6 @@ int train_step(Trainer *t, Error *err) {
     dist_sum(&loss, 1);
     loss /= t->ranks; /* equal batches: the global mean is the mean of the means */
     t2 = time_now();
-    if (t->qk_logging && root) qk_norms_measure_grads(&t->qk, &t->model);
-    t3 = time_now();
     double norm = model_grad_norm(&t->model);
     if (!isfinite(loss) || !isfinite(norm)) {
         /* stop before the update: the weights, and so every checkpoint, stay finite */
@@ -407,9 +405,12 @@ int train_step(Trainer *t, Error *err) {
                          t->step + 1, isfinite(loss) ? "gradient" : "loss", loss, norm, where);
     }
     double scale = optim_clip_scale(norm, c->grad_clip);
-    optim_adamw_update(&t->model, &t->opt, lr, t->step + 1, scale);
+    /* the per-head norms are taken by the update on its way (rank 0's) */
+    int taps = t->qk_logging && root;
+    optim_adamw_update(&t->model, &t->opt, lr, t->step + 1, scale, taps ? t->qk.taps : NULL,
+                       taps ? t->qk.ntaps : 0);
     double t4 = time_now();
-    if (t->qk_logging && root) qk_norms_measure_update(&t->qk, &t->model);
+    if (taps) qk_norms_from_update(&t->qk, &t->model);
     t->step++;
     double t5 = time_now(), dt = t5 - t0;
     t->train_seconds += dt;
@@ -421,8 +422,8 @@ int train_step(Trainer *t, Error *err) {
     ph[PHASE_FORWARD] += t1 - t0;
     ph[PHASE_BACKWARD] += tc - t1;
     ph[PHASE_COMM] += t2 - tc;
-    ph[PHASE_OPTIMIZER] += t4 - t3;
-    ph[PHASE_QK_LOGGING] += (t3 - t2) + (t5 - t4) + tq;
+    ph[PHASE_OPTIMIZER] += t4 - t2; /* with the taps' sums */
+    ph[PHASE_QK_LOGGING] += (t5 - t4) + tq;
     if (!root) return 0;
 
     double tokens = (double)B * t->ranks * T;

@@ -95,7 +95,7 @@ static void test_adamw_step(void) {
     OptimConfig o = {.lr = 1e-2, .min_lr = 1e-3, .warmup_steps = 0, .steps = 10, .beta1 = 0.9,
                      .beta2 = 0.99, .eps = 1e-8, .weight_decay = 0.1};
     double lr = 3e-3, gs = 0.5;
-    optim_adamw_update(&m, &o, lr, 1, gs);
+    optim_adamw_update(&m, &o, lr, 1, gs, NULL, 0);
     int checked_decay = 0, checked_plain = 0;
     for (int v = 0; v < m.n_views; v++) {
         const ParamView *pv = &m.views[v];

@@ -8,6 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "check.h"
 #include "optim.h"
 #include "qk.h"
@@ -30,8 +34,11 @@ static int close_rel(double a, double b) {
     return fabs(a - b) <= 1e-9 * fmax(fabs(a), fabs(b)) + 1e-15;
 }
 
-static void build(Model *m, int tied, int *inp, int *tgt, Rng *r) {
-    ModelShape s = {.V = 9, .L = 2, .NH = 4, .C = 16, .maxT = 8, .tie_embeddings = 1,
+static const OptimConfig adam = {.lr = 1e-2, .min_lr = 1e-3, .steps = 10, .beta1 = 0.9,
+                                  .beta2 = 0.99, .eps = 1e-8, .weight_decay = 0.1};
+
+static void build_c(Model *m, int C, int tied, int *inp, int *tgt, Rng *r) {
+    ModelShape s = {.V = 9, .L = 2, .NH = 4, .C = C, .maxT = 8, .tie_embeddings = 1,
                     .qk_tied = tied, .bias = 1};
     model_create(m, &s, 2);
     model_init_params(m, r, 0);
@@ -40,6 +47,10 @@ static void build(Model *m, int tied, int *inp, int *tgt, Rng *r) {
         inp[i] = (int)rng_below(r, 9);
         tgt[i] = (int)rng_below(r, 9);
     }
+}
+
+static void build(Model *m, int tied, int *inp, int *tgt, Rng *r) {
+    build_c(m, 16, tied, inp, tgt, r);
 }
 
 static void test_norms(int tied) {
@@ -51,7 +62,7 @@ static void test_norms(int tied) {
     model_forward(&m, inp, tgt, 2, 8);
     model_backward(&m);
     QkNorms q;
-    qk_norms_create(&q, &m.shape);
+    qk_norms_create(&q, &m);
     qk_norms_measure_grads(&q, &m);
     int C = 16, hs = 4;
     size_t CC = 256;
@@ -82,10 +93,20 @@ static void test_norms(int tied) {
     /* update ratios: |W_after - W_before| / |W_before| per head */
     real *before = xmalloc(2 * CC * sizeof(real));
     memcpy(before, m.p.wk, 2 * CC * sizeof(real));
-    OptimConfig o = {.lr = 1e-2, .min_lr = 1e-3, .steps = 10, .beta1 = 0.9, .beta2 = 0.99,
-                     .eps = 1e-8, .weight_decay = 0.1};
-    optim_adamw_update(&m, &o, 1e-2, 1, 1.0);
-    qk_norms_measure_update(&q, &m);
+    /* the update's taps give the pass's gradient and weight norms */
+    double pass[QK_WK + 1][2][4];
+    for (int k = 0; k <= QK_WK; k++)
+        for (int l = 0; l < 2; l++)
+            for (int h = 0; h < 4; h++) pass[k][l][h] = qk_norms_get(&q, k, l, h);
+    optim_adamw_update(&m, &adam, 1e-2, 1, 1.0, q.taps, q.ntaps);
+    memset(q.sq, 0, (size_t)QK_NQ * 2 * 4 * sizeof(double));
+    qk_norms_from_update(&q, &m);
+    for (int k = 0; k <= QK_WK; k++)
+        for (int l = 0; l < 2; l++)
+            for (int h = 0; h < 4; h++)
+                EXPECT(close_rel(qk_norms_get(&q, k, l, h), pass[k][l][h]),
+                       "%s L%d H%d: taps %g, pass %g", qk_quantity_names[k], l, h,
+                       qk_norms_get(&q, k, l, h), pass[k][l][h]);
     for (int l = 0; l < 2; l++)
         for (int h = 0; h < 4; h++) {
             double d = 0;
@@ -103,6 +124,42 @@ static void test_norms(int tied) {
     free(before);
     qk_norms_free(&q);
     model_free(&m);
+}
+
+/* The taps change no bit of the update, with 1 or 2 threads (a model big
+ * enough for the update's parallel region). */
+static void test_taps_bits(int tied) {
+    Rng r;
+    rng_seed(&r, 21 + tied);
+    Model m[2];
+    int inp[16], tgt[16];
+    for (int i = 0; i < 2; i++) {
+        Rng ri = r;
+        build_c(&m[i], 64, tied, inp, tgt, &ri);
+        model_forward(&m[i], inp, tgt, 2, 8);
+        model_backward(&m[i]);
+    }
+    EXPECT(m[0].n_params > 65536, "model too small for the parallel update");
+    QkNorms q;
+    qk_norms_create(&q, &m[0]);
+    for (int t = 1; t <= 2; t++) {
+#ifdef _OPENMP
+        omp_set_num_threads(t);
+#endif
+        optim_adamw_update(&m[0], &adam, 1e-2, t, 0.5, q.taps, q.ntaps);
+#ifdef _OPENMP
+        omp_set_num_threads(3 - t);
+#endif
+        optim_adamw_update(&m[1], &adam, 1e-2, t, 0.5, NULL, 0);
+        size_t bytes = m[0].n_params * sizeof(real);
+        EXPECT(memcmp(m[0].params, m[1].params, bytes) == 0 &&
+                   memcmp(m[0].adam_m, m[1].adam_m, bytes) == 0 &&
+                   memcmp(m[0].adam_v, m[1].adam_v, bytes) == 0,
+               "tied=%d step %d: the taps changed the update", tied, t);
+    }
+    qk_norms_free(&q);
+    model_free(&m[0]);
+    model_free(&m[1]);
 }
 
 typedef struct {
@@ -133,9 +190,9 @@ static void test_csv_roundtrip(void) {
     model_forward(&m, inp, tgt, 2, 8);
     model_backward(&m);
     QkNorms q;
-    qk_norms_create(&q, &m.shape);
-    qk_norms_measure_grads(&q, &m);
-    qk_norms_measure_update(&q, &m);
+    qk_norms_create(&q, &m);
+    optim_adamw_update(&m, &adam, 1e-2, 1, 1.0, q.taps, q.ntaps);
+    qk_norms_from_update(&q, &m);
     char path[] = "/tmp/qk_test_XXXXXX";
     int fd = mkstemp(path);
     close(fd);
@@ -357,6 +414,8 @@ int main(void) {
     test_js_and_stats();
     test_norms(0);
     test_norms(1);
+    test_taps_bits(0);
+    test_taps_bits(1);
     test_csv_roundtrip();
     test_number_format();
     CHECK_DONE("test_qk");
