@@ -81,31 +81,46 @@ static double median(double *x, int n) {
     return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
-/* Median seconds per step over n steps; with `alternate`, per-head logging is
- * switched off on every other step: the median of the steps with it off goes
- * to off[0], and the median of the differences between each step with it on
- * and the next one without to cost[0]. Interleaved and paired, both sides see
- * the same machine load, which on a shared machine drifts more than the
- * logging costs (the difference of the two medians swung by 2% of a step). */
-static double run_steps(Trainer *t, int n, int alternate, double *cost, double *off) {
+/* What switching per-head logging off on every other step measures. */
+typedef struct {
+    double off;    /* median seconds of the steps without it */
+    double paired; /* median of (step with it - the next step without) */
+    double phases; /* mean logging phase with it, plus the optimizer phase's
+                      mean extra with it (the taps' sums) */
+} LoggingCost;
+
+/* Median seconds per step over n steps; with `cost`, per-head logging is off
+ * on every other step. Interleaved and paired, both sides see the same
+ * machine load, which drifts more than the logging costs; still, the paired
+ * step differences swing by a percent of a step from run to run, while the
+ * phase timers, which see only the logging's own work (not what it does to
+ * the caches of the next step), hold still. */
+static double run_steps(Trainer *t, int n, LoggingCost *cost) {
     double *dt = xmalloc(3 * (size_t)n * sizeof(double)), *dt_off = dt + n, *diff = dt + 2 * n;
+    double opt[2] = {0, 0}, qk = 0;
     int n_on = 0, n_off = 0;
     for (int i = 0; i < n; i++) {
-        t->qk_logging = !(alternate && i % 2);
-        double t0 = time_now();
+        t->qk_logging = !(cost && i % 2);
+        double t0 = time_now(), o0 = t->phase_seconds[PHASE_OPTIMIZER];
+        double q0 = t->phase_seconds[PHASE_QK_LOGGING];
         Error err;
         if (train_step(t, &err) != 0) die("%s", err.msg);
-        if (t->qk_logging)
-            dt[n_on++] = time_now() - t0;
-        else
-            dt_off[n_off++] = time_now() - t0;
+        double dstep = time_now() - t0, dopt = t->phase_seconds[PHASE_OPTIMIZER] - o0;
+        opt[t->qk_logging] += dopt;
+        if (t->qk_logging) {
+            dt[n_on++] = dstep;
+            qk += t->phase_seconds[PHASE_QK_LOGGING] - q0;
+        } else {
+            dt_off[n_off++] = dstep;
+        }
     }
     t->qk_logging = 1;
-    if (alternate) {
+    if (cost) {
         int pairs = n_off < n_on ? n_off : n_on;
         for (int k = 0; k < pairs; k++) diff[k] = dt[k] - dt_off[k];
-        *cost = median(diff, pairs);
-        *off = median(dt_off, n_off);
+        cost->paired = median(diff, pairs);
+        cost->off = median(dt_off, n_off);
+        cost->phases = (qk + opt[1]) / n_on - opt[0] / n_off;
     }
     double med = median(dt, n_on);
     free(dt);
@@ -181,13 +196,13 @@ int main(int argc, char **argv) {
     memset(t.phase_seconds, 0, sizeof t.phase_seconds);
     memset(t.model.op_seconds, 0, sizeof t.model.op_seconds);
     double comm0 = dist_grads_seconds(t.dist);
-    double med = run_steps(&t, (int)steps, 0, NULL, NULL);
+    double med = run_steps(&t, (int)steps, NULL);
     double comm = dist_grads_seconds(t.dist) - comm0;
     double phases[N_PHASES], ops[N_OPS];
     memcpy(phases, t.phase_seconds, sizeof phases);
     memcpy(ops, t.model.op_seconds, sizeof ops);
-    double log_cost, med_off;
-    run_steps(&t, 2 * (int)steps, 1, &log_cost, &med_off);
+    LoggingCost lc;
+    run_steps(&t, 2 * (int)steps, &lc);
     /* the peak again after the steps, the best of both: all seven trials of
      * one measurement can fall in a spell of other load (an MFU of 106% was
      * printed once) */
@@ -230,21 +245,24 @@ int main(int argc, char **argv) {
     for (int i = 0; i < N_OPS; i++)
         printf("  %-22s %8.3f  %5.1f%%\n", model_op_names[i], ops[i] * 1e3 / steps,
                100 * ops[i] / op_total);
-    printf("Q/K logging, alternate steps: off %.2f ms/step, on %+.3f ms/step (%+.1f%%, median of "
-           "%ld on-off pairs)\n",
-           med_off * 1e3, log_cost * 1e3, 100 * log_cost / med_off, steps);
+    printf("Q/K logging, alternate steps: off %.2f ms/step; on %+.3f ms/step (%+.1f%%) by the "
+           "median of %ld paired step differences, %+.3f ms/step (%+.1f%%) by the phase timers\n",
+           lc.off * 1e3, lc.paired * 1e3, 100 * lc.paired / lc.off, steps, lc.phases * 1e3,
+           100 * lc.phases / lc.off);
     if (heat < 0) {
         printf("heatmaps: %s\n", err.msg);
     } else if (sets > 0) {
         /* a run of run_len steps: its steps without any instrumentation, the
          * logging's share, and the heatmap sets */
-        double bare = run_len * med_off, logging = run_len * log_cost;
+        double bare = run_len * lc.off, logging = run_len * lc.phases;
         printf("heatmaps: %d sets as in a %d-step run (every %d): %.1f ms per set, %.2f s in all\n",
                sets, run_len, cfg.heatmap_every, heat * 1e3 / sets, heat);
-        printf("Q/K instrumentation in a %d-step run: %.2f s of %.1f s, %.1f%% (logging %.1f%%, "
-               "heatmaps %.1f%%)\n",
+        printf("Q/K instrumentation in a %d-step run: %.2f s of %.1f s, %.1f%% (logging %.1f%% by "
+               "the phase timers, heatmaps %.1f%%); %.1f%% with the logging's paired step "
+               "differences\n",
                run_len, logging + heat, bare + logging + heat, 100 * (logging + heat) / bare,
-               100 * logging / bare, 100 * heat / bare);
+               100 * logging / bare, 100 * heat / bare,
+               100 * (run_len * lc.paired + heat) / bare);
     }
     if (t.ranks > 1)
         printf("communication (%d ranks, gradients of %.1f MiB): %.2f ms/step in MPI calls, of "
