@@ -365,8 +365,8 @@ void model_backward(Model *m) {
 
     zero_fill(m->grads, m->n_params);
     if (s->qk_tied) {
-        memset(d->dwq_path, 0, (size_t)s->L * CC * sizeof(real));
-        memset(d->dwk_path, 0, (size_t)s->L * CC * sizeof(real));
+        zero_fill(d->dwq_path, (size_t)s->L * CC);
+        zero_fill(d->dwk_path, (size_t)s->L * CC);
         if (s->bias) {
             memset(d->dbq_path, 0, (size_t)s->L * C * sizeof(real));
             memset(d->dbk_path, 0, (size_t)s->L * C * sizeof(real));

@@ -70,43 +70,34 @@ static double block_sq(const real *a, size_t ld, size_t r0, size_t nr, size_t c0
     return s;
 }
 
-/* What the taps do not take: W_O's gradient norms (head h reads through its
- * input columns), and tied, the two paths' (the shared W_Q's gradient is
- * their sum). */
-static void measure_untapped(QkNorms *q, const Model *m) {
+/* The per-head norms in a pass of their own: all of them before an update
+ * (`all`), or what the taps do not take: W_O's gradient norms (head h reads
+ * through its input columns) and, tied, the two paths' (the shared W_Q's
+ * gradient is their sum). Each (layer, head) fills its own slots. */
+static void measure_pass(QkNorms *q, const Model *m, int all) {
     size_t C = m->shape.C, hs = C / q->NH, CC = C * C;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int l = 0; l < q->L; l++)
         for (int h = 0; h < q->NH; h++) {
-            *sq_at(q, QK_GO, l, h) = block_sq(m->g.wo + l * CC, C, 0, C, h * hs, hs);
-            if (!q->tied) continue;
-            *sq_at(q, QK_GQ, l, h) = block_sq(model_grad_query_path(m, l), C, h * hs, hs, 0, C);
-            *sq_at(q, QK_GK, l, h) = block_sq(model_grad_key_path(m, l), C, h * hs, hs, 0, C);
+            size_t r0 = h * hs;
+            *sq_at(q, QK_GO, l, h) = block_sq(m->g.wo + l * CC, C, 0, C, r0, hs);
+            if (all || q->tied) {
+                *sq_at(q, QK_GQ, l, h) = block_sq(model_grad_query_path(m, l), C, r0, hs, 0, C);
+                *sq_at(q, QK_GK, l, h) = block_sq(model_grad_key_path(m, l), C, r0, hs, 0, C);
+            }
+            if (!all) continue;
+            *sq_at(q, QK_GV, l, h) = block_sq(m->g.wv + l * CC, C, r0, hs, 0, C);
+            *sq_at(q, QK_WQ, l, h) = block_sq(m->p.wq + l * CC, C, r0, hs, 0, C);
+            *sq_at(q, QK_WK, l, h) = block_sq(m->p.wk + l * CC, C, r0, hs, 0, C);
         }
 }
 
 void qk_norms_measure_grads(QkNorms *q, const Model *m) {
-    const ModelShape *s = &m->shape;
-    size_t C = s->C, hs = C / s->NH, CC = C * C;
-    /* each (layer, head) fills its own slots */
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int l = 0; l < s->L; l++)
-        for (int h = 0; h < s->NH; h++) {
-            const real *gq = model_grad_query_path(m, l), *gk = model_grad_key_path(m, l);
-            const real *gv = m->g.wv + l * CC, *go = m->g.wo + l * CC;
-            const real *wq = m->p.wq + l * CC, *wk = m->p.wk + l * CC;
-            size_t r0 = h * hs;
-            *sq_at(q, QK_GQ, l, h) = block_sq(gq, C, r0, hs, 0, C);
-            *sq_at(q, QK_GK, l, h) = block_sq(gk, C, r0, hs, 0, C);
-            *sq_at(q, QK_GV, l, h) = block_sq(gv, C, r0, hs, 0, C);
-            *sq_at(q, QK_GO, l, h) = block_sq(go, C, 0, C, r0, hs);
-            *sq_at(q, QK_WQ, l, h) = block_sq(wq, C, r0, hs, 0, C);
-            *sq_at(q, QK_WK, l, h) = block_sq(wk, C, r0, hs, 0, C);
-        }
+    measure_pass(q, m, 1);
 }
 
 void qk_norms_from_update(QkNorms *q, const Model *m) {
-    measure_untapped(q, m);
+    measure_pass(q, m, 0);
     for (int l = 0; l < q->L; l++)
         for (int h = 0; h < q->NH; h++) {
             const OptimTap *t = &q->taps[l * TAPS_PER_LAYER];
