@@ -2,6 +2,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <ftw.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -81,6 +82,15 @@ void memory_release(void *p, size_t n) {
 void memory_trim(void) {
 #ifdef __GLIBC__
     malloc_trim(0);
+#endif
+}
+
+int memory_map_large(size_t bytes) {
+#ifdef __GLIBC__
+    return bytes <= INT_MAX && mallopt(M_MMAP_THRESHOLD, (int)bytes) == 1;
+#else
+    (void)bytes;
+    return 0;
 #endif
 }
 

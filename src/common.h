@@ -64,6 +64,10 @@ void memory_release(void *p, size_t n);
  * (glibc's malloc_trim; elsewhere nothing happens), after a burst of large
  * short-lived buffers. */
 void memory_trim(void);
+/* Blocks of `bytes` and more get mappings of their own, which free() gives
+ * back to the system at once (glibc's mallopt; elsewhere nothing happens).
+ * Returns whether the allocator took the setting. */
+int memory_map_large(size_t bytes);
 /* A grow-once scratch buffer: *buf (line-aligned, capacity *cap reals) is
  * replaced by a larger one when need exceeds it; contents are not kept. */
 real *buffer_grow(real **buf, size_t *cap, size_t need);

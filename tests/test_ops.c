@@ -190,15 +190,6 @@ static void test_thread_independence(void) {
 #endif
 }
 
-/* Resident pages of this process (Linux), or -1. */
-static long resident_pages(void) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    long size, res = -1;
-    if (f && fscanf(f, "%ld %ld", &size, &res) != 2) res = -1;
-    if (f) fclose(f);
-    return res;
-}
-
 /* A step reads nothing in the activations or scratch that it has not
  * written: a second step over what the first left, and a step after
  * model_release_activations gave their pages back (the resident set shrinks
