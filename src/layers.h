@@ -31,10 +31,12 @@ void matmul_backward(real *dinp, real *dweight, real *dbias, const real *dout,
                      const real *inp, const real *weight, size_t N, int C, int OC,
                      int accumulate_dinp);
 
-/* GELU, tanh approximation (PyTorch approximate="tanh"). */
-void gelu_forward(real *out, const real *inp, size_t n);
-/* dinp = dout * gelu'(inp) (overwrites dinp). */
-void gelu_backward(real *dinp, const real *inp, const real *dout, size_t n);
+/* GELU, tanh approximation (PyTorch approximate="tanh"): out = gelu(inp) and
+ * deriv = gelu'(inp), which is what the backward needs of inp (deriv may be
+ * inp itself). */
+void gelu_forward(real *out, real *deriv, const real *inp, size_t n);
+/* dinp = dout * deriv, deriv from gelu_forward (overwrites dinp). */
+void gelu_backward(real *dinp, const real *deriv, const real *dout, size_t n);
 
 /* probs[N,V] = softmax(logits); losses[N] = -log probs[target]. */
 void crossentropy_forward(real *probs, real *losses, const real *logits,

@@ -293,7 +293,7 @@ real model_forward(Model *m, const int *inputs, const int *targets, int B, int T
                                               p->ln2w + l * C, p->ln2b + l * C, BT, C));
         TIMED(OP_MATMUL, matmul_forward(fch, ln2, p->fcw + l * 4 * CC, at(p->fcb, l, 4 * (size_t)C),
                                         NULL, BT, C, 4 * C));
-        TIMED(OP_GELU, gelu_forward(fchg, fch, BTC * 4));
+        TIMED(OP_GELU, gelu_forward(fchg, fch, fch, BTC * 4));
         TIMED(OP_MATMUL, matmul_forward(res3, fchg, p->projw + l * 4 * CC, at(p->projb, l, C),
                                         res2, BT, 4 * C, C));
         resid = res3;

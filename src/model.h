@@ -74,7 +74,8 @@ typedef struct {
     real *ln2;       /* [L, B, T, C] */
     real *ln2_mean;  /* [L, B, T] */
     real *ln2_rstd;  /* [L, B, T] */
-    real *fch;       /* [L, B, T, 4C] fc output (GELU input) */
+    real *fch;       /* [L, B, T, 4C] fc output, then GELU's derivative there
+                      * (the forward overwrites it: only the backward reads it) */
     real *fch_gelu;  /* [L, B, T, 4C] */
     real *res3;      /* [L, B, T, C] residual after the MLP (block output) */
     real *lnf;       /* [B, T, C] */

@@ -60,7 +60,7 @@ static double fd_check(const char *what, LossFn f, void *ctx, real *x, const rea
 typedef struct {
     size_t N;
     int C, OC;
-    real *inp, *w, *b, *out, *R, *mean, *rstd;
+    real *inp, *w, *b, *out, *R, *mean, *rstd, *deriv;
 } OpCtx;
 
 static double weighted_sum(const real *out, const real *R, size_t n) {
@@ -137,7 +137,7 @@ static void test_matmul(size_t N, int C, int OC, int with_bias) {
 
 static double gelu_loss(void *p) {
     OpCtx *c = p;
-    gelu_forward(c->out, c->inp, c->N);
+    gelu_forward(c->out, c->deriv, c->inp, c->N);
     return weighted_sum(c->out, c->R, c->N);
 }
 
@@ -146,10 +146,18 @@ static void test_gelu(void) {
     c.inp = alloc_normal(c.N, 2.0);
     c.R = alloc_normal(c.N, 1.0);
     c.out = xcalloc(c.N, sizeof(real));
+    c.deriv = xcalloc(c.N, sizeof(real));
     real *dinp = xcalloc(c.N, sizeof(real));
-    gelu_backward(dinp, c.inp, c.R, c.N);
+    gelu_loss(&c);
+    gelu_backward(dinp, c.deriv, c.R, c.N);
+    /* the model keeps the derivative in place of the input */
+    real *x = xmalloc(c.N * sizeof(real)), *out = xmalloc(c.N * sizeof(real));
+    memcpy(x, c.inp, c.N * sizeof(real));
+    gelu_forward(out, x, x, c.N);
+    EXPECT(memcmp(out, c.out, c.N * sizeof(real)) == 0, "gelu in place: output differs");
+    EXPECT(memcmp(x, c.deriv, c.N * sizeof(real)) == 0, "gelu in place: derivative differs");
     fd_check("gelu.dinp", gelu_loss, &c, c.inp, dinp, c.N, c.N);
-    free(c.inp); free(c.R); free(c.out); free(dinp);
+    free(c.inp); free(c.R); free(c.out); free(c.deriv); free(dinp); free(x); free(out);
 }
 
 typedef struct {
