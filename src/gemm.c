@@ -7,9 +7,9 @@
 #include <omp.h>
 #endif
 
-#if defined(__AVX2__) && defined(__FMA__) && !defined(QK_DOUBLE)
+#if defined(__AVX2__) && defined(__FMA__) && !defined(QK_DOUBLE) && QK_VBYTES == 32
 #include <immintrin.h>
-#define QK_AVX2_F32 1
+#define QK_AVX2_F32 1 /* 8-float vectors: the 8 x 8 transposes below */
 #endif
 
 /* ---- micro-kernel ------------------------------------------------------ */
@@ -93,10 +93,11 @@ static void pack_a_panels(real *restrict dst, const real *a, size_t sak, size_t 
             const real *src = a + ip * MR;
             size_t k = k0;
             if (ip < full) {
-                /* a whole vector per row: lanes past MR land in the slot of
-                 * k + 1, which the next row overwrites (not for the last) */
+                /* a whole vector per row: lanes past MR land in the slots of
+                 * the next rows, which overwrite them (not past the panel) */
                 if (VL >= MR && (ip + 1) * MR + (VL - MR) <= M)
-                    for (; k < k1 && k + 1 < K; k++) vstore(d + k * MR, vload(src + k * sak));
+                    for (; k < k1 && k * MR + VL <= K * MR; k++)
+                        vstore(d + k * MR, vload(src + k * sak));
                 for (; k < k1; k++) memcpy(d + k * MR, src + k * sak, MR * sizeof(real));
             } else {
                 size_t m = M - ip * MR;

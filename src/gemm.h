@@ -21,13 +21,18 @@
 
 /* GCC vector extensions keep the code portable; -march picks the instructions.
  * A register tile is MR rows by NR = 2 vectors of columns: 6 x 16 floats on
- * AVX2 (12 accumulators + 2 B vectors + 1 broadcast of AVX2's 16 registers).
- * Without AVX, vectors are 16 bytes (SSE2, NEON), which also keeps them in
- * registers when the helpers below pass them by value. */
-#ifdef __AVX__
+ * AVX2 (12 accumulators + 2 B vectors + 1 broadcast of AVX2's 16 registers),
+ * 6 x 32 with AVX-512's 64-byte vectors. Without AVX, vectors are 16 bytes
+ * (SSE2, NEON), which also keeps them in registers when the helpers below
+ * pass them by value. The build may set the width (meson's vector_bytes). */
+#ifndef QK_VBYTES
+#if defined(__AVX512F__)
+#define QK_VBYTES 64
+#elif defined(__AVX__)
 #define QK_VBYTES 32
 #else
 #define QK_VBYTES 16
+#endif
 #endif
 #define VL ((int)(QK_VBYTES / sizeof(real)))
 #define MR 6
@@ -67,7 +72,7 @@ static inline real vhmax(vreal v) {
  * minimax polynomial (about 1 ulp), 2^n through the exponent bits. Inputs are
  * clamped to [-87, 88.3], so the result is finite and positive (NaN gives NaN). */
 static inline vreal vexpf(vreal x) {
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX2__) && defined(__FMA__) && QK_VBYTES == 32
     /* operands ordered so that a NaN x passes through */
     x = (vreal)_mm256_min_ps(_mm256_set1_ps(88.3f),
                              _mm256_max_ps(_mm256_set1_ps(-87.0f), (__m256)x));
