@@ -7,9 +7,9 @@
 #include <omp.h>
 #endif
 
-#if defined(__AVX2__) && defined(__FMA__) && !defined(QK_DOUBLE) && QK_VBYTES == 32
+#if defined(__AVX2__) && defined(__FMA__) && !defined(QK_DOUBLE) && QK_VBYTES >= 32
 #include <immintrin.h>
-#define QK_AVX2_F32 1 /* 8-float vectors: the 8 x 8 transposes below */
+#define QK_AVX2_F32 1 /* the 8 x 8 transposes below fill NR / 8 column groups */
 #endif
 
 /* ---- micro-kernel ------------------------------------------------------ */
@@ -209,7 +209,7 @@ void gemm_pack_b(real *restrict dst, const real *B, size_t sbk, size_t sbn, size
 #ifdef QK_AVX2_F32
     if (sbk == 1 && nr == NR) {
         for (; k0 + 8 <= kc; k0 += 8)
-            for (int h = 0; h < 2; h++) {
+            for (int h = 0; h < NR / 8; h++) {
                 __m256 r[8];
                 for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_ps(B + (h * 8 + j) * sbn + k0);
                 tr8(r);
