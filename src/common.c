@@ -2,8 +2,8 @@
 #include "common.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <ftw.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>

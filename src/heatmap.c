@@ -131,7 +131,7 @@ typedef struct {
  * glibc's default raises its mapping threshold to the largest block freed so
  * far, after which they went to the threads' heaps, whose fragments put a
  * training run's peak RSS with the heatmap sets anywhere from 1.29x to 1.52x
- * of the need on tiny (1.28x every time with this). */
+ * of the need on tiny; now the sets add only the maps the filmstrips keep. */
 static void png_settings(void) {
     stbi_write_force_png_filter = 0;
     stbi_write_png_compression_level = 5;
