@@ -221,3 +221,58 @@ void attention_backward(real *dq, real *dk, real *dv, real *datt, const real *do
         }
     }
 }
+
+static real sigmoid(real x) {
+    return 1 / (1 + rexp(-x));
+}
+
+void smear_forward(real *out, const real *inp, const real *g, int B, int T, int C, int NH) {
+    int hs = C / NH;
+#pragma omp parallel for schedule(static) if ((size_t)B * T * C > 32768)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            real s = sigmoid(g[h]);
+            /* descending t: out may be inp, and row t reads row t - 1 */
+            for (int t = T - 1; t >= 0; t--) {
+                real *o = out + ((size_t)b * T + t) * C + h * hs;
+                const real *x = inp + ((size_t)b * T + t) * C + h * hs;
+                if (t == 0) {
+                    for (int i = 0; i < hs; i++) o[i] = x[i];
+                } else {
+                    for (int i = 0; i < hs; i++) o[i] = s * x[i] + (1 - s) * x[i - C];
+                }
+            }
+        }
+}
+
+void smear_backward(real *dinp, real *dg, const real *dout, const real *inp, const real *g,
+                    int B, int T, int C, int NH) {
+    int hs = C / NH;
+    /* the gate first: it reads dout, which dinp may overwrite; one head per
+     * thread, summed in a fixed order */
+#pragma omp parallel for schedule(static) if ((size_t)B * T * C > 32768)
+    for (int h = 0; h < NH; h++) {
+        real s = sigmoid(g[h]);
+        double sum = 0;
+        for (int b = 0; b < B; b++)
+            for (int t = 1; t < T; t++) {
+                const real *d = dout + ((size_t)b * T + t) * C + h * hs;
+                const real *x = inp + ((size_t)b * T + t) * C + h * hs;
+                for (int i = 0; i < hs; i++) sum += (double)d[i] * (x[i] - x[i - C]);
+            }
+        dg[h] += (real)(sum * s * (1 - s));
+    }
+#pragma omp parallel for schedule(static) if ((size_t)B * T * C > 32768)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            real s = sigmoid(g[h]);
+            /* ascending t: row t reads dout's row t + 1 before it is overwritten */
+            for (int t = 0; t < T; t++) {
+                real *di = dinp + ((size_t)b * T + t) * C + h * hs;
+                const real *d = dout + ((size_t)b * T + t) * C + h * hs;
+                real own = t == 0 ? 1 : s;
+                for (int i = 0; i < hs; i++)
+                    di[i] = own * d[i] + (t + 1 < T ? (1 - s) * d[i + C] : 0);
+            }
+        }
+}

@@ -18,6 +18,7 @@ enum {
     MAX_OPEN = 1u << 1, /* the upper bound itself is not allowed */
     NONEMPTY = 1u << 2, /* string must not be empty */
     FOLDER = 1u << 3,   /* string becomes one path component */
+    EMPTY_FIRST = 1u << 4, /* KEY_ENUM: an empty value means the first name */
 };
 
 typedef struct {
@@ -29,13 +30,17 @@ typedef struct {
     const char *const *names; /* KEY_ENUM: NULL-terminated, index = value */
     const char *def;          /* default, parsed exactly like a file value */
     const char *doc;
+    TaskKind owner;           /* a [task] key: the task it belongs to */
 } KeyDesc;
 
 static const char *const qk_names[] = {"untied", "tied", NULL};
 static const char *const qk_init_names[] = {"independent", "symmetric", NULL};
+static const char *const task_names[] = {"none", "kv", "repeat", NULL};
+static const char *const smear_names[] = {"none", "key", "query", NULL};
 
 /* Enum fields are stored through an int pointer like the other integers. */
-_Static_assert(sizeof(QkMode) == sizeof(int) && sizeof(QkInit) == sizeof(int),
+_Static_assert(sizeof(QkMode) == sizeof(int) && sizeof(QkInit) == sizeof(int) &&
+                   sizeof(TaskKind) == sizeof(int),
                "enum fields must be int-sized");
 
 #define KEY(sec, name, ty, field)                                                      \
@@ -56,11 +61,33 @@ static const KeyDesc keys[] = {
     {KEY("run", "resume", KEY_BOOL, resume), .def = "false",
      .doc = "continue from the run's latest checkpoint"},
 
-    {KEY("data", "path", KEY_STRING, data_path), .flags = NONEMPTY,
-     .def = "data/fortunes.txt", .doc = "UTF-8 text corpus"},
+    {KEY("data", "path", KEY_STRING, data_path), .def = "data/fortunes.txt",
+     .doc = "UTF-8 text corpus (empty with a task)"},
     {KEY("data", "val_fraction", KEY_DOUBLE, val_fraction), .min = 0, .max = 1,
      .flags = MIN_OPEN | MAX_OPEN, .def = "0.1",
      .doc = "last fraction of the characters held out for validation"},
+    {KEY("data", "task", KEY_ENUM, task.kind), .names = task_names, .flags = EMPTY_FIRST,
+     .def = "none", .doc = "kv or repeat: generated records instead of the corpus; none (or "
+     "empty): the corpus at path"},
+
+    /* Only the keys of the task in [data] task may be set, and only they are
+     * written: config.ini shows the parameters that made the records. */
+    {KEY("task", "keys", KEY_INT, task.keys), .min = 1, .max = 26, .def = "12",
+     .owner = TASK_KV, .doc = "kv: key alphabet, the first `keys` letters"},
+    {KEY("task", "pairs_min", KEY_INT, task.pairs_min), .min = 1, .max = 26, .def = "4",
+     .owner = TASK_KV, .doc = "kv: fewest defined keys in a record"},
+    {KEY("task", "pairs_max", KEY_INT, task.pairs_max), .min = 1, .max = 26, .def = "6",
+     .owner = TASK_KV, .doc = "kv: most defined keys in a record (<= keys)"},
+    {KEY("task", "queries", KEY_INT, task.queries), .min = 1, .max = 1000,
+     .def = "8", .owner = TASK_KV, .doc = "kv: queried keys in a record"},
+    {KEY("task", "cross", KEY_BOOL, task.cross), .def = "false", .owner = TASK_KV,
+     .doc = "kv: definitions in uppercase, queries in lowercase"},
+    {KEY("task", "letters", KEY_INT, task.letters), .min = 1, .max = 26, .def = "26",
+     .owner = TASK_REPEAT, .doc = "repeat: alphabet, the first `letters` lowercase letters"},
+    {KEY("task", "len_min", KEY_INT, task.len_min), .min = 2, .max = 1000, .def = "6",
+     .owner = TASK_REPEAT, .doc = "repeat: shortest string"},
+    {KEY("task", "len_max", KEY_INT, task.len_max), .min = 2, .max = 1000, .def = "14",
+     .owner = TASK_REPEAT, .doc = "repeat: longest string"},
 
     /* Size bounds keep every buffer size (the largest, attention weights
      * L*B*NH*T*T, at most 2^60 elements) within size_t before the memory
@@ -81,6 +108,9 @@ static const KeyDesc keys[] = {
      .doc = "untied: separate W_Q and W_K; tied: W_K is W_Q"},
     {KEY("model", "qk_init", KEY_ENUM, qk_init), .names = qk_init_names,
      .def = "independent", .doc = "symmetric: W_K starts equal to W_Q (needs qk = untied)"},
+    {KEY("model", "smear", KEY_ENUM, smear), .names = smear_names, .def = "none",
+     .doc = "key or query: that side mixes in the previous position's vector, one learned "
+     "gate per head (Olsson et al. 2022's smeared keys)"},
 
     {KEY("train", "batch_size", KEY_INT, batch_size), .min = 1, .max = 16384, .def = "12",
      .doc = "sequences per step"},
@@ -124,6 +154,8 @@ static const KeyDesc keys[] = {
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
+/* The table's literal bounds (tests read them from this file) are task.h's. */
+_Static_assert(TASK_QUERIES_MAX == 1000 && TASK_LEN_MAX == 1000, "[task] bounds");
 
 /* A config is a page of text; this stops e.g. /dev/zero being read forever. */
 #define FILE_MAX_BYTES (1u << 20)
@@ -379,6 +411,7 @@ static int value_parse(const KeyDesc *k, char *text, Value *v) {
         return -1;
     }
     case KEY_ENUM:
+        if ((k->flags & EMPTY_FIRST) && !text[0]) return v->i = 0, 0;
         for (long long i = 0; k->names[i]; i++)
             if (!strcasecmp(text, k->names[i])) return v->i = i, 0;
         return -1;
@@ -608,6 +641,48 @@ static int cross_error(const Origin *origins, const char *fallback, Error *err,
     return error_set(err, "%s: %s", where, what);
 }
 
+/* The corpus or the task: exactly one of them, the task's keys only with
+ * their task, parameters that make records, and records that fit. */
+static int validate_data(const Config *c, const Origin *origins, const char *where, Error *err) {
+    const TaskSpec *t = &c->task;
+    const KeyDesc *kind = KEY_OF(task.kind), *path = KEY_OF(data_path);
+    if (t->kind == TASK_NONE && !c->data_path[0])
+        return cross_error(origins, where, err, path, path,
+                           "[data] path is empty: expected a corpus file (or set [data] task)");
+    if (t->kind != TASK_NONE && c->data_path[0])
+        return cross_error(origins, where, err, path, kind,
+                           "[data] path = '%s' given together with [data] task = %s: a task "
+                           "generates its records; remove one of the two",
+                           c->data_path, task_name(t->kind));
+    for (size_t i = 0; origins && i < N_KEYS; i++)
+        if (keys[i].owner != TASK_NONE && origins[i].order && keys[i].owner != t->kind) {
+            char at[512];
+            origin_where(&origins[i], where, at, sizeof at);
+            return error_set(err, "%s: [task] %s is a parameter of task %s, but [data] task is %s",
+                             at, keys[i].key, task_name(keys[i].owner), task_name(t->kind));
+        }
+    if (t->kind == TASK_KV) {
+        if (t->pairs_min > t->pairs_max)
+            return cross_error(origins, where, err, KEY_OF(task.pairs_min), KEY_OF(task.pairs_max),
+                               "[task] pairs_min (%d) must be <= pairs_max (%d)", t->pairs_min,
+                               t->pairs_max);
+        if (t->pairs_max > t->keys)
+            return cross_error(origins, where, err, KEY_OF(task.pairs_max), KEY_OF(task.keys),
+                               "[task] pairs_max (%d) must be <= keys (%d): a record's keys "
+                               "are distinct", t->pairs_max, t->keys);
+    }
+    if (t->kind == TASK_REPEAT && t->len_min > t->len_max)
+        return cross_error(origins, where, err, KEY_OF(task.len_min), KEY_OF(task.len_max),
+                           "[task] len_min (%d) must be <= len_max (%d)", t->len_min, t->len_max);
+    if (t->kind != TASK_NONE && task_record_max(t) > c->block_size + 1)
+        return cross_error(origins, where, err, KEY_OF(block_size), kind,
+                           "[model] block_size = %d is too short for task %s: its longest "
+                           "record has %d characters, which needs block_size >= %d",
+                           c->block_size, task_name(t->kind), task_record_max(t),
+                           task_record_max(t) - 1);
+    return 0;
+}
+
 static int validate(const Config *c, const Origin *origins, const char *where, Error *err) {
     /* Per-key rules first: a hand-edited Config may hold anything, and the
      * cross checks below divide by n_head. */
@@ -634,6 +709,7 @@ static int validate(const Config *c, const Origin *origins, const char *where, E
     if (c->stop_after > c->steps)
         return cross_error(origins, where, err, KEY_OF(stop_after), KEY_OF(steps),
                            "stop_after (%d) must be <= steps (%d)", c->stop_after, c->steps);
+    if (validate_data(c, origins, where, err)) return -1;
     if (c->qk_init == QK_INIT_SYMMETRIC && c->qk != QK_UNTIED)
         return cross_error(origins, where, err, KEY_OF(qk_init), KEY_OF(qk),
                            "qk_init = %s requires qk = %s (qk is %s)",
@@ -648,10 +724,13 @@ int config_validate(const Config *c, const char *where, Error *err) {
 
 void config_write(const Config *c, FILE *f) {
     char text[CONFIG_STR + 32];
+    const char *section = NULL; /* of the last key written */
     for (size_t i = 0; i < N_KEYS; i++) {
         const KeyDesc *k = &keys[i];
-        if (i == 0 || strcmp(keys[i - 1].section, k->section))
-            fprintf(f, "%s[%s]\n", i ? "\n" : "", k->section);
+        if (k->owner != TASK_NONE && k->owner != c->task.kind) continue;
+        if (!section || strcmp(section, k->section))
+            fprintf(f, "%s[%s]\n", section ? "\n" : "", k->section);
+        section = k->section;
         Value v = value_load(c, k);
         value_format(k, &v, text, sizeof text);
         /* Strings are always quoted so leading/trailing spaces and quotes
@@ -679,7 +758,22 @@ const char *config_qk_init_name(QkInit i) {
     return (unsigned)i <= QK_INIT_SYMMETRIC ? qk_init_names[i] : "?";
 }
 
-/* ---- loading INI text ---- */
+int config_task_differs(const Config *a, const Config *b, char *name, char *a_val, char *b_val,
+                        size_t n) {
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const KeyDesc *k = &keys[i];
+        int is_kind = k->offset == offsetof(Config, task.kind);
+        if (!is_kind && (k->owner == TASK_NONE || k->owner != a->task.kind)) continue;
+        if (memcmp((const char *)a + k->offset, (const char *)b + k->offset, k->size) == 0)
+            continue;
+        Value va = value_load(a, k), vb = value_load(b, k);
+        snprintf(name, n, "[%s] %s", k->section, k->key);
+        value_format(k, &va, a_val, n);
+        value_format(k, &vb, b_val, n);
+        return 1;
+    }
+    return 0;
+}/* ---- loading INI text ---- */
 
 typedef struct {
     Config *c;
@@ -835,9 +929,16 @@ static int loader_parse(Loader *ld, Config *c, const char *text, size_t len, con
     return 0;
 }
 
+/* With a task, the corpus path's default does not apply. */
+static void task_clear_path(Config *c, const Origin *origins) {
+    if (c->task.kind != TASK_NONE && !origins[KEY_OF(data_path) - keys].order)
+        memset(c->data_path, 0, sizeof c->data_path);
+}
+
 int config_load_string(Config *c, const char *text, const char *name, Error *err) {
     Loader ld;
     if (loader_parse(&ld, c, text, strlen(text), name, err)) return -1;
+    task_clear_path(c, ld.origins);
     return validate(c, ld.origins, name, err);
 }
 
@@ -897,5 +998,6 @@ int config_load(Config *c, const char *path, int n_overrides, char **overrides, 
         if (rc) return -1;
         ld.origins[k - keys] = o;
     }
+    task_clear_path(c, ld.origins);
     return validate(c, ld.origins, path, err);
 }

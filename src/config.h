@@ -7,9 +7,11 @@
 #include <stdio.h>
 
 #include "common.h"
+#include "task.h"
 
 typedef enum { QK_UNTIED = 0, QK_TIED = 1 } QkMode;
 typedef enum { QK_INIT_INDEPENDENT = 0, QK_INIT_SYMMETRIC = 1 } QkInit;
+/* [model] smear: none | key | query, the values of model.h's SmearMode. */
 
 #define CONFIG_STR 1024
 /* Longest line accepted in a config file (bytes, without the newline). */
@@ -24,14 +26,17 @@ typedef struct {
     int overwrite;           /* replace an existing run folder */
     int resume;              /* continue from the run's latest checkpoint */
     /* [data] */
-    char data_path[CONFIG_STR]; /* UTF-8 text corpus */
+    char data_path[CONFIG_STR]; /* UTF-8 text corpus, "" with a task */
     double val_fraction;        /* last fraction of characters held out, (0,1) */
+    /* [data] task and the [task] section: a generated task instead of a corpus */
+    TaskSpec task;
     /* [model] */
     int n_layer, n_head, n_embd, block_size;
     int bias;                /* biases on q,k,v,o,fc,proj */
     int tie_embeddings;      /* lm_head shares wte */
     QkMode qk;               /* untied | tied */
     QkInit qk_init;          /* independent | symmetric (W_K starts equal to W_Q) */
+    int smear;               /* 0 none, 1 key, 2 query: smeared keys or queries */
     /* [train] */
     int batch_size, steps;
     double lr, min_lr;
@@ -77,4 +82,10 @@ char *config_to_string(const Config *c);
 const char *config_qk_name(QkMode m);
 const char *config_qk_init_name(QkInit i);
 
+/* Whether the tasks of a and b differ in their kind or one of a's task
+ * parameters (the parameters of other tasks do not count); the first such key
+ * goes to name ("[task] keys") and its two values to a_val and b_val, each
+ * of n bytes. */
+int config_task_differs(const Config *a, const Config *b, char *name, char *a_val, char *b_val,
+                        size_t n);
 #endif

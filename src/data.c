@@ -6,67 +6,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* ---- PRNG ----------------------------------------------------------------
- * Generator: xoshiro256** (Blackman and Vigna, "Scrambled linear pseudorandom
- * number generators"). Seeding: splitmix64 (Steele, Lea and Flood, "Fast
- * splittable pseudorandom number generators"), the seeding the xoshiro authors
- * recommend, so that any 64-bit seed, 0 included, gives a well-mixed state. */
-
-static uint64_t splitmix64_next(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15u);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rotl64(uint64_t x, int k) {
-    return (x << k) | (x >> (64 - k));
-}
-
-void rng_seed(Rng *r, uint64_t seed) {
-    /* splitmix64's output function is a bijection and its successive states
-     * differ, so at most one of four outputs is 0: never the all-zero state
-     * that xoshiro cannot leave. */
-    uint64_t x = seed;
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64_next(&x);
-}
-
-uint64_t rng_next(Rng *r) {
-    uint64_t *s = r->s;
-    uint64_t result = rotl64(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl64(s[3], 45);
-    return result;
-}
-
-uint64_t rng_below(Rng *r, uint64_t n) {
-    CHECK(n > 0, "rng_below: empty range");
-    /* 2^64 mod n draws at the bottom would make small results more likely;
-     * rejecting them leaves a whole number of copies of [0, n). */
-    uint64_t reject = (0 - n) % n;
-    uint64_t x;
-    do x = rng_next(r); while (x < reject);
-    return x % n;
-}
-
-double rng_uniform(Rng *r) {
-    /* The top 53 bits fill a double's mantissa exactly: multiples of 2^-53. */
-    return (double)(rng_next(r) >> 11) * 0x1.0p-53;
-}
-
-double rng_normal(Rng *r) {
-    const double two_pi = 6.283185307179586476925;
-    double u1 = rng_uniform(r);
-    double u2 = rng_uniform(r);
-    /* 1 - u1 lies in (0, 1], so the log is finite. */
-    return sqrt(-2.0 * log(1.0 - u1)) * cos(two_pi * u2);
-}
-
 /* ---- UTF-8 ---------------------------------------------------------------- */
 
 long utf8_decode(const unsigned char *s, size_t len, uint32_t *out, size_t *bad_offset) {
@@ -309,6 +248,16 @@ int corpus_load(Corpus *c, const char *path, double val_fraction, int block_size
     return 0;
 }
 
+void corpus_from_task(Corpus *c, const TaskSpec *t, int block_size) {
+    CHECK(t->kind != TASK_NONE && task_record_max(t) <= block_size + 1,
+          "corpus_from_task: records of %d characters do not fit block_size %d",
+          task_record_max(t), block_size);
+    memset(c, 0, sizeof *c);
+    c->task = *t;
+    c->vocab = xmalloc(TASK_VOCAB_MAX * sizeof *c->vocab);
+    c->V = task_vocab(t, c->vocab);
+}
+
 void corpus_free(Corpus *c) {
     free(c->vocab);
     free(c->tokens);
@@ -328,10 +277,54 @@ static void window_copy(const Corpus *c, size_t start, int T, int *inputs, int *
     corpus_tokens(c, start + 1, (size_t)T, targets);
 }
 
-void batch_sample_train_shard(const Corpus *c, Rng *r, int B, int T, int shard, int n_shards,
-                              int *inputs, int *targets) {
-    CHECK(T > 0 && (size_t)T < c->n_train, "batch_sample_train: T = %d does not fit", T);
+int batch_task_row(const Corpus *c, const uint32_t *rec, int n, int T, int *inputs, int *targets,
+                   char *why, size_t why_size) {
+    if (n > T + 1)
+        return snprintf(why, why_size, "%d characters, more than block_size + 1 = %d", n, T + 1), -1;
+    unsigned char scored[TASK_RECORD_MAX];
+    int count = task_parse(&c->task, rec, n, scored, why, why_size);
+    if (count < 0 || !inputs) return count;
+    int pad = vocab_lookup(c, TASK_PAD);
+    for (int t = 0; t < T; t++) {
+        inputs[t] = t < n ? vocab_lookup(c, rec[t]) : pad;
+        targets[t] = t + 1 < n && scored[t + 1] ? vocab_lookup(c, rec[t + 1]) : TARGET_NONE;
+    }
+    return count;
+}
+
+/* A record the generator made is a record by construction: failing to parse
+ * it is a bug, not bad input. */
+static int generated_row(const Corpus *c, const uint32_t *rec, int n, int T, int *inputs,
+                         int *targets) {
+    char why[256];
+    int count = batch_task_row(c, rec, n, T, inputs, targets, why, sizeof why);
+    CHECK(count >= 0, "generated %s record does not parse: %s", task_name(c->task.kind), why);
+    return count;
+}
+
+/* The task's batch: every shard draws all B * n_shards records, as the
+ * corpus draws all starts, and counts the scored targets of all of them. */
+static size_t task_sample_shard(const Corpus *c, Rng *r, int B, int T, int shard, int n_shards,
+                                int *inputs, int *targets) {
+    uint32_t rec[TASK_RECORD_MAX];
+    size_t scored = 0;
+    for (int b = 0; b < B * n_shards; b++) {
+        int n = task_generate(&c->task, r, rec);
+        size_t row = (size_t)(b - shard * B) * (size_t)T;
+        if (b / B == shard)
+            scored += (size_t)generated_row(c, rec, n, T, inputs + row, targets + row);
+        else
+            scored += (size_t)generated_row(c, rec, n, T, NULL, NULL); /* counted only */
+    }
+    return scored;
+}
+
+size_t batch_sample_train_shard(const Corpus *c, Rng *r, int B, int T, int shard, int n_shards,
+                                int *inputs, int *targets) {
     CHECK(shard >= 0 && shard < n_shards, "batch_sample_train: shard %d of %d", shard, n_shards);
+    if (c->task.kind != TASK_NONE)
+        return task_sample_shard(c, r, B, T, shard, n_shards, inputs, targets);
+    CHECK(T > 0 && (size_t)T < c->n_train, "batch_sample_train: T = %d does not fit", T);
     /* Every shard draws all B * n_shards starts, so the stream (and the rng
      * state left behind) is that of one process drawing the whole batch. */
     for (int b = 0; b < B * n_shards; b++) {
@@ -341,6 +334,7 @@ void batch_sample_train_shard(const Corpus *c, Rng *r, int B, int T, int shard, 
         size_t row = (size_t)(b - shard * B) * (size_t)T;
         window_copy(c, start, T, inputs + row, targets + row);
     }
+    return (size_t)B * n_shards * T;
 }
 
 void batch_sample_train(const Corpus *c, Rng *r, int B, int T, int *inputs, int *targets) {
@@ -348,6 +342,14 @@ void batch_sample_train(const Corpus *c, Rng *r, int B, int T, int *inputs, int 
 }
 
 void batch_eval_window(const Corpus *c, int val, int i, int count, int T, int *inputs, int *targets) {
+    if (c->task.kind != TASK_NONE) {
+        uint32_t rec[TASK_RECORD_MAX];
+        CHECK(i >= 0, "batch_eval_window: record %d", i);
+        int n = task_stream_record(&c->task, val ? TASK_STREAM_VAL : TASK_STREAM_TRAIN_EVAL,
+                                   (uint64_t)i, rec);
+        generated_row(c, rec, n, T, inputs, targets);
+        return;
+    }
     size_t lo = val ? c->n_train : 0;
     size_t hi = val ? c->n : c->n_train;
     CHECK(count > 0 && i >= 0 && i < count && T > 0 && (size_t)T < hi - lo,
@@ -357,4 +359,14 @@ void batch_eval_window(const Corpus *c, int val, int i, int count, int T, int *i
     uint64_t S = hi - lo - (size_t)T, k = (uint64_t)i, m = (uint64_t)count;
     size_t start = lo + (size_t)(k * (S / m) + k * (S % m) / m);
     window_copy(c, start, T, inputs, targets);
+}
+
+void corpus_probe_tokens(const Corpus *c, int T, int *out) {
+    if (c->task.kind == TASK_NONE) {
+        corpus_tokens(c, c->n_train, (size_t)T, out);
+        return;
+    }
+    int *targets = xmalloc((size_t)T * sizeof(int));
+    batch_eval_window(c, 1, 0, 1, T, out, targets);
+    free(targets);
 }

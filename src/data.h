@@ -1,5 +1,5 @@
-/* Character corpus: UTF-8 decoding, vocabulary, train/val split, batches,
- * and the project's PRNG. */
+/* Character corpus: UTF-8 decoding, vocabulary, train/val split, batches;
+ * a synthetic task (task.h) stands in for a corpus with the same batches. */
 #ifndef QK_DATA_H
 #define QK_DATA_H
 
@@ -7,21 +7,8 @@
 #include <stdint.h>
 
 #include "common.h"
-
-/* xoshiro256** seeded through splitmix64; see data.c. */
-typedef struct {
-    uint64_t s[4];
-} Rng;
-
-void rng_seed(Rng *r, uint64_t seed);
-uint64_t rng_next(Rng *r);
-/* Uniform integer in [0, n), n > 0, without modulo bias. */
-uint64_t rng_below(Rng *r, uint64_t n);
-/* Uniform double in [0, 1). */
-double rng_uniform(Rng *r);
-/* Standard normal (Box-Muller; no cached second value, so the state alone
- * determines the stream). */
-double rng_normal(Rng *r);
+#include "rng.h"
+#include "task.h"
 
 #define VOCAB_MAX 65536 /* more distinct characters than this is refused */
 _Static_assert(VOCAB_MAX <= 65536, "token ids fit the corpus' 16 bits");
@@ -32,6 +19,8 @@ typedef struct {
     uint16_t *tokens;   /* [n] the whole corpus as token ids (< VOCAB_MAX) */
     size_t n;           /* number of characters */
     size_t n_train;     /* tokens[0 .. n_train-1] train, the rest validation */
+    TaskSpec task;      /* kind TASK_NONE for a text corpus; else no tokens, and
+                         * batches are the task's records */
 } Corpus;
 
 /* Reads and decodes the file at path. Errors (missing file, invalid UTF-8 with
@@ -39,6 +28,10 @@ typedef struct {
  * characters, too many distinct characters) return -1 with a message naming
  * the file. */
 int corpus_load(Corpus *c, const char *path, double val_fraction, int block_size, Error *err);
+/* A task in place of a corpus: its vocabulary, and batches drawn from its
+ * generator (the caller has checked that block_size + 1 holds the longest
+ * record). */
+void corpus_from_task(Corpus *c, const TaskSpec *t, int block_size);
 void corpus_free(Corpus *c);
 /* out[i] = the token id at position start + i of the corpus, for i < n. */
 void corpus_tokens(const Corpus *c, size_t start, size_t n, int *out);
@@ -68,18 +61,38 @@ int text_read_file(const char *path, unsigned char **data, size_t *len, Error *e
 int text_tokenize(const uint32_t *vocab, int V, const char *what, const unsigned char *s,
                   size_t len, int **tokens, size_t *n, Error *err);
 
+/* A target that the loss does not score (pad, and the unpredictable
+ * characters of a task record): PyTorch's ignore_index convention. */
+#define TARGET_NONE (-1)
+
 /* Training batch: B windows of T+1 characters at uniform random offsets in the
- * train split. inputs/targets are [B*T]. */
+ * train split; for a task, B fresh records. inputs/targets are [B*T]. */
 void batch_sample_train(const Corpus *c, Rng *r, int B, int T, int *inputs, int *targets);
 
 /* Data-parallel slice: windows shard*B .. shard*B+B-1 of the batch of
  * B * n_shards windows that batch_sample_train would draw from the same rng
- * state; r advances past the whole batch. */
-void batch_sample_train_shard(const Corpus *c, Rng *r, int B, int T, int shard, int n_shards,
-                              int *inputs, int *targets);
+ * state; r advances past the whole batch. Returns the number of scored
+ * targets in the whole batch (B * n_shards * T for a corpus), the loss's
+ * denominator on every rank. */
+size_t batch_sample_train_shard(const Corpus *c, Rng *r, int B, int T, int shard, int n_shards,
+                                int *inputs, int *targets);
 
 /* Fixed eval windows: window i of `count` spread evenly over the split
- * (val = 1 for validation, 0 for train), the same at every eval. */
+ * (val = 1 for validation, 0 for train), the same at every eval. For a task,
+ * record i of the validation stream (val = 1) or of the train-split
+ * evaluation stream (val = 0); count does not change it. */
 void batch_eval_window(const Corpus *c, int val, int i, int count, int T, int *inputs, int *targets);
+
+/* The default text for attention pictures: the first T characters of the
+ * validation split, or a task's first validation record padded to T. */
+void corpus_probe_tokens(const Corpus *c, int T, int *out);
+
+/* One task record rec[0..n) as a row: the record left-aligned in T + 1
+ * characters padded with TASK_PAD, inputs row[0..T), targets row[1..T] with
+ * the unscored ones TARGET_NONE (inputs NULL: only checked and counted).
+ * Returns the number scored, or -1 with a message in why when rec is not a
+ * record of c's task or is longer than T + 1. */
+int batch_task_row(const Corpus *c, const uint32_t *rec, int n, int T, int *inputs, int *targets,
+                   char *why, size_t why_size);
 
 #endif

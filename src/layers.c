@@ -255,7 +255,7 @@ void crossentropy_forward(real *probs, real *losses, const real *logits,
         real inv = 1 / s;
         for (int i = 0; i < V; i++) p[i] *= inv;
         /* log-sum-exp form keeps the loss finite when a probability underflows */
-        if (targets) losses[n] = (mx + rlog(s)) - l[targets[n]];
+        if (targets) losses[n] = targets[n] < 0 ? 0 : (mx + rlog(s)) - l[targets[n]];
     }
 }
 
@@ -265,7 +265,24 @@ void crossentropy_backward(real *dlogits, const real *probs, const int *targets,
     for (size_t n = 0; n < N; n++) {
         const real *p = probs + n * V;
         real *d = dlogits + n * V;
+        if (targets[n] < 0) {
+            memset(d, 0, (size_t)V * sizeof(real));
+            continue;
+        }
         for (int i = 0; i < V; i++) d[i] = p[i] * scale;
         d[targets[n]] -= scale;
     }
+}
+
+size_t crossentropy_correct(const real *logits, const int *targets, size_t N, int V) {
+    size_t correct = 0;
+    for (size_t n = 0; n < N; n++) {
+        if (targets[n] < 0) continue;
+        const real *l = logits + n * V;
+        int best = 0;
+        for (int i = 1; i < V; i++)
+            if (l[i] > l[best]) best = i;
+        correct += best == targets[n];
+    }
+    return correct;
 }

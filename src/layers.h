@@ -38,13 +38,18 @@ void gelu_forward(real *out, real *deriv, const real *inp, size_t n);
 /* dinp = dout * deriv, deriv from gelu_forward (overwrites dinp). */
 void gelu_backward(real *dinp, const real *deriv, const real *dout, size_t n);
 
-/* probs[N,V] = softmax(logits); losses[N] = -log probs[target]. */
+/* probs[N,V] = softmax(logits); losses[N] = -log probs[target], and 0 where
+ * the target is negative (TARGET_NONE: not scored). */
 void crossentropy_forward(real *probs, real *losses, const real *logits,
                           const int *targets, size_t N, int V);
 /* dlogits = (probs - onehot(target)) * scale (overwrites; scale = 1/N for a
- * mean loss). */
+ * mean loss over N scored targets); exactly 0 on rows whose target is not
+ * scored. */
 void crossentropy_backward(real *dlogits, const real *probs, const int *targets,
                            size_t N, int V, real scale);
+/* Scored rows (target >= 0) whose largest logit, the first of equals, is at
+ * the target. */
+size_t crossentropy_correct(const real *logits, const int *targets, size_t N, int V);
 
 /* C[M,N] (+)= A[M,K] B[K,N]; A is read with strides (row sam, column sak) so a
  * transposed A needs no copy; B and C are row-major with leading dims ldb, ldc.

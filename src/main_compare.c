@@ -41,7 +41,7 @@ static int side_load(Side *s, const char *path, Error *err) {
     s->heads = xcalloc((size_t)sh->L * sh->NH, sizeof(QkHeadEval));
     s->val_loss = s->swap_all = NAN;
     Error cerr;
-    if (corpus_load(&s->corpus, c->data_path, c->val_fraction, c->block_size, &cerr) ||
+    if (train_data_open(&s->corpus, c, &cerr) ||
         train_check_compatible(&s->ck, c, &s->corpus, &cerr)) {
         snprintf(s->note, sizeof s->note, "%s: no losses or swap deltas: %s", path, cerr.msg);
         return 0;
@@ -49,7 +49,8 @@ static int side_load(Side *s, const char *path, Error *err) {
     s->has_corpus = 1;
     int B = s->m.maxB, T = sh->maxT;
     int *inp = xmalloc((size_t)B * T * sizeof(int)), *tgt = xmalloc((size_t)B * T * sizeof(int));
-    s->val_loss = model_eval_windows(&s->m, &s->corpus, 1, c->eval_batches * B, B, inp, tgt, NULL, NULL);
+    s->val_loss = model_eval_windows(&s->m, &s->corpus, 1, c->eval_batches * B, B, inp, tgt, NULL,
+                                     NULL, NULL);
     int swap = (c->swap_batches > 0 ? c->swap_batches : 2) * B;
     s->swap_all = qk_eval_heads(&s->m, &s->corpus, swap, B, inp, tgt, s->heads, NULL);
     free(inp);
@@ -152,7 +153,7 @@ int main(int argc, char **argv) {
                !memcmp(A.ck.vocab, B.ck.vocab, (size_t)A.ck.V * sizeof(uint32_t))) {
         n = (size_t)sa->maxT;
         ta = xmalloc(n * sizeof(int));
-        corpus_tokens(&A.corpus, A.corpus.n_train, n, ta);
+        corpus_probe_tokens(&A.corpus, (int)n, ta);
         tb = xmalloc(n * sizeof(int));
         memcpy(tb, ta, n * sizeof(int));
     } else {

@@ -27,8 +27,12 @@ int main(int argc, char **argv) {
     const Config *c = &ck.cfg;
     printf("checkpoint  %s\n", argv[1]);
     printf("format      %s\n", CHECKPOINT_FORMAT);
-    printf("run         %s (corpus %s, seed %llu)\n", c->name, c->data_path,
-           (unsigned long long)c->seed);
+    if (c->task.kind != TASK_NONE)
+        printf("run         %s (task %s, seed %llu)\n", c->name, task_name(c->task.kind),
+               (unsigned long long)c->seed);
+    else
+        printf("run         %s (corpus %s, seed %llu)\n", c->name, c->data_path,
+               (unsigned long long)c->seed);
     printf("model       n_layer %d, n_head %d, n_embd %d, block_size %d, bias %s, "
            "tie_embeddings %s, qk %s\n",
            c->n_layer, c->n_head, c->n_embd, c->block_size, c->bias ? "true" : "false",

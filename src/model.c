@@ -11,7 +11,7 @@
  * layer, in checkpoint order. */
 enum {
     K_WTE, K_WPE,
-    K_LN1W, K_LN1B, K_WQ, K_BQ, K_WK, K_BK, K_WV, K_BV, K_WO, K_BO,
+    K_LN1W, K_LN1B, K_WQ, K_BQ, K_WK, K_BK, K_WV, K_BV, K_WO, K_BO, K_SMEAR,
     K_LN2W, K_LN2B, K_FCW, K_FCB, K_PROJW, K_PROJB,
     K_LNFW, K_LNFB, K_LMHEAD, N_KINDS
 };
@@ -33,6 +33,7 @@ static const struct {
     {offsetof(ParamTensors, bv), "attn.v.bias", 1},
     {offsetof(ParamTensors, wo), "attn.o.weight", 1},
     {offsetof(ParamTensors, bo), "attn.o.bias", 1},
+    {offsetof(ParamTensors, smear), "attn.smear", 1},
     {offsetof(ParamTensors, ln2w), "ln2.weight", 1},
     {offsetof(ParamTensors, ln2b), "ln2.bias", 1},
     {offsetof(ParamTensors, fcw), "mlp.fc.weight", 1},
@@ -66,6 +67,7 @@ static void kind_dims(const ModelShape *s, int k, int *rows, int *cols) {
     case K_BK: *rows = (s->bias && !s->qk_tied) ? C : 0; break;
     case K_FCW: *rows = 4 * C; *cols = C; break;
     case K_FCB: *rows = s->bias ? 4 * C : 0; break;
+    case K_SMEAR: *rows = s->smear != SMEAR_NONE ? s->NH : 0; break;
     case K_PROJW: *rows = C; *cols = 4 * C; break;
     default: *rows = 0;
     }
@@ -144,9 +146,10 @@ static size_t acts_point(Activations *a, const ModelShape *s, int B, int T, real
         {&a->ln2_rstd, L * BT}, {&a->fch, L * BT * 4 * C}, {&a->fch_gelu, L * BT * 4 * C},
         {&a->res3, L * BT * C}, {&a->lnf, BT * C}, {&a->lnf_mean, BT}, {&a->lnf_rstd, BT},
         {&a->logits, BT * V}, {&a->probs, BT * V}, {&a->losses, BT},
+        {&a->smear_raw, s->smear != SMEAR_NONE ? L * BT * C : 0},
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
-        *f[i].p = base ? base + off : NULL;
+        *f[i].p = base && f[i].n ? base + off : NULL;
         off += round_lines(f[i].n);
     }
     return off;
@@ -282,8 +285,14 @@ real model_forward(Model *m, const int *inputs, const int *targets, int B, int T
 
         TIMED(OP_LAYERNORM, layernorm_forward(ln1, a->ln1_mean + l * BT, a->ln1_rstd + l * BT,
                                               resid, p->ln1w + l * C, p->ln1b + l * C, BT, C));
-        TIMED(OP_MATMUL, matmul_forward(q, ln1, p->wq + l * CC, at(p->bq, l, C), NULL, BT, C, C));
-        TIMED(OP_MATMUL, matmul_forward(k, ln1, p->wk + l * CC, at(p->bk, l, C), NULL, BT, C, C));
+        /* smeared: the projection into smear_raw, then the mix into q or k */
+        real *raw = at(a->smear_raw, l, BTC);
+        real *qp = s->smear == SMEAR_QUERY ? raw : q, *kp = s->smear == SMEAR_KEY ? raw : k;
+        TIMED(OP_MATMUL, matmul_forward(qp, ln1, p->wq + l * CC, at(p->bq, l, C), NULL, BT, C, C));
+        TIMED(OP_MATMUL, matmul_forward(kp, ln1, p->wk + l * CC, at(p->bk, l, C), NULL, BT, C, C));
+        if (raw)
+            TIMED(OP_ATTENTION, smear_forward(s->smear == SMEAR_KEY ? k : q, raw,
+                                              p->smear + l * NH, B, T, C, NH));
         TIMED(OP_MATMUL, matmul_forward(v, ln1, p->wv + l * CC, at(p->bv, l, C), NULL, BT, C, C));
         TIMED(OP_ATTENTION, attention_forward(atty, att, q, k, v, B, T, C, NH));
         TIMED(OP_MATMUL,
@@ -307,11 +316,18 @@ real model_forward(Model *m, const int *inputs, const int *targets, int B, int T
     m->T = T;
     m->inputs = inputs;
     m->targets = targets;
+    m->grad_count = 0;
     if (!targets) return 0;
     double sum = 0;
+    size_t scored = 0;
     for (size_t i = 0; i < BT; i++)
-        sum += a->losses[i];
-    m->loss = (real)(sum / BT);
+        if (targets[i] != TARGET_NONE) {
+            sum += a->losses[i];
+            scored++;
+        }
+    m->loss_sum = sum;
+    m->n_scored = scored;
+    m->loss = scored ? (real)(sum / scored) : 0;
     return m->loss;
 }
 
@@ -373,9 +389,9 @@ void model_backward(Model *m) {
         }
     }
 
-    TIMED(OP_CROSSENTROPY,
-          crossentropy_backward(d->dlogits, a->probs, m->targets, BT, V,
-                                (real)(1.0 / ((double)BT * m->grad_shards))));
+    size_t count = m->grad_count ? m->grad_count : m->n_scored * (size_t)m->grad_shards;
+    TIMED(OP_CROSSENTROPY, crossentropy_backward(d->dlogits, a->probs, m->targets, BT, V,
+                                                 count ? (real)(1.0 / (double)count) : 0));
     TIMED(OP_MATMUL, matmul_backward(d->dln, s->tie_embeddings ? g->wte : g->lm_head, NULL,
                                      d->dlogits, a->lnf, p->lm_head, BT, C, V, 0));
     zero_fill(d->dres, BTC);
@@ -410,6 +426,13 @@ void model_backward(Model *m) {
                                          p->wo + l * CC, BT, C, C, 0));
         TIMED(OP_ATTENTION, attention_backward(d->dq, d->dk, d->dv, d->datt, d->datty, q, k, v, att,
                                                B, T, C, NH));
+        /* smeared: dq or dk through the mix, onto the projection (in place) */
+        real *raw = at(a->smear_raw, l, BTC);
+        if (raw) {
+            real *dsm = s->smear == SMEAR_KEY ? d->dk : d->dq;
+            TIMED(OP_ATTENTION, smear_backward(dsm, g->smear + l * NH, dsm, raw, p->smear + l * NH,
+                                               B, T, C, NH));
+        }
         real *gwq = s->qk_tied ? d->dwq_path + l * CC : g->wq + l * CC;
         real *gbq = s->qk_tied ? at(d->dbq_path, l, C) : at(g->bq, l, C);
         real *gwk = s->qk_tied ? d->dwk_path + l * CC : g->wk + l * CC;
@@ -448,25 +471,41 @@ const real *model_grad_key_path(const Model *m, int l) {
     return base + (size_t)l * m->shape.C * m->shape.C;
 }
 
-double model_eval_range(Model *m, const Corpus *c, int val, int first, int n, int count, int B,
-                        int *inputs, int *targets, ChunkHook each, void *ctx) {
+size_t model_count_correct(const Model *m) {
+    CHECK(m->targets, "model_count_correct: the last forward had no targets");
+    return crossentropy_correct(m->acts.logits, m->targets, (size_t)m->B * m->T, m->shape.V);
+}
+
+EvalSums model_eval_range(Model *m, const Corpus *c, int val, int first, int n, int count, int B,
+                          int *inputs, int *targets, ChunkHook each, void *ctx) {
     int T = m->shape.maxT;
-    double sum = 0;
+    EvalSums s = {0};
     for (int i = first; i < first + n; i += B) {
         int nb = first + n - i < B ? first + n - i : B;
         for (int b = 0; b < nb; b++)
             batch_eval_window(c, val, i + b, count, T, inputs + (size_t)b * T,
                               targets + (size_t)b * T);
-        /* mean over nb rows, weighted back to a sum over the windows */
-        sum += (double)model_forward(m, inputs, targets, nb, T) * nb;
+        real mean = model_forward(m, inputs, targets, nb, T);
+        if (c->task.kind == TASK_NONE) {
+            /* mean over nb rows, weighted back to a sum over the windows */
+            s.loss += (double)mean * nb;
+            s.weight += nb;
+        } else {
+            s.loss += m->loss_sum;
+            s.weight += (double)m->n_scored;
+        }
+        s.correct += (double)model_count_correct(m);
+        s.scored += (double)m->n_scored;
         if (each) each(ctx, m, nb);
     }
-    return sum;
+    return s;
 }
 
 double model_eval_windows(Model *m, const Corpus *c, int val, int count, int B, int *inputs,
-                          int *targets, ChunkHook each, void *ctx) {
-    return model_eval_range(m, c, val, 0, count, count, B, inputs, targets, each, ctx) / count;
+                          int *targets, ChunkHook each, void *ctx, double *acc) {
+    EvalSums s = model_eval_range(m, c, val, 0, count, count, B, inputs, targets, each, ctx);
+    if (acc) *acc = s.scored > 0 ? s.correct / s.scored : 0;
+    return s.loss / s.weight;
 }
 
 /* The sum of squares in NORM_CHUNKS fixed chunks added in order: the same
@@ -499,6 +538,7 @@ int model_find_nonfinite(const Model *m, const real *buf, char *out, size_t n) {
                 size_t row = v->ndim == 2 ? j / v->shape[1] : j, col = v->ndim == 2 ? j % v->shape[1] : 0;
                 int is_o = strstr(v->name, ".attn.o.") != NULL;
                 head = is_o ? (v->ndim == 2 ? (int)(col / hs) : -1) : (int)(row / hs);
+                if (strstr(v->name, ".attn.smear")) head = (int)j; /* one gate per head */
             }
             int k = snprintf(out, n, "%s[%zu] = %g", v->name, j, (double)buf[v->offset + j]);
             if (layer >= 0 && k >= 0 && (size_t)k < n)

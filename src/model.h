@@ -9,6 +9,10 @@
 #include "common.h"
 #include "data.h"
 
+/* Which side's vectors are smeared with the previous position's (see
+ * smear_forward): none, the keys, or the queries. */
+typedef enum { SMEAR_NONE = 0, SMEAR_KEY = 1, SMEAR_QUERY = 2 } SmearMode;
+
 typedef struct {
     int V;              /* vocabulary size */
     int L;              /* layers */
@@ -18,6 +22,7 @@ typedef struct {
     int bias;           /* biases on q,k,v,o,fc,proj */
     int tie_embeddings; /* lm_head is wte */
     int qk_tied;        /* one matrix (and bias) serves as W_Q and W_K */
+    SmearMode smear;    /* smeared keys or queries, one gate per head */
 } ModelShape;
 
 /* Pointers into one contiguous buffer (parameters, gradients or Adam moments
@@ -37,6 +42,7 @@ typedef struct {
     real *bv;      /* [L, C] */
     real *wo;      /* [L, C, C] */
     real *bo;      /* [L, C] */
+    real *smear;   /* [L, NH] gate logits of the smeared side (smear != none) */
     real *ln2w;    /* [L, C] */
     real *ln2b;    /* [L, C] */
     real *fcw;     /* [L, 4C, C] */
@@ -65,7 +71,7 @@ typedef struct {
     real *ln1;       /* [L, B, T, C] */
     real *ln1_mean;  /* [L, B, T] */
     real *ln1_rstd;  /* [L, B, T] */
-    real *q;         /* [L, B, T, C] */
+    real *q;         /* [L, B, T, C] as the scores read them (after any smear) */
     real *k;         /* [L, B, T, C] */
     real *v;         /* [L, B, T, C] */
     real *att;       /* [L, B, NH, T, T] softmax weights, 0 above the diagonal */
@@ -84,6 +90,7 @@ typedef struct {
     real *logits;    /* [B, T, V] */
     real *probs;     /* [B, T, V] softmax of logits */
     real *losses;    /* [B, T] per-position cross-entropy */
+    real *smear_raw; /* [L, B, T, C] q or k before the smear (smear != none) */
 } Activations;
 
 /* Backward scratch, reused layer by layer (only one layer's worth). */
@@ -133,8 +140,14 @@ typedef struct {
     size_t n_scr;
     int B, T;              /* shape of the last forward */
     const int *inputs;     /* [B, T] tokens of the last forward */
-    const int *targets;    /* [B, T] its targets (NULL = none) */
-    real loss;             /* mean loss of the last forward with targets */
+    const int *targets;    /* [B, T] its targets (NULL = none; TARGET_NONE = not scored) */
+    real loss;             /* mean loss over the scored targets of the last forward */
+    double loss_sum;       /* their sum */
+    size_t n_scored;       /* their count */
+    /* What backward divides the summed loss by: the scored targets of the
+     * global batch (all ranks). 0 = n_scored * grad_shards; the forward resets
+     * it, a data-parallel task run sets it between forward and backward. */
+    size_t grad_count;
     double op_seconds[N_OPS]; /* wall time spent in each op category so far */
     /* The loss is the mean over grad_shards equal batches, one per
      * data-parallel rank (1 alone): backward divides by grad_shards B T, so
@@ -165,11 +178,12 @@ void model_free(Model *m);
 void model_init_params(Model *m, Rng *r, int symmetric_qk);
 
 /* Forward over B sequences of T tokens (B <= maxB, T <= maxT). With targets
- * it returns the mean cross-entropy and keeps what backward needs; without,
- * returns 0 and only logits/probs are meaningful. */
+ * it returns the mean cross-entropy over the scored targets (those not
+ * TARGET_NONE) and keeps what backward needs; without, returns 0 and only
+ * logits/probs are meaningful. */
 real model_forward(Model *m, const int *inputs, const int *targets, int B, int T);
 
-/* Gradients of the last forward's mean loss (over grad_shards batches),
+/* Gradients of the last forward's mean loss (over grad_count targets),
  * written (not accumulated) into m->grads; each finished span goes to
  * grad_ready when set. */
 void model_backward(Model *m);
@@ -184,16 +198,30 @@ const real *model_grad_key_path(const Model *m, int l);
  * that chunk are in m->acts). */
 typedef void (*ChunkHook)(void *ctx, const Model *m, int nb);
 
+/* Scored targets of the last forward that its logits get right (the argmax,
+ * the first of equals). */
+size_t model_count_correct(const Model *m);
+
+/* Sums of an evaluation, added over chunks and ranks. The loss is
+ * loss / weight: for a corpus the mean of the windows' mean losses (loss
+ * sums window means, weight counts windows), for a task the mean over all
+ * scored targets (loss sums them, weight counts them). Accuracy is
+ * correct / scored. */
+typedef struct {
+    double loss, weight, correct, scored;
+} EvalSums;
+
 /* Mean loss over `count` fixed windows of one split of c (val = 1:
  * validation; see batch_eval_window), evaluated B windows at a time;
- * inputs/targets are [B, maxT] buffers; `each` (may be NULL) sees every chunk. */
+ * inputs/targets are [B, maxT] buffers; `each` (may be NULL) sees every chunk.
+ * acc (may be NULL) receives the accuracy on the scored targets. */
 double model_eval_windows(Model *m, const Corpus *c, int val, int count, int B, int *inputs,
-                          int *targets, ChunkHook each, void *ctx);
+                          int *targets, ChunkHook each, void *ctx, double *acc);
 
-/* The sum (not the mean) of the window losses of windows first .. first+n-1
- * of those `count`: a data-parallel rank's share of model_eval_windows. */
-double model_eval_range(Model *m, const Corpus *c, int val, int first, int n, int count, int B,
-                        int *inputs, int *targets, ChunkHook each, void *ctx);
+/* The sums of windows first .. first+n-1 of those `count`: a data-parallel
+ * rank's share of model_eval_windows. */
+EvalSums model_eval_range(Model *m, const Corpus *c, int val, int first, int n, int count, int B,
+                          int *inputs, int *targets, ChunkHook each, void *ctx);
 
 /* Describes the first non-finite element of buf (a parameter-layout buffer:
  * params or grads) into out, e.g. "blocks.1.attn.q.weight[70] = nan (layer 1,

@@ -716,7 +716,7 @@ double qk_eval_heads(Model *m, const Corpus *c, int count, int B, int *inputs, i
     acc.prev = acc.entropy + L * NH;
     acc.e = acc.prev + L * NH;
     acc.p = acc.e + NH;
-    double base = model_eval_windows(m, c, 1, count, B, inputs, targets, stats_chunk, &acc);
+    double base = model_eval_windows(m, c, 1, count, B, inputs, targets, stats_chunk, &acc, NULL);
     double *cosines = xmalloc((size_t)d * sizeof(double));
     double *M = xmalloc((size_t)C * C * sizeof(double));
     for (int l = 0; l < L; l++)
@@ -740,11 +740,11 @@ double qk_eval_heads(Model *m, const Corpus *c, int count, int B, int *inputs, i
             e->entropy = acc.entropy[l * NH + h] / acc.windows;
             e->prev_token = acc.prev[l * NH + h] / acc.windows;
             qk_swap(m, l, h);
-            e->swap_delta = model_eval_windows(m, c, 1, count, B, inputs, targets, NULL, NULL) - base;
+            e->swap_delta = model_eval_windows(m, c, 1, count, B, inputs, targets, NULL, NULL, NULL) - base;
             qk_swap(m, l, h);
         }
     qk_swap(m, -1, -1);
-    double all = model_eval_windows(m, c, 1, count, B, inputs, targets, NULL, NULL) - base;
+    double all = model_eval_windows(m, c, 1, count, B, inputs, targets, NULL, NULL, NULL) - base;
     qk_swap(m, -1, -1);
     free(cosines);
     free(M);

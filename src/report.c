@@ -399,8 +399,9 @@ static int table_read(Table *t, const char *path, const char *const *want, int n
 
 enum { MT_STEP, MT_LR, MT_LOSS, MT_MS, MT_N };
 static const char *const metrics_cols[MT_N] = {"step", "lr", "loss", "ms"};
-enum { EV_STEP, EV_TRAIN, EV_VAL, EV_N };
-static const char *const eval_cols[EV_N] = {"step", "train_loss", "val_loss"};
+enum { EV_STEP, EV_TRAIN, EV_VAL, EV_TRAIN_ACC, EV_VAL_ACC, EV_N };
+static const char *const eval_cols[EV_N] = {"step", "train_loss", "val_loss", "train_acc",
+                                            "val_acc"};
 /* qk.csv and qk_eval.csv share their first three columns. */
 enum { HD_STEP, HD_LAYER, HD_HEAD };
 enum { QN_GQ = 3, QN_GK, QN_N };
@@ -995,7 +996,17 @@ static void summary_cell(const Run *r, int row, char *out, size_t n) {
     case SUM_PARAMS:
         if (r->n_params >= 0) snprintf(out, n, "%lld", r->n_params);
         break;
-    case SUM_DATA: snprintf(out, n, "%s, val_fraction %g", c->data_path, c->val_fraction); break;
+    case SUM_DATA:
+        if (c->task.kind == TASK_NONE)
+            snprintf(out, n, "%s, val_fraction %g", c->data_path, c->val_fraction);
+        else if (c->task.kind == TASK_KV)
+            snprintf(out, n, "task kv: keys %d, pairs %d to %d, queries %d%s", c->task.keys,
+                     c->task.pairs_min, c->task.pairs_max, c->task.queries,
+                     c->task.cross ? ", cross" : "");
+        else
+            snprintf(out, n, "task repeat: letters %d, length %d to %d", c->task.letters,
+                     c->task.len_min, c->task.len_max);
+        break;
     case SUM_BATCH: snprintf(out, n, "batch_size %d, seed %llu", c->batch_size,
                              (unsigned long long)c->seed); break;
     case SUM_SCHEDULE:
@@ -1020,8 +1031,9 @@ static void summary_cell(const Run *r, int row, char *out, size_t n) {
     }
     case SUM_LAST_EVAL:
         if (e->rows)
-            snprintf(out, n, "step %.0f: train %.4f, val %.4f", cell(e, last_e, EV_STEP),
-                     cell(e, last_e, EV_TRAIN), cell(e, last_e, EV_VAL));
+            snprintf(out, n, "step %.0f: train %.4f, val %.4f, val accuracy %.4f",
+                     cell(e, last_e, EV_STEP), cell(e, last_e, EV_TRAIN), cell(e, last_e, EV_VAL),
+                     cell(e, last_e, EV_VAL_ACC));
         break;
     case SUM_BEST_VAL: {
         size_t best = 0;
@@ -1096,8 +1108,8 @@ static void section_summary(Buf *b, const Run *runs, int n) {
 /* ---- loss and learning-rate curves ---- */
 
 static void section_curves(Buf *b, const Run *runs, int n, Range steps) {
-    Series loss[6], lr[2];
-    int nl = 0;
+    Series loss[6], lr[2], acc[4];
+    int nl = 0, na = 0;
     for (int r = 0; r < n; r++) {
         const Run *u = &runs[r];
         char name[160];
@@ -1112,6 +1124,12 @@ static void section_curves(Buf *b, const Run *runs, int n, Range steps) {
         snprintf(name, sizeof name, "%s%sval loss (eval)", who, sep);
         loss[nl++] = series_take(name, run_colours[r], S_DOTS, &u->evals, NULL, u->evals.rows,
                                  EV_STEP, EV_VAL, -1);
+        snprintf(name, sizeof name, "%s%strain accuracy (eval)", who, sep);
+        acc[na++] = series_take(name, run_colours[n > 1 ? r : 1], S_DASH | S_DOTS, &u->evals, NULL,
+                                u->evals.rows, EV_STEP, EV_TRAIN_ACC, -1);
+        snprintf(name, sizeof name, "%s%sval accuracy (eval)", who, sep);
+        acc[na++] = series_take(name, run_colours[r], S_DOTS, &u->evals, NULL, u->evals.rows,
+                                EV_STEP, EV_VAL_ACC, -1);
         snprintf(name, sizeof name, "%s%slearning rate", who, sep);
         lr[r] = series_take(name, run_colours[r], 0, &u->metrics, NULL, u->metrics.rows, MT_STEP,
                             MT_LR, -1);
@@ -1123,14 +1141,22 @@ static void section_curves(Buf *b, const Run *runs, int n, Range steps) {
                 .h = BIG_H, .ref = NAN, .x = steps, .y = range_finish(ly, 0)};
     Chart rc = {.id = "lr", .title = "learning rate", .ylabel = "lr", .w = BIG_W, .h = BIG_H,
                 .ref = NAN, .x = steps, .y = range_finish(ry, 0)};
-    buf_puts(b, "<section id=\"curves\"><h2>Loss and learning rate</h2>");
+    buf_puts(b, "<section id=\"curves\"><h2>Loss, learning rate and accuracy</h2>");
     legend_html(b, loss, nl);
     buf_puts(b, "<div class=\"row\">");
     chart_svg(b, &lc, loss, nl);
     chart_svg(b, &rc, lr, n);
     buf_puts(b, "</div>");
     if (n > 1) legend_html(b, lr, n);
+    /* accuracy on the scored targets: a task's plateau and jump */
+    Chart ac = {.id = "accuracy", .title = "accuracy", .ylabel = "fraction of scored targets",
+                .w = BIG_W, .h = BIG_H, .ref = NAN, .x = steps, .y = {0, 1}};
+    legend_html(b, acc, na);
+    buf_puts(b, "<div class=\"row\">");
+    chart_svg(b, &ac, acc, na);
+    buf_puts(b, "</div>");
     buf_puts(b, "</section>\n");
+    for (int i = 0; i < na; i++) series_free(&acc[i]);
     for (int i = 0; i < nl; i++) series_free(&loss[i]);
     for (int r = 0; r < n; r++) series_free(&lr[r]);
 }

@@ -17,7 +17,8 @@
 ModelShape train_model_shape(const Config *c, int V) {
     ModelShape s = {.V = V, .L = c->n_layer, .NH = c->n_head, .C = c->n_embd,
                     .maxT = c->block_size, .bias = c->bias,
-                    .tie_embeddings = c->tie_embeddings, .qk_tied = c->qk == QK_TIED};
+                    .tie_embeddings = c->tie_embeddings, .qk_tied = c->qk == QK_TIED,
+                    .smear = (SmearMode)c->smear};
     return s;
 }
 
@@ -73,6 +74,13 @@ static int run_dir_prepare(Trainer *t, Error *err) {
     return dir_create(t->run_dir, err);
 }
 
+int train_data_open(Corpus *corpus, const Config *c, Error *err) {
+    if (c->task.kind == TASK_NONE)
+        return corpus_load(corpus, c->data_path, c->val_fraction, c->block_size, err);
+    corpus_from_task(corpus, &c->task, c->block_size);
+    return 0;
+}
+
 int train_check_compatible(const Checkpoint *ck, const Config *c, const Corpus *corpus,
                            Error *err) {
     const Config *k = &ck->cfg;
@@ -83,7 +91,7 @@ int train_check_compatible(const Checkpoint *ck, const Config *c, const Corpus *
         {"n_layer", k->n_layer, c->n_layer}, {"n_head", k->n_head, c->n_head},
         {"n_embd", k->n_embd, c->n_embd}, {"block_size", k->block_size, c->block_size},
         {"bias", k->bias, c->bias}, {"tie_embeddings", k->tie_embeddings, c->tie_embeddings},
-        {"qk", (int)k->qk, (int)c->qk},
+        {"qk", (int)k->qk, (int)c->qk}, {"smear", k->smear, c->smear},
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (keys[i].ckpt != keys[i].now)
@@ -93,7 +101,8 @@ int train_check_compatible(const Checkpoint *ck, const Config *c, const Corpus *
     if (ck->V != corpus->V ||
         memcmp(ck->vocab, corpus->vocab, (size_t)ck->V * sizeof(uint32_t)) != 0)
         return error_set(err, "%s: vocabulary (%d characters) differs from that of %s (%d characters)",
-                         ck->path, ck->V, c->data_path, corpus->V);
+                         ck->path, ck->V, c->task.kind ? task_name(c->task.kind) : c->data_path,
+                         corpus->V);
     return 0;
 }
 
@@ -115,9 +124,9 @@ static void run_path(char *out, size_t n, const Trainer *t, const char *rel) {
 
 static const char *const base_metric_cols[] = {"step", "lr", "loss", "grad_norm", "clip_scale",
                                                "ms", "tokens_per_s"};
-static const char *const eval_cols[] = {"step", "train_loss", "val_loss"};
+static const char *const eval_cols[] = {"step", "train_loss", "val_loss", "train_acc", "val_acc"};
 #define N_BASE_METRIC_COLS 7
-#define N_EVAL_COLS 3
+#define N_EVAL_COLS 5
 
 /* metrics.csv columns: the base ones, then per layer l the totals of the
  * Q/K quantities as "<quantity>_L<l>". */
@@ -138,7 +147,8 @@ static void metric_cols_build(Trainer *t) {
 }
 
 /* The probe for the heatmaps: log.probe cut to block_size characters, or the
- * first block_size characters of the validation split. */
+ * first block_size characters of the validation split (of a task: its first
+ * validation record, padded to block_size). */
 static int probe_prepare(Trainer *t, Error *err) {
     const Config *c = &t->cfg;
     const Corpus *cp = &t->corpus;
@@ -156,7 +166,7 @@ static int probe_prepare(Trainer *t, Error *err) {
     } else {
         n = (size_t)c->block_size;
         tok = xmalloc(n * sizeof(int));
-        corpus_tokens(cp, cp->n_train, n, tok);
+        corpus_probe_tokens(cp, (int)n, tok);
     }
     uint32_t *chars = xmalloc(n * sizeof(uint32_t));
     for (size_t i = 0; i < n; i++) chars[i] = cp->vocab[tok[i]];
@@ -171,8 +181,7 @@ static int probe_prepare(Trainer *t, Error *err) {
  * and on rank 0 the checkpoint to start from and the run folder. */
 static int setup_inputs(Trainer *t, Checkpoint *ck, int *have_ck, Error *err) {
     const Config *c = &t->cfg;
-    if (corpus_load(&t->corpus, c->data_path, c->val_fraction, c->block_size, err) != 0)
-        return -1;
+    if (train_data_open(&t->corpus, c, err) != 0) return -1;
     ModelShape s = train_model_shape(c, t->corpus.V);
     if (train_check_memory(&s, c->batch_size, err) != 0) return -1;
     if (probe_prepare(t, err) != 0) return -1;
@@ -201,6 +210,13 @@ static int setup_inputs(Trainer *t, Checkpoint *ck, int *have_ck, Error *err) {
         *have_ck = 1;
     }
     if (*have_ck && train_check_compatible(ck, c, &t->corpus, err) != 0) return -1;
+    /* a resumed run continues the same records; init_from may change them (a
+     * curriculum), as long as the vocabulary stays */
+    char key[64], was[64], now[64];
+    if (c->resume && config_task_differs(&ck->cfg, c, key, was, now, sizeof key))
+        return error_set(err, "%s: cannot resume with other task parameters: %s is %s in the "
+                              "checkpoint, %s in the config",
+                         ck->path, key, was, now);
     if (!c->resume && run_dir_prepare(t, err) != 0) return -1;
     return 0;
 }
@@ -273,7 +289,7 @@ int train_setup(Trainer *t, const Config *cfg, Error *err) {
     t->cfg = *cfg;
     t->resumed_from = -1;
     t->qk_logging = 1;
-    t->last_train = t->last_val = NAN;
+    t->last_train = t->last_val = t->last_val_acc = NAN;
     t->last_eval_step = -1;
     t->rank = dist_rank();
     t->ranks = dist_size();
@@ -339,23 +355,27 @@ static int train_eval(Trainer *t, Error *err) {
     int B = c->batch_size, count = c->eval_batches * B * t->ranks;
     int first = (int)((long)count * t->rank / t->ranks);
     int n = (int)((long)count * (t->rank + 1) / t->ranks) - first;
-    double sums[2];
+    EvalSums sums[2];
     for (int val = 0; val < 2; val++)
         sums[val] = model_eval_range(&t->model, &t->corpus, val, first, n, count, B, t->inputs,
                                      t->targets, NULL, NULL);
-    dist_sum(sums, 2);
+    _Static_assert(sizeof(EvalSums) == 4 * sizeof(double), "EvalSums is four sums");
+    dist_sum((double *)sums, 8);
     char what[64];
     snprintf(what, sizeof what, "weights at step %d", t->step);
     if (dist_check_agree(t->model.params, t->model.n_params * sizeof(real), what, err) != 0)
         return -1;
-    double tr = sums[0] / count, va = sums[1] / count;
+    double tr = sums[0].loss / sums[0].weight, va = sums[1].loss / sums[1].weight;
     t->last_train = tr;
     t->last_val = va;
+    t->last_val_acc = sums[1].correct / sums[1].scored;
     t->last_eval_step = t->step;
     if (t->rank != 0) return 0;
     csvlog_int(&t->evals, t->step);
     csvlog_num(&t->evals, tr);
     csvlog_num(&t->evals, va);
+    csvlog_num(&t->evals, sums[0].correct / sums[0].scored);
+    csvlog_num(&t->evals, t->last_val_acc);
     csvlog_end_row(&t->evals);
     csvlog_flush(&t->evals);
     csvlog_flush(&t->metrics);
@@ -371,8 +391,8 @@ static int train_eval(Trainer *t, Error *err) {
                  sym / (c->n_layer * c->n_head), swap_all);
     }
     csvlog_flush(&t->qkeval);
-    snprintf(line, sizeof line, "step %d/%d | eval: train loss %.4f | val loss %.4f%s", t->step,
-             c->steps, tr, va, qkinfo);
+    snprintf(line, sizeof line, "step %d/%d | eval: train loss %.4f | val loss %.4f | val acc %.4f%s",
+             t->step, c->steps, tr, va, t->last_val_acc, qkinfo);
     progress_show(&t->progress, line, 1);
     return 0;
 }
@@ -384,16 +404,23 @@ int train_step(Trainer *t, Error *err) {
     int B = c->batch_size, T = c->block_size, root = t->rank == 0;
     double *ph = t->phase_seconds, t0 = time_now(), t1, t2, tq = 0;
     double lr = optim_lr(&t->opt, t->step);
-    batch_sample_train_shard(&t->corpus, &t->batch_rng, B, T, t->rank, t->ranks, t->inputs,
-                             t->targets);
+    size_t scored = batch_sample_train_shard(&t->corpus, &t->batch_rng, B, T, t->rank, t->ranks,
+                                             t->inputs, t->targets);
     double loss = model_forward(&t->model, t->inputs, t->targets, B, T);
+    int task = t->corpus.task.kind != TASK_NONE;
+    /* a task's ranks score different numbers of targets: each divides by the
+     * global count, so the gradients and losses add up to the global mean */
+    if (task) {
+        t->model.grad_count = scored;
+        loss = t->model.loss_sum / (double)scored;
+    }
     t1 = time_now();
     model_backward(&t->model);
     double tc = time_now();
     /* from here on every rank holds the same averaged gradient */
     dist_grads_finish(t->dist);
     dist_sum(&loss, 1);
-    loss /= t->ranks; /* equal batches: the global mean is the mean of the means */
+    if (!task) loss /= t->ranks; /* equal batches: the global mean is the mean of the means */
     t2 = time_now();
     double norm = model_grad_norm(&t->model);
     if (!isfinite(loss) || !isfinite(norm)) {
@@ -561,9 +588,14 @@ int train_run(Trainer *t) {
     int root = t->rank == 0;
     Error err;
     if (root) {
-        printf("qkscope: %s: %zu parameters (L%d H%d C%d T%d, V%d), %zu train / %zu val characters",
-               t->run_dir, t->model.n_params, c->n_layer, c->n_head, c->n_embd, c->block_size,
-               t->corpus.V, t->corpus.n_train, t->corpus.n - t->corpus.n_train);
+        printf("qkscope: %s: %zu parameters (L%d H%d C%d T%d, V%d), ", t->run_dir,
+               t->model.n_params, c->n_layer, c->n_head, c->n_embd, c->block_size, t->corpus.V);
+        if (t->corpus.task.kind != TASK_NONE)
+            printf("task %s (records of up to %d characters)", task_name(c->task.kind),
+                   task_record_max(&c->task));
+        else
+            printf("%zu train / %zu val characters", t->corpus.n_train,
+                   t->corpus.n - t->corpus.n_train);
         if (t->ranks > 1)
             printf(", %d ranks x batch %d = global batch %d", t->ranks, c->batch_size,
                    t->ranks * c->batch_size);

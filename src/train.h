@@ -38,6 +38,7 @@ typedef struct {
     int qk_logging;       /* per-head norms and qk.csv every step (the benchmark turns it off) */
     Progress progress;
     double last_train, last_val; /* latest eval losses, NAN before the first eval */
+    double last_val_acc;  /* and the latest validation accuracy */
     int last_eval_step;   /* -1 before the first eval */
     double train_seconds; /* time spent in steps (not evals) */
     int resumed_from;     /* step of the checkpoint resumed from, -1 for a fresh run */
@@ -82,6 +83,9 @@ extern volatile sig_atomic_t train_stop_signal;
 int train_observe(Trainer *t, Error *err);
 
 void train_free(Trainer *t);
+
+/* The config's data: the corpus at data.path, or the task's generator. */
+int train_data_open(Corpus *corpus, const Config *c, Error *err);
 
 /* Checks that a checkpoint fits a config and corpus: the model keys equal
  * (the message names the first that differs) and the vocabulary equal. */

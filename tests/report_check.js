@@ -88,6 +88,7 @@ function runExpectations(dir, r, pair) {
     L, NH, charts, steps,
     loss: pair ? [evals, evals] : [metrics, evals, evals],
     lr: [metrics],
+    accuracy: [evals, evals],
   };
 }
 
@@ -328,7 +329,7 @@ async function main() {
   const pair = args.runs.length > 1;
   const pageDir = path.dirname(path.resolve(args.page));
   const expect = { charts: {}, runs: [], probes: args.probes, maxPoints: MAX_POINTS, ckptLinks: 0 };
-  const loss = [], lr = [];
+  const loss = [], lr = [], accuracy = [];
   args.runs.forEach((dir, r) => {
     const e = runExpectations(dir, r, pair);
     const recorded = path.join(dir, 'attn', 'probe.txt');
@@ -338,6 +339,7 @@ async function main() {
     Object.assign(expect.charts, e.charts);
     loss.push(...e.loss);
     lr.push(...e.lr);
+    accuracy.push(...e.accuracy);
     let href = path.relative(pageDir, path.resolve(dir));
     href = href ? href.split(path.sep).map(encodeURIComponent).join('/') + '/' : '';
     expect.runs.push({ href, steps: e.steps });
@@ -346,6 +348,7 @@ async function main() {
   });
   expect.charts.loss = loss;
   expect.charts.lr = lr;
+  expect.charts.accuracy = accuracy;
 
   const browser = new Browser(args.chromium);
   const timer = setTimeout(() => {

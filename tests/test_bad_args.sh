@@ -40,8 +40,10 @@ qkscope-info | info: 0 arguments given, expected 1 (qkscope info CKPT; see qksco
 qkscope-info @CK @CK | info: 2 arguments given, expected 1 (qkscope info CKPT; see qkscope info --help)
 qkscope-info --bogus | info: unexpected argument '--bogus' (see qkscope info --help)
 qkscope-info '' | : cannot open checkpoint: No such file or directory
-qkscope-eval | eval: 0 arguments given, expected 1 (qkscope eval CKPT [--data FILE] [--json]; see qkscope eval --help)
+qkscope-eval | eval: 0 arguments given, expected 1 (qkscope eval CKPT [--data FILE | --records FILE] [--json]; see qkscope eval --help)
 qkscope-eval @CK --data | --data: missing value (see qkscope eval --help)
+qkscope-eval @CK --records corpus.txt | @CK: --records: the checkpoint was trained on a corpus (corpus.txt), not a task; use --data FILE
+qkscope-eval @CK --records | --records: missing value (see qkscope eval --help)
 qkscope-eval @CK --bogus | eval: unexpected argument '--bogus' (see qkscope eval --help)
 qkscope-eval @CK @CK | eval: unexpected argument '@CK' (see qkscope eval --help)
 qkscope-sample | sample: 0 arguments given, expected 1 (qkscope sample CKPT [--prompt TEXT] [--tokens N] [--temperature T]; see qkscope sample --help)
@@ -84,12 +86,6 @@ qkscope-compare @CK @CK @CK | compare: unexpected argument '@CK' (see qkscope co
 qkscope-compare @CK @CK --text QQ | --text (A's vocabulary): character 'Q' (U+0051) at character 0 is not in the vocabulary
 qkscope-compare @CK @CK --text '' | --text: empty text, expected at least 1 character
 qkscope-compare @CK @CK --out corpus.txt | corpus.txt: exists and is not a folder
-qkscope-lookup | lookup: 0 arguments given, expected 1 (qkscope lookup CKPT [--data FILE] [--records N]; see qkscope lookup --help)
-qkscope-lookup @CK --records 0 | --records '0': expected an integer from 1 to 10000000
-qkscope-lookup @CK --records -1 | --records '-1': expected an integer from 1 to 10000000
-qkscope-lookup @CK --records | --records: missing value, expected an integer from 1 to 10000000
-qkscope-lookup @CK --data corpus.txt | corpus.txt: no lookup records (lines like 'b=7;x=2;|x>2|') of at most block_size = 16 characters
-qkscope-lookup @CK --bogus | lookup: unexpected argument '--bogus' (see qkscope lookup --help)
 qkscope-report | report: 0 arguments given, expected 1 or 2 (qkscope report RUN_DIR [--out FILE]; see qkscope report --help)
 qkscope-report runs/a runs/a runs/a | report: unexpected argument 'runs/a' (see qkscope report --help)
 qkscope-report runs/a --out | --out: missing value (see qkscope report --help)
@@ -111,7 +107,7 @@ check "refused gauges wrote a checkpoint" [ ! -e out.st ]
 
 # --help is not an error: usage on stdout, status 0, nothing on stderr.
 for cmd in train qkscope-info qkscope-eval qkscope-sample qkscope-probe qkscope-gauge \
-    qkscope-compare qkscope-lookup qkscope-report qkscope-bench; do
+    qkscope-compare qkscope-report qkscope-bench; do
     # shellcheck disable=SC2016 # $1 is the inner shell's
     check "$cmd --help" bash -c '"$1" --help > help.txt 2> err.txt && grep -q "^usage: " help.txt &&
         [ ! -s err.txt ]' _ "$build/$cmd"

@@ -270,7 +270,7 @@ for f in cut_tail.st nan.st folder.st; do
     refuse "$msg" "$build/qkscope-gauge" "$f" gauged.st
     refuse "$msg" "$build/qkscope-compare" "$f" "$good" --out compare_out
     refuse "$msg" "$build/qkscope-compare" "$good" "$f" --out compare_out
-    refuse "$msg" "$build/qkscope-lookup" "$f" --data corpus.txt
+    refuse "$msg" "$build/qkscope-eval" "$f" --records corpus.txt
 done
 check "gauge of a bad checkpoint wrote a file" [ ! -e gauged.st ]
 check "a refused probe wrote its output folder" [ ! -e probe_out ]

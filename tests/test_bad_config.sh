@@ -91,9 +91,10 @@ double_why() { # MIN MAX FLAGS
 
 printf '[model]\nn_layer = 1\n' > ok.ini
 
-n_keys=0
+n_keys=0 n_task_keys=0
 while read -r sec key type min max flags names size; do
     n_keys=$((n_keys + 1))
+    [[ $sec == task ]] && n_task_keys=$((n_task_keys + 1))
     case $type in
     KEY_INT)
         why=$(int_why "$(awk -v x="$min" 'BEGIN { printf "%d", x }')" \
@@ -114,7 +115,10 @@ while read -r sec key type min max flags names size; do
     KEY_BOOL)
         for v in maybe 2 ""; do bad_value "$sec" "$key" "$v" "$bool_why"; done ;;
     KEY_ENUM)
-        for v in sometimes 1 ""; do bad_value "$sec" "$key" "$v" "expected one of ${names//,/, }"; done ;;
+        # an empty value means the first name where the key says so (EMPTY_FIRST)
+        empty='""'
+        [[ $flags == *EMPTY_FIRST* ]] && empty=
+        for v in sometimes 1 $empty; do bad_value "$sec" "$key" "$v" "expected one of ${names//,/, }"; done ;;
     KEY_STRING)
         long=$(printf "%$((size + 10))s" '' | tr ' ' s)
         bad_value "$sec" "$key" "$long" "expected at most $((size - 1)) bytes (got $((size + 10)))"
@@ -129,11 +133,13 @@ done < <(keys_table)
 [ -e runs ] && fail "a refused config created runs/"
 
 # The table above must be the whole key table: as many keys as the resolved
-# config.ini of a real run holds (and not a parse of nothing).
+# config.ini of a real corpus run holds, which leaves out the [task] section
+# (and not a parse of nothing).
 tiny_run
 n_written=$(grep -c '^[a-z_0-9]* = ' runs/a/config.ini)
-[[ $n_keys -eq $n_written && $n_keys -gt 30 ]] ||
-    fail "key table read from src/config.c has $n_keys keys, config.ini $n_written"
+[[ $((n_keys - n_task_keys)) -eq $n_written && $n_keys -gt 30 && $n_task_keys -eq 8 ]] ||
+    fail "key table read from src/config.c has $n_keys keys ($n_task_keys of [task]), config.ini $n_written"
+grep -q '^\[task\]' runs/a/config.ini && fail "a corpus run's config.ini has a [task] section"
 
 # Malformed files, one line per case: printf format of the file | message.
 long_line=$(printf '%5000s' '' | tr ' ' x)
@@ -159,8 +165,8 @@ done <<'CASES'
 [model\nn_layer = 2\n | c.ini:1: syntax error (expected [section] or key = value)
 n_layer = 2\n[model]\n | c.ini:1: key 'n_layer' before any [section] line
 [modle]\nn_layer = 2\n | c.ini:1: unknown section [modle] (did you mean [model]?)
-[optimizer]\nlr = 1\n | c.ini:1: unknown section [optimizer] (valid sections: [run], [data], [model], [train], [log])
-[]\n | c.ini:1: unknown section [] (valid sections: [run], [data], [model], [train], [log])
+[optimizer]\nlr = 1\n | c.ini:1: unknown section [optimizer] (valid sections: [run], [data], [task], [model], [train], [log])
+[]\n | c.ini:1: unknown section [] (valid sections: [run], [data], [task], [model], [train], [log])
 [model]\nn_emb = 64\n | c.ini:2: unknown key 'n_emb' in [model] (did you mean 'n_embd'?)
 [model]\nlr = 0.1\n | c.ini:2: unknown key 'lr' in [model] (did you mean [train] lr?)
 [run]\n= 5\n | c.ini:2: unknown key '' in [run] (valid keys: name, out_dir, seed, threads, overwrite, resume)
@@ -169,6 +175,19 @@ n_layer = 2\n[model]\n | c.ini:1: key 'n_layer' before any [section] line
 [train]\nsteps = 50\n | c.ini:2: warmup_steps (100) must be <= steps (50)
 [train]\nstop_after = 2001\n | c.ini:2: stop_after (2001) must be <= steps (2000)
 [model]\nqk_init = symmetric\nqk = tied\n | c.ini:3: qk_init = symmetric requires qk = untied (qk is tied)
+[data]\npath = ""\n | c.ini:2: [data] path is empty: expected a corpus file (or set [data] task)
+[data]\ntask = kv\npath = x.txt\n | c.ini:3: [data] path = 'x.txt' given together with [data] task = kv: a task generates its records; remove one of the two
+[data]\npath = x.txt\ntask = repeat\n | c.ini:3: [data] path = 'x.txt' given together with [data] task = repeat: a task generates its records; remove one of the two
+[data]\ntask = unknown\n | c.ini:2: [data] task = 'unknown': expected one of none, kv, repeat
+[task]\nkeys = 5\n | c.ini:2: [task] keys is a parameter of task kv, but [data] task is none
+[data]\ntask = repeat\n[task]\nkeys = 5\n | c.ini:4: [task] keys is a parameter of task kv, but [data] task is repeat
+[data]\ntask = kv\n[task]\nlen_min = 3\n | c.ini:4: [task] len_min is a parameter of task repeat, but [data] task is kv
+[data]\ntask = kv\n[task]\npairs_max = 13\n | c.ini:4: [task] pairs_max (13) must be <= keys (12): a record's keys are distinct
+[data]\ntask = kv\n[task]\nkeys = 3\n | c.ini:4: [task] pairs_max (6) must be <= keys (3): a record's keys are distinct
+[data]\ntask = kv\n[task]\npairs_min = 7\n | c.ini:4: [task] pairs_min (7) must be <= pairs_max (6)
+[data]\ntask = repeat\n[task]\nlen_min = 9\nlen_max = 8\n | c.ini:5: [task] len_min (9) must be <= len_max (8)
+[data]\ntask = kv\n[model]\nblock_size = 16\n | c.ini:4: [model] block_size = 16 is too short for task kv: its longest record has 29 characters, which needs block_size >= 28
+[model]\nblock_size = 20\n[data]\ntask = repeat\n | c.ini:4: [model] block_size = 20 is too short for task repeat: its longest record has 29 characters, which needs block_size >= 28
 CASES
 
 # Config paths that are not config files.
@@ -188,9 +207,9 @@ refuse "override 'model.n_embd': expected section.key=value" "$train" ok.ini mod
 refuse "override 'n_embd=64': expected section.key=value" "$train" ok.ini n_embd=64
 refuse "override '=5': expected section.key=value" "$train" ok.ini =5
 refuse "override '': expected section.key=value" "$train" ok.ini ""
-refuse "override '.n_embd=5': unknown section [] (valid sections: [run], [data], [model], [train], [log])" \
+refuse "override '.n_embd=5': unknown section [] (valid sections: [run], [data], [task], [model], [train], [log])" \
     "$train" ok.ini .n_embd=5
-refuse "override 'model.=5': unknown key '' in [model] (valid keys: n_layer, n_head, n_embd, block_size, bias, tie_embeddings, qk, qk_init)" \
+refuse "override 'model.=5': unknown key '' in [model] (valid keys: n_layer, n_head, n_embd, block_size, bias, tie_embeddings, qk, qk_init, smear)" \
     "$train" ok.ini model.=5
 refuse "override 'modle.n_embd=5': unknown section [modle] (did you mean [model]?)" \
     "$train" ok.ini modle.n_embd=5

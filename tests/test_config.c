@@ -237,7 +237,7 @@ static void test_bad_values(void) {
                  "D/x.ini:2: [run] name = 'a/b': expected a folder name (no '/', not '.' or '..')");
     EXPECT_ERROR_HAS("[run]\nname = ..\n", "[run] name = '..'", "expected a folder name");
     EXPECT_ERROR("[run]\nout_dir =\n", "D/x.ini:2: [run] out_dir = '': expected a non-empty value");
-    EXPECT_ERROR_HAS("[data]\npath = \"\"\n", "[data] path = '\"\"'", "expected a non-empty value");
+    EXPECT_ERROR("[data]\npath = \"\"\n", "D/x.ini:2: [data] path is empty: expected a corpus file (or set [data] task)");
     EXPECT_ERROR_HAS("[log]\nprobe = a\x01z\n", "[log] probe", "expected text without control characters");
 }
 
@@ -294,7 +294,7 @@ static void test_duplicates_and_unknowns(void) {
     EXPECT_ERROR("[model]\nlr = 0.1\n", "D/x.ini:2: unknown key 'lr' in [model] (did you mean [train] lr?)");
     EXPECT_ERROR("[model]\nwidth = 64\n",
                  "D/x.ini:2: unknown key 'width' in [model] (valid keys: n_layer, n_head, n_embd, "
-                 "block_size, bias, tie_embeddings, qk, qk_init)");
+                 "block_size, bias, tie_embeddings, qk, qk_init, smear)");
     EXPECT_ERROR("n_layer = 2\n", "D/x.ini:1: key 'n_layer' before any [section] line");
 
     EXPECT_ERROR("[run]\nseed = 1\n[modle]\nn_layer = 2\n",
@@ -302,7 +302,7 @@ static void test_duplicates_and_unknowns(void) {
     EXPECT_ERROR("[Model]\nn_layer = 2\n", "D/x.ini:1: unknown section [Model] (did you mean [model]?)");
     /* Caught even with no keys under it. */
     EXPECT_ERROR("[model]\nn_layer = 2\n[optimizer]\n",
-                 "D/x.ini:3: unknown section [optimizer] (valid sections: [run], [data], [model], "
+                 "D/x.ini:3: unknown section [optimizer] (valid sections: [run], [data], [task], [model], "
                  "[train], [log])");
 
     EXPECT_ERROR("[model]\nn_layer 2\n", "D/x.ini:2: syntax error (expected [section] or key = value)");

@@ -13,6 +13,7 @@
 #include "attention.h"
 #include "check.h"
 #include "layers.h"
+#include "data.h"
 #include "model.h"
 
 #define FD_H 1e-5
@@ -249,6 +250,45 @@ static void test_encoder(void) {
     free(c.inp); free(c.wte); free(c.wpe); free(c.out); free(c.R); free(dwte); free(dwpe);
 }
 
+/* smear: loss = sum(R * smear(x)), gradients of x and of the gate logits,
+ * out of place and in place (the model smears in place backward) */
+typedef struct {
+    int B, T, C, NH;
+    real *inp, *g, *out, *R;
+} SmearCtx;
+
+static double smear_loss(void *p) {
+    SmearCtx *c = p;
+    smear_forward(c->out, c->inp, c->g, c->B, c->T, c->C, c->NH);
+    return weighted_sum(c->out, c->R, (size_t)c->B * c->T * c->C);
+}
+
+static void test_smear(void) {
+    SmearCtx c = {.B = 2, .T = 5, .C = 6, .NH = 3};
+    size_t n = (size_t)c.B * c.T * c.C;
+    c.inp = alloc_normal(n, 1);
+    c.g = alloc_normal((size_t)c.NH, 1);
+    c.out = xcalloc(n, sizeof(real));
+    c.R = alloc_normal(n, 1);
+    real *dinp = xcalloc(n, sizeof(real)), *dg = xcalloc((size_t)c.NH, sizeof(real));
+    real *inplace = xmalloc(n * sizeof(real)), *dg2 = xcalloc((size_t)c.NH, sizeof(real));
+    dg[0] = 0.5; /* backward adds to the gate's gradient */
+    smear_backward(dinp, dg, c.R, c.inp, c.g, c.B, c.T, c.C, c.NH);
+    dg[0] -= 0.5;
+    fd_check("smear.dinp", smear_loss, &c, c.inp, dinp, n, n);
+    fd_check("smear.dgate", smear_loss, &c, c.g, dg, (size_t)c.NH, (size_t)c.NH);
+    memcpy(inplace, c.R, n * sizeof(real));
+    smear_backward(inplace, dg2, inplace, c.inp, c.g, c.B, c.T, c.C, c.NH);
+    EXPECT(!memcmp(inplace, dinp, n * sizeof(real)) && !memcmp(dg, dg2, (size_t)c.NH * sizeof(real)),
+           "smear_backward in place differs");
+    smear_loss(&c);
+    memcpy(inplace, c.inp, n * sizeof(real));
+    smear_forward(inplace, inplace, c.g, c.B, c.T, c.C, c.NH);
+    EXPECT(!memcmp(inplace, c.out, n * sizeof(real)), "smear_forward in place differs");
+    EXPECT(!memcmp(c.out, c.inp, (size_t)c.C * sizeof(real)), "smear changed position 0");
+    free(c.inp); free(c.g); free(c.out); free(c.R); free(dinp); free(dg); free(inplace); free(dg2);
+}
+
 /* ---- the whole model ---- */
 
 typedef struct {
@@ -272,9 +312,9 @@ static void params_randomize(Model *m) {
     }
 }
 
-static void test_model(int qk_tied, int bias, int tie_embeddings) {
+static void test_model(int qk_tied, int bias, int tie_embeddings, SmearMode smear) {
     ModelShape s = {.V = 7, .L = 2, .NH = 2, .C = 8, .maxT = 6, .bias = bias,
-                    .tie_embeddings = tie_embeddings, .qk_tied = qk_tied};
+                    .tie_embeddings = tie_embeddings, .qk_tied = qk_tied, .smear = smear};
     int B = 2, T = 5; /* T < maxT: activations laid out for the smaller shape */
     Model m;
     model_create(&m, &s, 3);
@@ -293,14 +333,14 @@ static void test_model(int qk_tied, int bias, int tie_embeddings) {
     for (int i = 0; i < m.n_views; i++) {
         const ParamView *v = &m.views[i];
         char what[128];
-        snprintf(what, sizeof what, "model(qk_tied=%d bias=%d tie=%d).%s", qk_tied, bias,
-                 tie_embeddings, v->name);
+        snprintf(what, sizeof what, "model(qk_tied=%d bias=%d tie=%d smear=%d).%s", qk_tied, bias,
+                 tie_embeddings, (int)smear, v->name);
         double w = fd_check(what, model_loss, &c, m.params + v->offset, grads + v->offset,
                             v->numel, 24);
         worst = fmax(worst, w);
     }
-    printf("model qk_tied=%d bias=%d tie_embeddings=%d: %d tensors, worst error %.3f of tolerance\n",
-           qk_tied, bias, tie_embeddings, m.n_views, worst);
+    printf("model qk_tied=%d bias=%d tie_embeddings=%d smear=%d: %d tensors, worst error %.3f of "
+           "tolerance\n", qk_tied, bias, tie_embeddings, (int)smear, m.n_views, worst);
     free(grads);
     model_free(&m);
 }
@@ -353,6 +393,82 @@ static void test_tied_paths(void) {
     model_free(&mu);
 }
 
+/* The loss mask: with some targets TARGET_NONE the loss is the mean over the
+ * scored ones (the per-position losses of the same forward), its gradient
+ * passes the finite-difference check, the unscored targets' values change
+ * nothing, inputs past the last scored target get exactly zero gradient,
+ * and grad_count divides as a data-parallel rank's global count must. */
+static void test_model_masked(void) {
+    ModelShape s = {.V = 7, .L = 2, .NH = 2, .C = 8, .maxT = 6, .bias = 1,
+                    .tie_embeddings = 0, .qk_tied = 0};
+    int B = 2, T = 6, pad = s.V - 1;
+    Model m;
+    model_create(&m, &s, B);
+    params_randomize(&m);
+    /* row 0 scores targets 1 and 3 and is padded from position 4 on; row 1
+     * scores target 5 only */
+    int inp[12], tgt[12], all[12];
+    for (int i = 0; i < B * T; i++) {
+        inp[i] = (int)rng_below(&rng, s.V - 1);
+        all[i] = (int)rng_below(&rng, s.V);
+        tgt[i] = TARGET_NONE;
+    }
+    inp[4] = inp[5] = pad;
+    tgt[1] = all[1], tgt[3] = all[3], tgt[11] = all[11];
+    model_forward(&m, inp, all, B, T);
+    double want = ((double)m.acts.losses[1] + m.acts.losses[3] + m.acts.losses[11]) / 3;
+    double got = model_forward(&m, inp, tgt, B, T);
+    EXPECT(m.n_scored == 3 && fabs(got - want) < 1e-12,
+           "masked loss %.15g, mean of the scored positions' losses %.15g (%zu scored)", got, want,
+           m.n_scored);
+    EXPECT(m.acts.losses[0] == 0 && m.acts.losses[4] == 0, "unscored positions' losses are 0");
+    ModelCtx c = {&m, inp, tgt, B, T};
+    model_backward(&m);
+    real *grads = xmalloc(m.n_params * sizeof(real));
+    memcpy(grads, m.grads, m.n_params * sizeof(real));
+    for (int i = 0; i < m.n_views; i++) {
+        const ParamView *v = &m.views[i];
+        char what[128];
+        snprintf(what, sizeof what, "masked model.%s", v->name);
+        fd_check(what, model_loss, &c, m.params + v->offset, grads + v->offset, v->numel, 24);
+    }
+    /* the pad occurs only after row 0's last scored target: its embedding and
+     * the positions 4 and 5 of row 0 reach no scored output */
+    double pad_grad = 0;
+    for (int j = 0; j < s.C; j++) pad_grad += fabs(grads[m.views[0].offset + (size_t)pad * s.C + j]);
+    EXPECT(pad_grad == 0, "the pad's embedding gets gradient %g", pad_grad);
+    for (int i = 0; i < B * T; i++) {
+        size_t row = (size_t)i * s.V;
+        double d = 0;
+        for (int v = 0; v < s.V; v++) d += fabs(m.scr.dlogits[row + v]);
+        if (tgt[i] == TARGET_NONE) EXPECT(d == 0, "unscored position %d has dlogits %g", i, d);
+        else EXPECT(d > 0, "scored position %d has no dlogits", i);
+    }
+    /* other values at the unscored targets: the same loss and gradients */
+    int other[12];
+    memcpy(other, tgt, sizeof other);
+    double masked = got;
+    got = model_forward(&m, inp, other, B, T);
+    model_backward(&m);
+    EXPECT(got == masked && !memcmp(grads, m.grads, m.n_params * sizeof(real)),
+           "unscored targets changed the loss or the gradients");
+    /* a global count twice the local one halves every gradient exactly */
+    model_forward(&m, inp, tgt, B, T);
+    m.grad_count = 2 * m.n_scored;
+    model_backward(&m);
+    size_t off = 0;
+    for (size_t i = 0; i < m.n_params; i++) off += m.grads[i] != grads[i] / 2;
+    EXPECT(off == 0, "grad_count = 2 n_scored: %zu gradients are not halved", off);
+    /* every target scored: the plain mean over B T, as before the mask */
+    got = model_forward(&m, inp, all, B, T);
+    double sum = 0;
+    for (int i = 0; i < B * T; i++) sum += m.acts.losses[i];
+    EXPECT(got == (real)(sum / (B * T)) && m.n_scored == (size_t)(B * T),
+           "all scored: %.17g, the mean over B T %.17g", got, sum / (B * T));
+    free(grads);
+    model_free(&m);
+}
+
 int main(void) {
     rng_seed(&rng, 42);
     test_layernorm();
@@ -363,9 +479,14 @@ int main(void) {
     test_crossentropy();
     test_encoder();
     for (int tied = 0; tied < 2; tied++)
-        for (int bias = 0; bias < 2; bias++) test_model(tied, bias, 1);
-    test_model(0, 1, 0);
-    test_model(1, 0, 0);
+        for (int bias = 0; bias < 2; bias++) test_model(tied, bias, 1, SMEAR_NONE);
+    test_model(0, 1, 0, SMEAR_NONE);
+    test_model(1, 0, 0, SMEAR_NONE);
+    test_smear();
+    test_model(0, 1, 1, SMEAR_KEY);
+    test_model(0, 0, 0, SMEAR_QUERY);
+    test_model(1, 1, 1, SMEAR_KEY);
     test_tied_paths();
+    test_model_masked();
     CHECK_DONE("test_grad");
 }

@@ -46,7 +46,7 @@ grep -q 'src="../b/attn/step_000040/layer_0.png"' runs/a/compare_b.html || fail 
 cp -r runs/a partial
 rm -r partial/qk_eval.csv partial/attn partial/ckpt
 head -c -7 runs/a/qk.csv > partial/qk.csv
-printf '"step","train_loss","val_loss"\n0,3.2,3.3\n10,3.1' > partial/eval.csv
+printf '"step","train_loss","val_loss","train_acc","val_acc"\n0,3.2,3.3,0.1,0.1\n10,3.1' > partial/eval.csv
 report partial > /dev/null || fail "report of a run in progress"
 grep -q "No heatmaps yet" partial/index.html || fail "partial: no note on the missing heatmaps"
 head -c 9 runs/a/metrics.csv > partial/metrics.csv # half a header
@@ -55,7 +55,7 @@ report partial > /dev/null || fail "report with an empty qk.csv and half a heade
 
 # -- malformed input: refused with the file named, exit 2
 cp -r runs/a bad
-printf '"step","train_loss","val_loss"\n0,3.2,abc\n' > bad/eval.csv
+printf '"step","train_loss","val_loss","train_acc","val_acc"\n0,3.2,abc,0.1,0.1\n' > bad/eval.csv
 expect_exit 2 "bad/eval.csv: row 2, column 'val_loss': 'abc' is not a number" report bad
 cp runs/a/eval.csv bad/eval.csv
 sed -i '5s/$/,1/' bad/qk.csv

@@ -47,7 +47,9 @@ expect_exit 2 "differs" "$build/train" r.ini run.name=d train.init_from=runs/a/c
 
 # eval reproduces the run's own last val loss exactly.
 last_val=$(tail -1 runs/a/eval.csv | cut -d, -f3)
-[ "$a40" = "{\"loss\": $last_val, \"tokens\": 128, \"windows\": 8}" ] || fail "eval: $a40 vs eval.csv $last_val"
+last_acc=$(tail -1 runs/a/eval.csv | cut -d, -f5)
+[ "$a40" = "{\"loss\": $last_val, \"acc\": $last_acc, \"tokens\": 128, \"windows\": 8}" ] ||
+    fail "eval: $a40 vs eval.csv $last_val, $last_acc"
 head -c 170 corpus.txt > part.txt  # 170 chars: windows while k*16+16 < 170 -> k = 0..9
 out=$("$build/qkscope-eval" runs/a/ckpt/latest.safetensors --data part.txt --json)
 case "$out" in *'"tokens": 160, "windows": 10}') ;; *) fail "eval --data windows: $out" ;; esac
