@@ -127,10 +127,6 @@ def main():
     for st in steps:
         cells = [fmt([runs[st]["symmetry"] for runs in stats[v] if st in runs], 3) for v, _ in VARIANTS]
         lines.append(f"| {st} | " + " | ".join(cells) + " |")
-    for name in ("lookup_untied", "lookup_tied"):
-        p = os.path.join(args.out, name, "lookup.txt")
-        if os.path.exists(p):
-            lines += ["", f"{name}:", "", "```", open(p, encoding="utf-8").read().rstrip(), "```"]
     with open(os.path.join(args.out, "summary.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     for key, title, ylabel, fname in [("swap_all", "val loss change with W_Q and W_K swapped in every head",

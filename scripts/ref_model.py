@@ -53,6 +53,9 @@ class Model:
         self.L, self.NH, self.C = int(m["n_layer"]), int(m["n_head"]), int(m["n_embd"])
         self.T = int(m["block_size"])
         self.qk_tied = m["qk"] == "tied"
+        if m.get("smear", "none") != "none":
+            raise ValueError(f"model.smear = {m['smear']}: smeared keys or queries are not in "
+                             "this reference")
         self.t = {k: v.astype(np.float64) for k, v in tensors.items()
                   if not k.startswith("optim.")}
 

@@ -236,11 +236,7 @@ void smear_forward(real *out, const real *inp, const real *g, int B, int T, int 
             for (int t = T - 1; t >= 0; t--) {
                 real *o = out + ((size_t)b * T + t) * C + h * hs;
                 const real *x = inp + ((size_t)b * T + t) * C + h * hs;
-                if (t == 0) {
-                    for (int i = 0; i < hs; i++) o[i] = x[i];
-                } else {
-                    for (int i = 0; i < hs; i++) o[i] = s * x[i] + (1 - s) * x[i - C];
-                }
+                for (int i = 0; i < hs; i++) o[i] = s * x[i] + (t ? (1 - s) * x[i - C] : 0);
             }
         }
 }
@@ -255,10 +251,10 @@ void smear_backward(real *dinp, real *dg, const real *dout, const real *inp, con
         real s = sigmoid(g[h]);
         double sum = 0;
         for (int b = 0; b < B; b++)
-            for (int t = 1; t < T; t++) {
+            for (int t = 0; t < T; t++) {
                 const real *d = dout + ((size_t)b * T + t) * C + h * hs;
                 const real *x = inp + ((size_t)b * T + t) * C + h * hs;
-                for (int i = 0; i < hs; i++) sum += (double)d[i] * (x[i] - x[i - C]);
+                for (int i = 0; i < hs; i++) sum += (double)d[i] * (x[i] - (t ? x[i - C] : 0));
             }
         dg[h] += (real)(sum * s * (1 - s));
     }
@@ -270,9 +266,8 @@ void smear_backward(real *dinp, real *dg, const real *dout, const real *inp, con
             for (int t = 0; t < T; t++) {
                 real *di = dinp + ((size_t)b * T + t) * C + h * hs;
                 const real *d = dout + ((size_t)b * T + t) * C + h * hs;
-                real own = t == 0 ? 1 : s;
                 for (int i = 0; i < hs; i++)
-                    di[i] = own * d[i] + (t + 1 < T ? (1 - s) * d[i + C] : 0);
+                    di[i] = s * d[i] + (t + 1 < T ? (1 - s) * d[i + C] : 0);
             }
         }
 }

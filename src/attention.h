@@ -17,7 +17,8 @@ void attention_backward(real *dq, real *dk, real *dv, real *datt, const real *do
 /* Smeared queries or keys (Olsson et al. 2022): each position's vector mixed
  * with the one before it, per head h with a learned gate logit g[h]:
  *   out[t] = s_h inp[t] + (1 - s_h) inp[t-1],  s_h = sigmoid(g[h]),
- * and out[0] = inp[0] (nothing comes before it). inp, out are [B, T, C]. */
+ * with inp[-1] = 0 (nothing comes before position 0). inp, out are
+ * [B, T, C]. */
 void smear_forward(real *out, const real *inp, const real *g, int B, int T, int C, int NH);
 
 /* dinp = d out / d inp applied to dout (overwrites dinp, which may be dout

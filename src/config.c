@@ -151,6 +151,8 @@ static const KeyDesc keys[] = {
      .def = "3", .doc = "periodic checkpoints kept on disk"},
     {KEY("log", "swap_batches", KEY_INT, swap_batches), .min = 0, .max = 1e6, .def = "2",
      .doc = "validation batches for the Q/K analysis at each eval (qk_eval.csv), 0 = off"},
+    {KEY("log", "roles_records", KEY_INT, roles_records), .min = 0, .max = 1e6, .def = "32",
+     .doc = "task runs: records of the roles measures at each eval (roles_eval.csv), 0 = off"},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -752,6 +754,10 @@ char *config_to_string(const Config *c) {
 
 const char *config_qk_name(QkMode m) {
     return (unsigned)m <= QK_TIED ? qk_names[m] : "?";
+}
+
+const char *config_smear_name(int smear) {
+    return (unsigned)smear <= 2 ? smear_names[smear] : "?";
 }
 
 const char *config_qk_init_name(QkInit i) {

@@ -49,6 +49,7 @@ typedef struct {
     char probe[CONFIG_STR];  /* probe text, "" = a fixed validation window */
     int heatmap_every, checkpoint_every, keep_checkpoints;
     int swap_batches;        /* validation batches for qk_eval.csv, 0 = off */
+    int roles_records;       /* task runs: records for roles_eval.csv, 0 = off */
 } Config;
 
 /* Fills every field with its default. */
@@ -81,6 +82,7 @@ char *config_to_string(const Config *c);
 /* Names as written in config files ("untied", "symmetric", ...). */
 const char *config_qk_name(QkMode m);
 const char *config_qk_init_name(QkInit i);
+const char *config_smear_name(int smear);
 
 /* Whether the tasks of a and b differ in their kind or one of a's task
  * parameters (the parameters of other tasks do not count); the first such key

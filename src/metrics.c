@@ -190,6 +190,7 @@ void csvlog_end_row(CsvLog *w) {
 }
 
 void csvlog_flush(CsvLog *w) {
+    if (!w->f) return; /* a log this run does not keep */
     if (fflush(w->f) != 0) die("cannot write %s: %s", w->path, strerror(errno));
 }
 

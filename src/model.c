@@ -293,6 +293,7 @@ real model_forward(Model *m, const int *inputs, const int *targets, int B, int T
         if (raw)
             TIMED(OP_ATTENTION, smear_forward(s->smear == SMEAR_KEY ? k : q, raw,
                                               p->smear + l * NH, B, T, C, NH));
+        if (m->qk_hook) m->qk_hook(m->qk_hook_ctx, m, l, q, k);
         TIMED(OP_MATMUL, matmul_forward(v, ln1, p->wv + l * CC, at(p->bv, l, C), NULL, BT, C, C));
         TIMED(OP_ATTENTION, attention_forward(atty, att, q, k, v, B, T, C, NH));
         TIMED(OP_MATMUL,

@@ -117,11 +117,17 @@ typedef struct {
  * span's allreduce can run while lower layers are still being computed. */
 typedef void (*GradReadyHook)(void *ctx, real *span, size_t n);
 
+/* Called by the forward in each layer after the queries and keys (smeared
+ * ones included) are computed and before the scores read them: an analysis
+ * may change them (activation patching). q, k are layer l's [B, T, C]. */
+struct Model;
+typedef void (*QkHook)(void *ctx, const struct Model *m, int l, real *q, real *k);
+
 /* Op categories of the per-op time breakdown. */
 enum { OP_MATMUL, OP_ATTENTION, OP_LAYERNORM, OP_GELU, OP_CROSSENTROPY, OP_OTHER, N_OPS };
 extern const char *const model_op_names[N_OPS];
 
-typedef struct {
+typedef struct Model {
     ModelShape shape;
     ParamView *views;      /* [n_views] */
     int n_views;
@@ -155,6 +161,8 @@ typedef struct {
     int grad_shards;
     GradReadyHook grad_ready; /* NULL alone */
     void *grad_ready_ctx;
+    QkHook qk_hook;        /* NULL: no patching */
+    void *qk_hook_ctx;
 } Model;
 
 /* The named views of a shape, in checkpoint order, without allocating a model

@@ -410,6 +410,21 @@ enum { QE_SYM = 3, QE_DIR, QE_SWAP, QE_ENT, QE_N };
 static const char *const heval_cols[QE_N] = {"step",       "layer",     "head",   "symmetry",
                                              "directionality", "swap_delta", "entropy"};
 
+/* roles_eval.csv (task runs) and the panels drawn of it, per layer. */
+enum { RO_TARGET = 3, RO_CF_Q_CUR, RO_CF_K_PREV, RO_K_PREV, RO_N };
+static const char *const roles_cols[RO_N] = {"step", "layer", "head", "target_attn", "cf_q_cur",
+                                             "cf_k_prev", "k_prev"};
+static const struct {
+    int col;
+    const char *key, *title;
+} roles_panels[] = {
+    {RO_TARGET, "target_attn", "on the target"},
+    {RO_CF_Q_CUR, "cf_q_cur", "query's token changed"},
+    {RO_CF_K_PREV, "cf_k_prev", "key's prev. changed"},
+    {RO_K_PREV, "k_prev", "prev. token in key"},
+};
+#define N_ROLES_PANELS (sizeof roles_panels / sizeof roles_panels[0])
+
 /* The qk_eval.csv panels of a layer; ref: a dashed line at this value. */
 static const struct {
     int col;
@@ -461,8 +476,8 @@ typedef struct {
     char *href;            /* URL prefix from the page's folder to the run folder */
     Config cfg;
     char *config_text;
-    Table metrics, evals, norms, heval;
-    Groups norm_rows, heval_rows;
+    Table metrics, evals, norms, heval, roles;
+    Groups norm_rows, heval_rows, roles_rows;
     int *maps, n_maps;     /* heatmap steps whose every layer_L.png exists */
     int *ckpts, n_ckpts;   /* ckpt/step_NNNNNN.safetensors steps */
     char *probe;           /* the heatmaps' probe text (UTF-8), NULL when unknown */
@@ -536,7 +551,8 @@ static int run_load(Run *r, const char *dir, const char *page_dir, Error *err) {
     } logs[] = {{&r->metrics, "metrics.csv", metrics_cols, MT_N},
                 {&r->evals, "eval.csv", eval_cols, EV_N},
                 {&r->norms, "qk.csv", norm_cols, QN_N},
-                {&r->heval, "qk_eval.csv", heval_cols, QE_N}};
+                {&r->heval, "qk_eval.csv", heval_cols, QE_N},
+                {&r->roles, "roles_eval.csv", roles_cols, RO_N}};
     for (size_t i = 0; i < sizeof logs / sizeof logs[0] && !rc; i++) {
         path = path_join(dir, logs[i].file);
         rc = table_read(logs[i].t, path, logs[i].cols, logs[i].n, err);
@@ -546,6 +562,7 @@ static int run_load(Run *r, const char *dir, const char *page_dir, Error *err) {
     int L = r->cfg.n_layer, NH = r->cfg.n_head;
     groups_build(&r->norm_rows, &r->norms, L, NH);
     groups_build(&r->heval_rows, &r->heval, L, NH);
+    groups_build(&r->roles_rows, &r->roles, L, NH);
 
     path = path_join(dir, "attn");
     int n = step_entries(path, "", &r->maps);
@@ -581,12 +598,14 @@ static void run_free(Run *r) {
     free(r->label);
     free(r->href);
     free(r->config_text);
-    Table *tables[] = {&r->metrics, &r->evals, &r->norms, &r->heval};
+    Table *tables[] = {&r->metrics, &r->evals, &r->norms, &r->heval, &r->roles};
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) free(tables[i]->v);
     free(r->norm_rows.start);
     free(r->norm_rows.idx);
     free(r->heval_rows.start);
     free(r->heval_rows.idx);
+    free(r->roles_rows.start);
+    free(r->roles_rows.idx);
     free(r->maps);
     free(r->ckpts);
     free(r->probe);
@@ -990,8 +1009,9 @@ static void summary_cell(const Run *r, int row, char *out, size_t n) {
                  yes_no(c->bias), yes_no(c->tie_embeddings));
         break;
     case SUM_QK:
-        snprintf(out, n, "qk %s, qk_init %s", config_qk_name(c->qk),
-                 config_qk_init_name(c->qk_init));
+        snprintf(out, n, "qk %s, qk_init %s, smear %s", config_qk_name(c->qk),
+                 config_qk_init_name(c->qk_init),
+                 config_smear_name(c->smear));
         break;
     case SUM_PARAMS:
         if (r->n_params >= 0) snprintf(out, n, "%lld", r->n_params);
@@ -1107,6 +1127,46 @@ static void section_summary(Buf *b, const Run *runs, int n) {
 
 /* ---- loss and learning-rate curves ---- */
 
+/* A task run's roles_eval.csv beside its accuracy: per layer, each head's
+ * attention on the target and what it reads, over the evals. */
+static void roles_rows_html(Buf *b, const Run *u, int r, int pair, Range steps) {
+    if (!u->roles.rows) return;
+    int L = u->cfg.n_layer, NH = u->cfg.n_head;
+    buf_puts(b, "<h5>Roles per head over evals (roles_eval.csv");
+    if (pair) {
+        buf_puts(b, ", ");
+        buf_html(b, u->label);
+    }
+    buf_puts(b, "): attention from the scored positions on the lookup's target, the same "
+                "with the query's own token or the key's previous token changed (a collapse "
+                "there is what the score reads), and how well a linear probe decodes the "
+                "previous token from the key</h5>");
+    Series *s = xmalloc((size_t)NH * sizeof(Series));
+    for (int l = 0; l < L; l++) {
+        buf_puts(b, "<div class=\"row\">");
+        for (size_t p = 0; p < N_ROLES_PANELS; p++) {
+            for (int h = 0; h < NH; h++) {
+                size_t i = (size_t)l * NH + h;
+                const Groups *g = &u->roles_rows;
+                char name[16];
+                snprintf(name, sizeof name, "H%d", h);
+                s[h] = series_take(name, head_colours[h % 10], S_DOTS, &u->roles, g->idx + g->start[i],
+                                   g->start[i + 1] - g->start[i], HD_STEP, roles_panels[p].col, -1);
+            }
+            char title[64];
+            Chart c = {.w = SMALL_W, .h = SMALL_H, .x = steps, .ref = NAN, .y = {0, 1},
+                       .ylabel = roles_panels[p].key, .title = title};
+            snprintf(c.id, sizeof c.id, "r%d-roles-%s-L%d", r, roles_panels[p].key, l);
+            snprintf(title, sizeof title, "L%d %s", l, roles_panels[p].title);
+            if (p == 0 && l == 0) legend_html(b, s, NH);
+            chart_svg(b, &c, s, NH);
+            for (int h = 0; h < NH; h++) series_free(&s[h]);
+        }
+        buf_puts(b, "</div>");
+    }
+    free(s);
+}
+
 static void section_curves(Buf *b, const Run *runs, int n, Range steps) {
     Series loss[6], lr[2], acc[4];
     int nl = 0, na = 0;
@@ -1155,6 +1215,7 @@ static void section_curves(Buf *b, const Run *runs, int n, Range steps) {
     buf_puts(b, "<div class=\"row\">");
     chart_svg(b, &ac, acc, na);
     buf_puts(b, "</div>");
+    for (int r = 0; r < n; r++) roles_rows_html(b, &runs[r], r, n > 1, steps);
     buf_puts(b, "</section>\n");
     for (int i = 0; i < na; i++) series_free(&acc[i]);
     for (int i = 0; i < nl; i++) series_free(&loss[i]);

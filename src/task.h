@@ -51,7 +51,7 @@ typedef struct {
  * evaluation read fixed streams (the same for every run seed, so runs of
  * different seeds are evaluated on the same records); training draws from
  * the run's own batch generator. */
-enum { TASK_STREAM_VAL = 1, TASK_STREAM_TRAIN_EVAL = 2 };
+enum { TASK_STREAM_VAL = 1, TASK_STREAM_TRAIN_EVAL = 2, TASK_STREAM_ROLES = 3 };
 
 const char *task_name(TaskKind k);
 

@@ -13,6 +13,7 @@
 #endif
 
 #include "report.h"
+#include "roles.h"
 
 ModelShape train_model_shape(const Config *c, int V) {
     ModelShape s = {.V = V, .L = c->n_layer, .NH = c->n_head, .C = c->n_embd,
@@ -125,6 +126,10 @@ static void run_path(char *out, size_t n, const Trainer *t, const char *rel) {
 static const char *const base_metric_cols[] = {"step", "lr", "loss", "grad_norm", "clip_scale",
                                                "ms", "tokens_per_s"};
 static const char *const eval_cols[] = {"step", "train_loss", "val_loss", "train_acc", "val_acc"};
+static const char *const roles_cols[] = {"step", "layer", "head", "target_attn", "prev_attn",
+                                         "cf_q_cur", "cf_q_prev", "cf_k_cur", "cf_k_prev",
+                                         "q_cur", "q_prev", "k_cur", "k_prev"};
+#define N_ROLES_COLS 13
 #define N_BASE_METRIC_COLS 7
 #define N_EVAL_COLS 5
 
@@ -221,6 +226,31 @@ static int setup_inputs(Trainer *t, Checkpoint *ck, int *have_ck, Error *err) {
     return 0;
 }
 
+/* A task run with log.roles_records keeps roles_eval.csv. */
+static int train_roles_logged(const Trainer *t) {
+    return t->cfg.task.kind != TASK_NONE && t->cfg.roles_records > 0;
+}
+
+/* The roles measures of the eval (without the interventions) as roles_eval.csv
+ * rows, on the same records at every eval. */
+static int train_roles_eval(Trainer *t, Error *err) {
+    Roles r;
+    if (roles_measure(&r, &t->model, &t->corpus, t->cfg.roles_records, 0, 0, err)) return -1;
+    for (int i = 0; i < r.L * r.NH; i++) {
+        const RolesHead *h = &r.heads[i];
+        const double v[] = {h->target_attn, h->prev_attn, h->cf_q_cur, h->cf_q_prev, h->cf_k_cur,
+                            h->cf_k_prev, h->q_cur, h->q_prev, h->k_cur, h->k_prev};
+        csvlog_int(&t->roleseval, t->step);
+        csvlog_int(&t->roleseval, h->layer);
+        csvlog_int(&t->roleseval, h->head);
+        for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) csvlog_num(&t->roleseval, v[k]);
+        csvlog_end_row(&t->roleseval);
+    }
+    roles_free(&r);
+    csvlog_flush(&t->roleseval);
+    return 0;
+}
+
 /* The files of a run, rank 0 only: the logs (created, or trimmed to the
  * checkpoint on resume), the heatmap history, the probe text, config.ini. */
 static int setup_outputs(Trainer *t, Error *err) {
@@ -235,8 +265,9 @@ static int setup_outputs(Trainer *t, Error *err) {
     } logs[] = {{&t->metrics, "metrics.csv", mcols, t->n_metric_cols},
                 {&t->evals, "eval.csv", eval_cols, N_EVAL_COLS},
                 {&t->qklog, "qk.csv", qk_csv_columns, QK_CSV_NCOLS},
-                {&t->qkeval, "qk_eval.csv", qk_eval_columns, QK_EVAL_NCOLS}};
-    size_t nlogs = sizeof logs / sizeof logs[0];
+                {&t->qkeval, "qk_eval.csv", qk_eval_columns, QK_EVAL_NCOLS},
+                {&t->roleseval, "roles_eval.csv", roles_cols, N_ROLES_COLS}};
+    size_t nlogs = sizeof logs / sizeof logs[0] - (train_roles_logged(t) ? 0 : 1);
     for (size_t i = 0; i < nlogs; i++) {
         run_path(path, sizeof path, t, logs[i].file);
         if (!c->resume) {
@@ -391,6 +422,7 @@ static int train_eval(Trainer *t, Error *err) {
                  sym / (c->n_layer * c->n_head), swap_all);
     }
     csvlog_flush(&t->qkeval);
+    if (train_roles_logged(t) && train_roles_eval(t, err) != 0) return -1;
     snprintf(line, sizeof line, "step %d/%d | eval: train loss %.4f | val loss %.4f | val acc %.4f%s",
              t->step, c->steps, tr, va, t->last_val_acc, qkinfo);
     progress_show(&t->progress, line, 1);
@@ -504,7 +536,7 @@ static int checkpoint_steps(const char *dir, int **out) {
 
 /* fn on each of the run's four logs. */
 static void train_logs_each(Trainer *t, void (*fn)(CsvLog *)) {
-    CsvLog *logs[] = {&t->metrics, &t->evals, &t->qklog, &t->qkeval};
+    CsvLog *logs[] = {&t->metrics, &t->evals, &t->qklog, &t->qkeval, &t->roleseval};
     for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++) fn(logs[i]);
 }
 

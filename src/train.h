@@ -27,7 +27,7 @@ typedef struct {
     char run_dir[CONFIG_STR + 256];
     int *inputs, *targets; /* [B, T] batch buffers */
     int step;             /* updates done so far */
-    CsvLog metrics, evals, qklog, qkeval;
+    CsvLog metrics, evals, qklog, qkeval, roleseval; /* roleseval: task runs only */
     char **metric_cols;   /* metrics.csv header: base columns + per-layer Q/K totals */
     int n_metric_cols;
     QkNorms qk;           /* this step's per-head norms */

@@ -81,6 +81,16 @@ function runExpectations(dir, r, pair) {
       charts[`r${r}-${key}-L${l}`] = Array.from({ length: NH }, (_, h) => heval(l, h));
     }
   }
+  if (fs.existsSync(path.join(dir, 'roles_eval.csv'))) {
+    const roles = perHead('roles_eval.csv');
+    if (csvRows(path.join(dir, 'roles_eval.csv')).length) {
+      for (let l = 0; l < L; l++) {
+        for (const key of ['target_attn', 'cf_q_cur', 'cf_k_prev', 'k_prev']) {
+          charts[`r${r}-roles-${key}-L${l}`] = Array.from({ length: NH }, (_, h) => roles(l, h));
+        }
+      }
+    }
+  }
   const attn = path.join(dir, 'attn');
   const steps = (fs.existsSync(attn) ? fs.readdirSync(attn) : [])
     .filter((d) => /^step_\d+$/.test(d)).map((d) => Number(d.slice(5))).sort((x, y) => x - y);

@@ -107,7 +107,7 @@ check "refused gauges wrote a checkpoint" [ ! -e out.st ]
 
 # --help is not an error: usage on stdout, status 0, nothing on stderr.
 for cmd in train qkscope-info qkscope-eval qkscope-sample qkscope-probe qkscope-gauge \
-    qkscope-compare qkscope-report qkscope-bench; do
+    qkscope-compare qkscope-report qkscope-bench qkscope-roles; do
     # shellcheck disable=SC2016 # $1 is the inner shell's
     check "$cmd --help" bash -c '"$1" --help > help.txt 2> err.txt && grep -q "^usage: " help.txt &&
         [ ! -s err.txt ]' _ "$build/$cmd"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Data-parallel training under mpirun, with the real binaries: 2 ranks x batch
-# 6 follow the loss curve of 1 process x batch 12 (and its evals); rank 0
+# 6 follow the loss curve of 1 process x batch 12 (and its evals), on a corpus
+# and on a task; rank 0
 # alone writes the run, recording the global batch; an MPI run's checkpoint
 # resumes in one process and a one-process checkpoint under 2 ranks; ranks
 # with differing weights fail the checksum check (tests/mpi_agree.c); a bad
@@ -68,6 +69,36 @@ close runs/two/eval.csv runs/one/eval.csv "2 3"
 close runs/two/qk.csv runs/one/qk.csv "4 5 6 7"
 grep -q "^batch_size = 12$" runs/two/config.ini || fail "config.ini should record the global batch 12"
 [ -f runs/two/attn/filmstrip_L0.png ] && [ -f runs/two/index.html ] || fail "rank 0's pictures and report"
+
+# A task whose records score different numbers of targets per rank (repeat):
+# each rank divides by the global count, so the curves are still the run of 12.
+cat > t.ini <<'INI'
+[run]
+seed = 5
+[data]
+task = repeat
+[task]
+letters = 6
+len_min = 2
+len_max = 7
+[model]
+n_layer = 2
+n_head = 2
+n_embd = 16
+block_size = 15
+[train]
+batch_size = 6
+steps = 20
+warmup_steps = 5
+eval_every = 10
+eval_batches = 2
+[log]
+heatmap_every = 10
+INI
+"${mpi[@]}" 2 "$build/train" t.ini run.name=ttwo > /dev/null 2> ttwo.err || fail "2 ranks, task: $(cat ttwo.err)"
+"$build/train" t.ini run.name=tone train.batch_size=12 > /dev/null
+close runs/ttwo/metrics.csv runs/tone/metrics.csv "2 3 4 5"
+close runs/ttwo/eval.csv runs/tone/eval.csv "2 3 4 5"
 
 # An MPI checkpoint (step 20) resumed in one process with the global batch,
 # and a one-process checkpoint resumed by 2 ranks: both end as the run of 12.

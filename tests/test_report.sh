@@ -79,6 +79,12 @@ node "$check" --chromium "$chromium" --shot ab.png --probe '0=the fox saw 3 he' 
     runs/a/compare_b.html runs/a runs/b > ab.json || fail "the pair page in the browser"
 node "$check" --chromium "$chromium" --shot p.png --probe '0=the fox saw 3 he' \
     pages/a.html runs/a > p.json || fail "the --out page in the browser"
+# a task run: the accuracy chart and the roles panels of roles_eval.csv
+printf '[run]\nname = t\nthreads = 1\n[data]\ntask = kv\n[task]\nkeys = 4\npairs_min = 2\npairs_max = 3\nqueries = 3\n[model]\nn_layer = 2\nn_head = 2\nn_embd = 16\nblock_size = 13\nsmear = key\n[train]\nbatch_size = 8\nsteps = 20\nwarmup_steps = 2\neval_every = 10\neval_batches = 2\n[log]\nheatmap_every = 10\nswap_batches = 1\nroles_records = 8\n' > t.ini
+"$build/train" t.ini > /dev/null
+[ "$(grep -c '^20,' runs/t/roles_eval.csv)" = 4 ] || fail "roles_eval.csv at step 20: $(cat runs/t/roles_eval.csv)"
+node "$check" --chromium "$chromium" --shot t.png runs/t/index.html runs/t > t.json ||
+    fail "the task run's page in the browser"
 echo "run a: $(cat a.json)"
 echo "pair: $(cat ab.json)"
 echo "ok"

@@ -1,0 +1,217 @@
+/* qkscope roles CKPT [--records N] [--seed S] [--json] [--out DIR]: what the
+ * queries and keys of each head carry on a task checkpoint (src/roles.c). */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "roles.h"
+#include "train.h"
+
+#define ROLES_RECORDS_DEFAULT 512
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: qkscope roles CKPT [--records N] [--seed S] [--json] [--out DIR]\n"
+            "  What the queries and keys of each head carry, on N fresh records of the\n"
+            "  checkpoint's task (kv or repeat): attention on the target, counterfactuals,\n"
+            "  decodability with its control, patching, swaps, composition scores.\n"
+            "  --records N  records (default %d)\n"
+            "  --seed S     which records: records S*2^32 .. of the roles stream (default 0)\n"
+            "  --json       one JSON object instead of the tables\n"
+            "  --out DIR    also write DIR/roles.csv and DIR/composition.csv\n",
+            ROLES_RECORDS_DEFAULT);
+}
+
+/* The per-head fields, in table, CSV and JSON order. */
+#define FIELDS(X)                                                                        \
+    X(target_attn) X(prev_attn) X(cf_q_cur) X(cf_q_prev) X(cf_k_cur) X(cf_k_prev)         \
+    X(q_cur) X(q_prev) X(k_cur) X(k_prev) X(ctl_q_cur) X(ctl_q_prev) X(ctl_k_cur)         \
+    X(ctl_k_prev) X(chance_q_cur) X(chance_q_prev) X(chance_k_cur) X(chance_k_prev)       \
+    X(patch_q_attn) X(patch_q_pred) X(patch_k) X(swap_acc)
+#define NAME(f) #f,
+#define VALUE(f) h->f,
+static const char *const field_names[] = {FIELDS(NAME)};
+enum { N_FIELDS = sizeof field_names / sizeof field_names[0] };
+
+static void head_values(const RolesHead *h, double *out) {
+    const double v[] = {FIELDS(VALUE)};
+    memcpy(out, v, sizeof v);
+}
+
+/* JSON has no NaN: a measure without a case is null. */
+static void json_num(FILE *f, double x) {
+    if (isfinite(x)) fprintf(f, "%.9g", x);
+    else fputs("null", f);
+}
+
+static void print_json(const Roles *r, FILE *f) {
+    fprintf(f, "{\"records\": %d, \"cases\": %d, \"accuracy\": ", r->records, r->cases);
+    json_num(f, r->accuracy);
+    fputs(", \"heads\": [", f);
+    for (int i = 0; i < r->L * r->NH; i++) {
+        const RolesHead *h = &r->heads[i];
+        double v[N_FIELDS];
+        head_values(h, v);
+        fprintf(f, "%s{\"layer\": %d, \"head\": %d", i ? ", " : "", h->layer, h->head);
+        for (int k = 0; k < N_FIELDS; k++) {
+            fprintf(f, ", \"%s\": ", field_names[k]);
+            json_num(f, v[k]);
+        }
+        fputs(", \"offset_attn\": [", f);
+        for (int o = 0; o < ROLES_OFFSETS; o++) {
+            if (o) fputs(", ", f);
+            json_num(f, h->offset_attn[o]);
+        }
+        fputs("]}", f);
+    }
+    fputs("], \"composition\": [", f);
+    for (int i = 0; i < r->n_comp; i++) {
+        const RolesComp *c = &r->comp[i];
+        fprintf(f, "%s{\"layer\": %d, \"from_head\": %d, \"to_head\": %d, \"k_comp\": %.6f, "
+                   "\"q_comp\": %.6f, \"v_comp\": %.6f}",
+                i ? ", " : "", c->layer, c->from_head, c->to_head, c->k_comp, c->q_comp, c->v_comp);
+    }
+    fputs("]}\n", f);
+}
+
+static void cellf(double x) {
+    if (isfinite(x)) printf(" %6.3f", x);
+    else printf(" %6s", "-");
+}
+
+static void print_tables(const Roles *r) {
+    printf("roles: %d records, %d scored query positions, accuracy %.4f\n\n", r->records, r->cases,
+           r->accuracy);
+    printf("where the head attends from the query position t (target: the lookup's answer "
+           "position j)\n");
+    printf("  L  H  target   prev |  j-2    j-1      j    j+1    j+2\n");
+    for (int i = 0; i < r->L * r->NH; i++) {
+        const RolesHead *h = &r->heads[i];
+        printf("%3d%3d", h->layer, h->head);
+        cellf(h->target_attn);
+        cellf(h->prev_attn);
+        printf(" |");
+        for (int o = 0; o < ROLES_OFFSETS; o++) cellf(h->offset_attn[o]);
+        printf("\n");
+    }
+    printf("\nwhat the score reads: attention on j with one token changed, only this head's\n"
+           "query at t or key at j recomputed\n");
+    printf("  L  H  target q(t)   q(t-1) k(j)   k(j-1)\n");
+    for (int i = 0; i < r->L * r->NH; i++) {
+        const RolesHead *h = &r->heads[i];
+        printf("%3d%3d", h->layer, h->head);
+        cellf(h->target_attn);
+        cellf(h->cf_q_cur);
+        cellf(h->cf_q_prev);
+        cellf(h->cf_k_cur);
+        cellf(h->cf_k_prev);
+        printf("\n");
+    }
+    printf("\nwhat each side contains: held-out accuracy of a linear probe (LDA) decoding the\n"
+           "current and the previous token; control: the same probe on a fixed random\n"
+           "projection of the head's input there; chance: the commonest class\n");
+    printf("  L  H  q:cur   prev   ctl    ctl  chance chance |  k:cur   prev   ctl    ctl  chance chance\n");
+    for (int i = 0; i < r->L * r->NH; i++) {
+        const RolesHead *h = &r->heads[i];
+        printf("%3d%3d", h->layer, h->head);
+        cellf(h->q_cur), cellf(h->q_prev), cellf(h->ctl_q_cur), cellf(h->ctl_q_prev);
+        cellf(h->chance_q_cur), cellf(h->chance_q_prev);
+        printf(" |");
+        cellf(h->k_cur), cellf(h->k_prev), cellf(h->ctl_k_cur), cellf(h->ctl_k_prev);
+        cellf(h->chance_k_cur), cellf(h->chance_k_prev);
+        printf("\n");
+    }
+    printf("\ninterventions: patch_q (another key's mean query at t: attention argmax moves\n"
+           "to its answer, and the prediction too), patch_k (an undefined key's mean key at\n"
+           "j: the query no longer finds j), swap_acc (accuracy with W_Q, W_K exchanged)\n");
+    printf("  L  H  q:attn q:pred patch_k swap_acc\n");
+    for (int i = 0; i < r->L * r->NH; i++) {
+        const RolesHead *h = &r->heads[i];
+        printf("%3d%3d", h->layer, h->head);
+        cellf(h->patch_q_attn), cellf(h->patch_q_pred), cellf(h->patch_k), cellf(h->swap_acc);
+        printf("\n");
+    }
+    if (r->n_comp) {
+        printf("\ncomposition (Elhage et al.) of a head of layer l-1 into one of layer l\n");
+        printf("  l from  to  K-comp Q-comp V-comp\n");
+        for (int i = 0; i < r->n_comp; i++) {
+            const RolesComp *c = &r->comp[i];
+            printf("%3d%5d%4d", c->layer, c->from_head, c->to_head);
+            cellf(c->k_comp), cellf(c->q_comp), cellf(c->v_comp);
+            printf("\n");
+        }
+    }
+}
+
+static int write_csvs(const Roles *r, const char *dir, Error *err) {
+    if (dir_create(dir, err)) return -1;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/roles.csv", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return error_set(err, "%s: cannot write: %s", path, strerror(errno));
+    fprintf(f, "layer,head");
+    for (int k = 0; k < N_FIELDS; k++) fprintf(f, ",%s", field_names[k]);
+    for (int o = 0; o < ROLES_OFFSETS; o++) fprintf(f, ",offset_%+d", o - ROLES_OFFSETS / 2);
+    fprintf(f, "\n");
+    for (int i = 0; i < r->L * r->NH; i++) {
+        const RolesHead *h = &r->heads[i];
+        double v[N_FIELDS];
+        head_values(h, v);
+        fprintf(f, "%d,%d", h->layer, h->head);
+        for (int k = 0; k < N_FIELDS; k++) fprintf(f, isfinite(v[k]) ? ",%.9g" : ",", v[k]);
+        for (int o = 0; o < ROLES_OFFSETS; o++) fprintf(f, ",%.9g", h->offset_attn[o]);
+        fprintf(f, "\n");
+    }
+    if (fclose(f)) return error_set(err, "%s: cannot write: %s", path, strerror(errno));
+    snprintf(path, sizeof path, "%s/composition.csv", dir);
+    f = fopen(path, "w");
+    if (!f) return error_set(err, "%s: cannot write: %s", path, strerror(errno));
+    fprintf(f, "layer,from_head,to_head,k_comp,q_comp,v_comp\n");
+    for (int i = 0; i < r->n_comp; i++) {
+        const RolesComp *c = &r->comp[i];
+        fprintf(f, "%d,%d,%d,%.9g,%.9g,%.9g\n", c->layer, c->from_head, c->to_head, c->k_comp,
+                c->q_comp, c->v_comp);
+    }
+    if (fclose(f)) return error_set(err, "%s: cannot write: %s", path, strerror(errno));
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *out = NULL, *pos[1];
+    long records = ROLES_RECORDS_DEFAULT, seed = 0;
+    int json = 0, npos, status;
+    Error err;
+    const CliOption opts[] = {{"--records", OPT_LONG, &records, 1, 1e6},
+                              {"--seed", OPT_LONG, &seed, 0, 1e9},
+                              {"--json", OPT_FLAG, &json, 0, 0},
+                              {"--out", OPT_STR, &out, 0, 0},
+                              {NULL, 0, NULL, 0, 0}};
+    if (cli_args(argc, argv, "roles", opts, pos, 1, 1, &npos, usage, &status)) return status;
+    Checkpoint ck;
+    Model m;
+    if (cli_load_model(pos[0], &ck, &m, 0, &err)) return cli_fail(&err);
+    Corpus corpus = {0};
+    Roles r = {0};
+    int rc = 0;
+    if (ck.cfg.task.kind == TASK_NONE) {
+        error_set(&err, "%s: roles needs a task checkpoint (kv or repeat); this one was trained "
+                        "on a corpus (%s)", pos[0], ck.cfg.data_path);
+        rc = cli_fail(&err);
+    } else if (train_data_open(&corpus, &ck.cfg, &err) ||
+               train_check_compatible(&ck, &ck.cfg, &corpus, &err) ||
+               roles_measure(&r, &m, &corpus, (int)records, (uint64_t)seed << 32, 1, &err) ||
+               (out && write_csvs(&r, out, &err))) {
+        rc = cli_fail(&err);
+    } else if (json) {
+        print_json(&r, stdout);
+    } else {
+        print_tables(&r);
+    }
+    roles_free(&r);
+    corpus_free(&corpus);
+    model_free(&m);
+    checkpoint_free(&ck);
+    return rc;
+}

@@ -1,0 +1,116 @@
+/* The roles measures on models whose answers are known: the probe on
+ * synthetic vectors (decodable, not decodable, and under an invertible map of
+ * the features), and a hand-built one-head model whose score reads the
+ * query's own token and the key's previous token: its counterfactuals must
+ * collapse for those two tokens only, patching its query with another key's
+ * mean query must move its attention there, and swapping W_Q and W_K of a
+ * tied model changes no accuracy. */
+#include <math.h>
+#include <string.h>
+
+#include "check.h"
+#include "roles.h"
+
+static void test_probe(void) {
+    enum { N = 600, D = 6, K = 4 };
+    static double X[N * D], Y[N * D];
+    int y[N], noise_y[N];
+    unsigned char train[N];
+    Rng r;
+    rng_seed(&r, 3);
+    for (int i = 0; i < N; i++) {
+        y[i] = (int)rng_below(&r, K);
+        noise_y[i] = (int)rng_below(&r, K);
+        train[i] = i % 2 == 0;
+        for (int a = 0; a < D; a++) /* class c shifts coordinate c by 4 noise widths */
+            X[i * D + a] = rng_normal(&r) + (a == y[i] ? 4.0 : 0.0);
+    }
+    double chance, acc = roles_lda_accuracy(X, y, train, N, D, K, &chance);
+    EXPECT(acc > 0.95, "separable classes decoded with accuracy %.3f", acc);
+    EXPECT(chance < 0.4, "chance %.3f of 4 balanced classes", chance);
+    double none = roles_lda_accuracy(X, noise_y, train, N, D, K, &chance);
+    EXPECT(none < 0.4, "labels independent of the features decoded with accuracy %.3f", none);
+    /* the gauge: an invertible map of the features changes no decision */
+    double A[D * D];
+    for (int i = 0; i < D * D; i++) A[i] = rng_normal(&r) + (i % (D + 1) == 0 ? 3 : 0);
+    for (int i = 0; i < N; i++)
+        for (int a = 0; a < D; a++) {
+            double s = 0;
+            for (int b = 0; b < D; b++) s += A[a * D + b] * X[i * D + b];
+            Y[i * D + a] = s;
+        }
+    double mapped = roles_lda_accuracy(Y, y, train, N, D, K, &chance);
+    EXPECT(mapped == acc, "accuracy %.6f after an invertible map, %.6f before", mapped, acc);
+}
+
+/* One layer, one head, smeared keys with the gate almost closed: k'_j is
+ * k_{j-1}. One-hot embeddings and W_Q = W_K = I: the score of t on j is
+ * large exactly when the token at t equals the token at j - 1. Everything
+ * else is zero, so the head's output changes nothing downstream. */
+static void hand_built(Model *m, const Corpus *c, int tied) {
+    ModelShape s = {.V = c->V, .L = 1, .NH = 1, .C = c->V, .maxT = 13, .tie_embeddings = 1,
+                    .qk_tied = tied, .smear = SMEAR_KEY};
+    model_create(m, &s, 16);
+    int C = s.C;
+    for (int i = 0; i < C; i++) {
+        m->p.wte[i * C + i] = 1;
+        m->p.wq[i * C + i] = 1;
+        m->p.wk[i * C + i] = 1; /* the same matrix when tied */
+        m->p.ln1w[i] = m->p.ln2w[i] = m->p.lnfw[i] = 1;
+    }
+    m->p.smear[0] = -12;
+}
+
+static void test_hand_built(void) {
+    TaskSpec t = {.kind = TASK_KV, .keys = 4, .pairs_min = 2, .pairs_max = 3, .queries = 3};
+    Corpus c;
+    corpus_from_task(&c, &t, 13);
+    Model m;
+    hand_built(&m, &c, 0);
+    Roles r;
+    Error err;
+    REQUIRE(roles_measure(&r, &m, &c, 200, 0, 1, &err) == 0);
+    const RolesHead *h = &r.heads[0];
+    printf("hand-built head: target %.3f, cf q(t) %.3f q(t-1) %.3f k(j) %.3f k(j-1) %.3f, "
+           "patch_q %.3f\n", h->target_attn, h->cf_q_cur, h->cf_q_prev, h->cf_k_cur, h->cf_k_prev,
+           h->patch_q_attn);
+    EXPECT(h->target_attn > 0.5, "target attention %.3f", h->target_attn);
+    EXPECT(h->cf_q_cur < 0.2 * h->target_attn, "the query's own token changed: %.3f of %.3f",
+           h->cf_q_cur, h->target_attn);
+    EXPECT(h->cf_k_prev < 0.5 * h->target_attn, "the key's previous token changed: %.3f of %.3f",
+           h->cf_k_prev, h->target_attn);
+    EXPECT(fabs(h->cf_q_prev - h->target_attn) < 0.01, "the query's previous token changed: %.3f",
+           h->cf_q_prev);
+    EXPECT(fabs(h->cf_k_cur - h->target_attn) < 0.01, "the key's own token changed: %.3f",
+           h->cf_k_cur);
+    EXPECT(h->patch_q_attn > 0.9, "another key's mean query moved the attention in %.3f",
+           h->patch_q_attn);
+    EXPECT(h->q_cur > 0.99 && h->k_prev > 0.99, "the probe finds the query's token (%.3f) and "
+           "the key's previous one (%.3f)", h->q_cur, h->k_prev);
+    EXPECT(h->ctl_k_prev < h->k_prev - 0.3, "the control (%.3f) has no previous token at j",
+           h->ctl_k_prev);
+    roles_free(&r);
+    model_free(&m);
+
+    /* tied: W_Q and W_K are one matrix, exchanging them changes nothing */
+    hand_built(&m, &c, 1);
+    REQUIRE(roles_measure(&r, &m, &c, 50, 0, 1, &err) == 0);
+    EXPECT(r.heads[0].swap_acc == r.accuracy, "tied: swap accuracy %.4f, accuracy %.4f",
+           r.heads[0].swap_acc, r.accuracy);
+    roles_free(&r);
+    model_free(&m);
+
+    /* a corpus is refused with a message */
+    Corpus plain = {0};
+    hand_built(&m, &c, 0);
+    EXPECT(roles_measure(&r, &m, &plain, 10, 0, 1, &err) == -1 && strstr(err.msg, "not a task"),
+           "a corpus: %s", err.msg);
+    model_free(&m);
+    corpus_free(&c);
+}
+
+int main(void) {
+    test_probe();
+    test_hand_built();
+    CHECK_DONE("test_roles");
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# qkscope roles with the real binaries: on a checkpoint and on its gauge
+# transform (W_Q -> A W_Q, W_K -> A^-T W_K) every figure agrees to 1e-6; the
+# tables, --json and --out files; a tied model's swaps change no accuracy;
+# a corpus checkpoint and bad arguments are refused with exit 2.
+set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$QK_SOURCE/tests/lib.sh"
+
+cat > kv.ini <<'EOF'
+[run]
+name = kv
+threads = 1
+[data]
+task = kv
+[task]
+keys = 5
+pairs_min = 2
+pairs_max = 4
+queries = 4
+[model]
+n_layer = 2
+n_head = 2
+n_embd = 16
+block_size = 17
+smear = key
+[train]
+batch_size = 16
+steps = 150
+warmup_steps = 10
+lr = 3e-3
+eval_every = 50
+eval_batches = 2
+[log]
+heatmap_every = 0
+swap_batches = 0
+roles_records = 8
+EOF
+"$build/train" kv.ini > /dev/null
+ck=runs/kv/ckpt/latest.safetensors
+[ "$(grep -c '^150,' runs/kv/roles_eval.csv)" = 4 ] || fail "roles_eval.csv rows at step 150"
+
+"$build/qkscope-roles" "$ck" --records 64 > tables.txt
+for want in "roles: 64 records" "what the score reads" "what each side contains" "interventions" \
+    "composition"; do
+    grep -q "$want" tables.txt || fail "tables lack '$want': $(cat tables.txt)"
+done
+"$build/qkscope-gauge" "$ck" gauged.st --seed 5 > /dev/null
+"$build/qkscope-roles" "$ck" --records 64 --json > a.json
+"$build/qkscope-roles" gauged.st --records 64 --json > b.json
+python3 - a.json b.json <<'PY' || fail "roles differ on the gauge transform"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+assert len(a["heads"]) == 4 and all("cf_k_prev" in h and "q_cur" in h for h in a["heads"])
+worst = 0.0
+def walk(x, y, where):
+    global worst
+    if isinstance(x, dict):
+        assert x.keys() == y.keys(), where
+        for k in x: walk(x[k], y[k], where + "." + k)
+    elif isinstance(x, list):
+        assert len(x) == len(y), where
+        for i, (u, v) in enumerate(zip(x, y)): walk(u, v, f"{where}[{i}]")
+    elif isinstance(x, (int, float)):
+        d = abs(x - y)
+        if d > 1e-6: sys.exit(f"{where}: {x} vs {y}")
+        worst = max(worst, d)
+    else:
+        assert x == y, where
+walk(a, b, "")
+print(f"gauge: largest difference {worst:g}")
+PY
+
+"$build/qkscope-roles" "$ck" --records 16 --out rl > /dev/null
+[ "$(wc -l < rl/roles.csv)" = 5 ] || fail "roles.csv: $(cat rl/roles.csv)"
+head -1 rl/roles.csv | grep -q '^layer,head,target_attn,prev_attn,cf_q_cur' || fail "roles.csv header"
+[ "$(wc -l < rl/composition.csv)" = 5 ] || fail "composition.csv: $(cat rl/composition.csv)"
+
+# tied: exchanging W_Q and W_K (one matrix) changes no accuracy
+"$build/train" kv.ini run.name=tied model.qk=tied train.steps=20 > /dev/null
+"$build/qkscope-roles" runs/tied/ckpt/latest.safetensors --records 16 --json > t.json
+python3 - t.json <<'PY' || fail "tied swaps changed the accuracy"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert all(h["swap_acc"] == r["accuracy"] for h in r["heads"]), r
+PY
+
+# refusals
+write_corpus corpus.txt 200 'line %d: some %d words go by %d at a time.\n' 7 3
+write_config c.ini run.name=c train.steps=2 train.warmup_steps=1 log.heatmap_every=0
+"$build/train" c.ini > /dev/null
+expect_exit 2 "roles needs a task checkpoint (kv or repeat); this one was trained on a corpus (corpus.txt)" \
+    "$build/qkscope-roles" runs/c/ckpt/latest.safetensors
+expect_exit 2 "--records '0': expected an integer from 1 to 1000000" "$build/qkscope-roles" "$ck" --records 0
+expect_exit 2 "roles: 0 arguments given" "$build/qkscope-roles"
+expect_exit 2 "nope.st" "$build/qkscope-roles" nope.st
+echo "roles_cli: all checks passed"
