@@ -113,3 +113,12 @@ int cli_fail(const Error *err) {
     fprintf(stderr, "qkscope: %s\n", err->msg);
     return EXIT_BADINPUT;
 }
+
+int cli_lock_run_output(RunLock *l, const char *out_dir, const char *name, const char *out,
+                        const char *what, Error *err) {
+    l->fd = -1;
+    if (out) return 0;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%s", out_dir, name);
+    return runlock_acquire(l, dir, what, 1, err);
+}

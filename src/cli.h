@@ -7,6 +7,7 @@
 #include "checkpoint.h"
 #include "common.h"
 #include "model.h"
+#include "runlock.h"
 
 /* Whole integers and finite numbers within [min, max], named by flag. */
 int cli_long(const char *flag, const char *s, long min, long max, long *out, Error *err);
@@ -40,6 +41,12 @@ int cli_args(int argc, char **argv, const char *cmd, const CliOption *opts, cons
 /* Reads a checkpoint and builds a model from it for batches up to maxB
  * (maxB <= 0: the run's batch_size). */
 int cli_load_model(const char *path, Checkpoint *ck, Model *m, int maxB, Error *err);
+
+/* A command whose output goes into the run folder <out_dir>/<name> of config c
+ * (its default, out == NULL) takes the folder's lock first, as `what`; with
+ * an output of its own (out set) it takes none. */
+int cli_lock_run_output(RunLock *l, const char *out_dir, const char *name, const char *out,
+                        const char *what, Error *err);
 
 /* Prints `qkscope: <msg>` to stderr and returns EXIT_BADINPUT. */
 int cli_fail(const Error *err);

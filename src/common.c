@@ -172,3 +172,21 @@ double sum_squares_diff(const real *a, const real *b, size_t n) {
     }
     return lanes_total(lane);
 }
+
+int file_write_atomic(const char *path, const char *data, size_t len, Error *err) {
+    char *tmp = xmalloc(strlen(path) + 32);
+    sprintf(tmp, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    int ok = f && fwrite(data, 1, len, f) == len, saved = errno;
+    if (f && fclose(f) != 0 && ok) {
+        ok = 0;
+        saved = errno;
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = 0;
+        saved = errno;
+    }
+    if (!ok && f) remove(tmp);
+    free(tmp);
+    return ok ? 0 : error_set(err, "%s: cannot write: %s", path, strerror(saved));
+}

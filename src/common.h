@@ -72,6 +72,10 @@ int memory_map_large(size_t bytes);
  * replaced by a larger one when need exceeds it; contents are not kept. */
 real *buffer_grow(real **buf, size_t *cap, size_t need);
 
+/* Writes data to a temp file in path's folder and renames it over path, so a
+ * reader (a browser, pandas) never sees half a file; -1 with a message. */
+int file_write_atomic(const char *path, const char *data, size_t len, Error *err);
+
 /* mkdir -p: creates path and its missing parents; -1 with a message. */
 int dir_create(const char *path, Error *err);
 

@@ -485,3 +485,50 @@ int heatmap_write_balance(const char *path, const float *vals, int rows, int col
     draw_colour_bar(&im, (ptrdiff_t)bar_x, (ptrdiff_t)y0, bar_h, diverging, scale);
     return image_write(&im, path, err);
 }
+
+/* A table of values in 0..1: a viridis swatch per cell with the value printed
+ * under it on white (dark text would vanish on viridis' dark end), column
+ * labels above, row labels left; NAN cells neutral and "-". */
+#define TABLE_SWATCH 12
+#define TABLE_ROW (TABLE_SWATCH + FONT_H + 4)
+#define TABLE_PAD 8
+
+int heatmap_write_table(const char *path, const char *title, const float *vals, int rows,
+                        int cols, const char *const *row_labels, const char *const *col_labels,
+                        Error *err) {
+    CHECK(path && title && vals && row_labels && col_labels, "heatmap_write_table: NULL argument");
+    CHECK(rows >= 1 && rows <= MAX_SIDE && cols >= 1 && cols <= MAX_SIDE,
+          "heatmap_write_table: %d x %d cells", rows, cols);
+    size_t rl = 0, cw = font_text_width("0.000");
+    for (int r = 0; r < rows; r++) rl = max_size(rl, font_text_width(row_labels[r]));
+    for (int c = 0; c < cols; c++) cw = max_size(cw, font_text_width(col_labels[c]));
+    cw += TABLE_PAD;
+    size_t x0 = MARGIN + rl + ROW_LABEL_PAD, y0 = MARGIN + 2 * TITLE;
+    size_t w = max_size(x0 + (size_t)cols * cw + MARGIN, font_text_width(title) + 2 * MARGIN);
+    size_t h = y0 + (size_t)rows * TABLE_ROW + MARGIN;
+    Image im;
+    if (image_init(&im, w, h, path, err)) return -1;
+    image_text(&im, MARGIN, MARGIN + 1, title);
+    for (int c = 0; c < cols; c++)
+        image_text(&im, (ptrdiff_t)(x0 + (size_t)c * cw), (ptrdiff_t)(MARGIN + TITLE + 1),
+                   col_labels[c]);
+    for (int r = 0; r < rows; r++) {
+        ptrdiff_t y = (ptrdiff_t)(y0 + (size_t)r * TABLE_ROW);
+        image_text_mid(&im, MARGIN, y + TABLE_SWATCH / 2, row_labels[r]);
+        for (int c = 0; c < cols; c++) {
+            float v = vals[(size_t)r * cols + c];
+            uint8_t rgb[3];
+            char text[16] = "-";
+            if (isnan(v)) {
+                memcpy(rgb, neutral, 3);
+            } else {
+                heatmap_viridis(v, rgb);
+                snprintf(text, sizeof text, "%.3f", v);
+            }
+            ptrdiff_t x = (ptrdiff_t)(x0 + (size_t)c * cw);
+            image_fill(&im, x, y, cw - TABLE_PAD / 2, TABLE_SWATCH, rgb);
+            image_text(&im, x, y + TABLE_SWATCH + 2, text);
+        }
+    }
+    return image_write(&im, path, err);
+}

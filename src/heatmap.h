@@ -39,6 +39,13 @@ int heatmap_write_balance(const char *path, const float *vals, int rows, int col
 int heatmap_write_compare(const char *path, const float *att_a, const float *att_b, int NH,
                           int T, const uint32_t *chars, int layer, Error *err);
 
+/* A table of values in 0..1 (vals[rows * cols]): per cell a viridis swatch
+ * and the value printed under it, column labels above, row labels left, a
+ * title; NAN cells neutral and "-". */
+int heatmap_write_table(const char *path, const char *title, const float *vals, int rows,
+                        int cols, const char *const *row_labels, const char *const *col_labels,
+                        Error *err);
+
 /* The neutral colour (0xRRGGBB) of masked cells and of NAN balance values: a
  * light grey, far from every viridis colour. */
 #define HEATMAP_MASK_RGB 0xD9D9D9u

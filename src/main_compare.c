@@ -175,7 +175,9 @@ int main(int argc, char **argv) {
     char dir[1400], path[1500];
     if (out) snprintf(dir, sizeof dir, "%s", out);
     else snprintf(dir, sizeof dir, "%s/%s/compare", A.ck.cfg.out_dir, A.ck.cfg.name);
-    if (dir_create(dir, &err)) {
+    RunLock lock; /* held until the process ends */
+    if (cli_lock_run_output(&lock, A.ck.cfg.out_dir, A.ck.cfg.name, out, "compare", &err) ||
+        dir_create(dir, &err)) {
         rc = cli_fail(&err);
         goto done;
     }

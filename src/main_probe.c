@@ -99,7 +99,9 @@ int main(int argc, char **argv) {
     char dir[1400], path[1500];
     if (out) snprintf(dir, sizeof dir, "%s", out);
     else snprintf(dir, sizeof dir, "%s/%s/probe", ck.cfg.out_dir, ck.cfg.name);
-    if (dir_create(dir, &err)) {
+    RunLock lock;
+    if (cli_lock_run_output(&lock, ck.cfg.out_dir, ck.cfg.name, out, "probe", &err) ||
+        dir_create(dir, &err)) {
         rc = cli_fail(&err);
         goto done;
     }

@@ -3,8 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "cli.h"
 #include "report.h"
+#include "runlock.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: qkscope report RUN_DIR [--out FILE]\n"
@@ -22,6 +25,12 @@ int main(int argc, char **argv) {
     Error err;
     const CliOption opts[] = {{"--out", OPT_STR, &out, 0, 0}, {NULL, 0, NULL, 0, 0}};
     if (cli_args(argc, argv, "report", opts, dirs, 1, 2, &n, usage, &status)) return status;
+    /* the default page goes into the (first) run folder: one writer there */
+    RunLock lock = {-1};
+    char marker[4096];
+    snprintf(marker, sizeof marker, "%s/config.ini", dirs[0]);
+    if (!out && access(marker, F_OK) == 0 && runlock_acquire(&lock, dirs[0], "report", 0, &err))
+        return cli_fail(&err);
     int rc = n == 1 ? report_write(dirs[0], out, &err)
                     : report_write_pair(dirs[0], dirs[1], out, &err);
     if (rc) return cli_fail(&err);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "heatmap.h"
 #include "roles.h"
 #include "train.h"
 
@@ -20,7 +21,8 @@ static void usage(FILE *f) {
             "  --records N  records (default %d)\n"
             "  --seed S     which records: records S*2^32 .. of the roles stream (default 0)\n"
             "  --json       one JSON object instead of the tables\n"
-            "  --out DIR    also write DIR/roles.csv and DIR/composition.csv\n",
+            "  --out DIR    also write DIR/roles.csv, DIR/composition.csv and DIR/roles.png\n"
+            "               (the counterfactual, decodability and intervention tables)\n",
             ROLES_RECORDS_DEFAULT);
 }
 
@@ -65,6 +67,11 @@ static void print_json(const Roles *r, FILE *f) {
             json_num(f, h->offset_attn[o]);
         }
         fputs("]}", f);
+    }
+    fputs("], \"layer_patch_q_pred\": [", f);
+    for (int l = 0; l < r->L; l++) {
+        if (l) fputs(", ", f);
+        json_num(f, r->layer_patch_q_pred[l]);
     }
     fputs("], \"composition\": [", f);
     for (int i = 0; i < r->n_comp; i++) {
@@ -133,6 +140,10 @@ static void print_tables(const Roles *r) {
         cellf(h->patch_q_attn), cellf(h->patch_q_pred), cellf(h->patch_k), cellf(h->swap_acc);
         printf("\n");
     }
+    printf("every head of a layer patched at once (another key's mean query in each):\n"
+           "the prediction becomes that key's answer in");
+    for (int l = 0; l < r->L; l++) printf("%s L%d %.3f", l ? "," : "", l, r->layer_patch_q_pred[l]);
+    printf("\n");
     if (r->n_comp) {
         printf("\ncomposition (Elhage et al.) of a head of layer l-1 into one of layer l\n");
         printf("  l from  to  K-comp Q-comp V-comp\n");
@@ -143,6 +154,35 @@ static void print_tables(const Roles *r) {
             printf("\n");
         }
     }
+}
+
+/* roles.png: one row per head, the figures of the three tables as swatches. */
+static int write_picture(const Roles *r, const char *dir, Error *err) {
+    static const char *const cols[] = {"target", "cf q(t)", "cf q(t-1)", "cf k(j)", "cf k(j-1)",
+                                       "q cur", "q prev", "k cur", "k prev", "ctl k prev",
+                                       "patch_q", "q pred", "patch_k", "swap acc"};
+    enum { NC = sizeof cols / sizeof cols[0] };
+    int n = r->L * r->NH;
+    float *v = xmalloc((size_t)n * NC * sizeof(float));
+    char (*names)[16] = xmalloc((size_t)n * sizeof *names);
+    const char **labels = xmalloc((size_t)n * sizeof *labels);
+    for (int i = 0; i < n; i++) {
+        const RolesHead *h = &r->heads[i];
+        const double row[NC] = {h->target_attn, h->cf_q_cur, h->cf_q_prev, h->cf_k_cur,
+                                h->cf_k_prev, h->q_cur, h->q_prev, h->k_cur, h->k_prev,
+                                h->ctl_k_prev, h->patch_q_attn, h->patch_q_pred, h->patch_k,
+                                h->swap_acc};
+        for (int k = 0; k < NC; k++) v[(size_t)i * NC + k] = (float)row[k];
+        snprintf(names[i], sizeof names[i], "L%d H%d", h->layer, h->head);
+        labels[i] = names[i];
+    }
+    char path[4096], title[160];
+    snprintf(path, sizeof path, "%s/roles.png", dir);
+    snprintf(title, sizeof title, "qkscope roles: %d records, accuracy %.4f (see the README's "
+                                  "Roles section)", r->records, r->accuracy);
+    int rc = heatmap_write_table(path, title, v, n, NC, labels, cols, err);
+    free(v), free(names), free(labels);
+    return rc;
 }
 
 static int write_csvs(const Roles *r, const char *dir, Error *err) {
@@ -202,7 +242,7 @@ int main(int argc, char **argv) {
     } else if (train_data_open(&corpus, &ck.cfg, &err) ||
                train_check_compatible(&ck, &ck.cfg, &corpus, &err) ||
                roles_measure(&r, &m, &corpus, (int)records, (uint64_t)seed << 32, 1, &err) ||
-               (out && write_csvs(&r, out, &err))) {
+               (out && (write_csvs(&r, out, &err) || write_picture(&r, out, &err)))) {
         rc = cli_fail(&err);
     } else if (json) {
         print_json(&r, stdout);

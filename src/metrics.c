@@ -7,11 +7,23 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Rows reach the file whole: the stream's buffer holds CSVLOG_BUFFER bytes
+ * and is written out only at the end of a row once half full (or at a
+ * flush), so a reader tailing the file (pandas, the report page) never sees
+ * half a row, as long as a row is shorter than half the buffer. */
+#define CSVLOG_BUFFER (1 << 16)
+
+static void csvlog_buffer(CsvLog *w) {
+    if (setvbuf(w->f, NULL, _IOFBF, CSVLOG_BUFFER) != 0) die("setvbuf failed for %s", w->path);
+    w->pending = 0;
+}
+
 static void csvlog_start(CsvLog *w, FILE *f, const char *path, int ncols) {
     w->f = f;
     snprintf(w->path, sizeof w->path, "%s", path);
     w->ncols = ncols;
     w->col = 0;
+    csvlog_buffer(w);
 }
 
 static void csvlog_header(CsvLog *w, const char *const *header) {
@@ -84,6 +96,7 @@ void csvlog_resume_commit(CsvLog *w) {
     if (rename(tmp, w->path) != 0) die("cannot replace %s: %s", w->path, strerror(errno));
     w->f = fopen(w->path, "a");
     if (!w->f) die("cannot append to %s: %s", w->path, strerror(errno));
+    csvlog_buffer(w);
 }
 
 void csvlog_resume_cancel(CsvLog *w) {
@@ -104,11 +117,13 @@ static void field_bare(CsvLog *w, char *buf, int len) {
     int sep = field_next(w);
     buf[0] = ',';
     fwrite(buf + !sep, 1, (size_t)len + sep, w->f);
+    w->pending += (size_t)len + sep;
 }
 
 void csvlog_str(CsvLog *w, const char *s) {
     if (field_next(w)) fputc(',', w->f);
     if (csv_fwrite(w->f, s, strlen(s)) != 0) die("cannot write %s: %s", w->path, strerror(errno));
+    w->pending += 2 * strlen(s) + 3; /* at most: every quote doubled, two around, a comma */
 }
 
 void csvlog_int(CsvLog *w, long long v) {
@@ -186,12 +201,14 @@ void csvlog_end_row(CsvLog *w) {
     CHECK(w->col == w->ncols, "%s: row has %d of %d fields", w->path, w->col, w->ncols);
     fputc('\n', w->f);
     w->col = 0;
+    if (++w->pending >= CSVLOG_BUFFER / 2) csvlog_flush(w);
     if (ferror(w->f)) die("cannot write %s: %s", w->path, strerror(errno));
 }
 
 void csvlog_flush(CsvLog *w) {
     if (!w->f) return; /* a log this run does not keep */
     if (fflush(w->f) != 0) die("cannot write %s: %s", w->path, strerror(errno));
+    w->pending = 0;
 }
 
 void csvlog_close(CsvLog *w) {

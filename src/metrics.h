@@ -12,6 +12,7 @@ typedef struct {
     char path[1400];
     int ncols;  /* fields per row, from the header */
     int col;    /* fields written in the current row */
+    size_t pending; /* bytes in the stream's buffer since it was last written out */
 } CsvLog;
 
 /* Creates (truncating) the file and writes the header row. I/O failures die. */

@@ -159,26 +159,6 @@ static char *file_slurp(const char *path) {
     return b.s;
 }
 
-/* A temp file in the same folder renamed over path: a browser (or a second
- * writer) never sees half a page. */
-static int file_write_atomic(const char *path, const char *data, size_t len, Error *err) {
-    char *tmp = xmalloc(strlen(path) + 32);
-    sprintf(tmp, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    int ok = f && fwrite(data, 1, len, f) == len, saved = errno;
-    if (f && fclose(f) != 0 && ok) {
-        ok = 0;
-        saved = errno;
-    }
-    if (ok && rename(tmp, path) != 0) {
-        ok = 0;
-        saved = errno;
-    }
-    if (!ok && f) remove(tmp);
-    free(tmp);
-    return ok ? 0 : error_set(err, "%s: cannot write: %s", path, strerror(saved));
-}
-
 /* The URL prefix ("" or ending in '/') from folder `from` to folder `to`,
  * through their real paths: relative, so the page keeps working when the
  * folders are opened elsewhere or moved together. */

@@ -261,8 +261,8 @@ double roles_lda_accuracy(const double *X, const int *y, const unsigned char *tr
 /* ---- patching through the forward's hook ---- */
 
 typedef struct {
-    int layer, head, t; /* -1 layer: nothing to patch in this row */
-    const real *q;      /* the query to put at t */
+    int layer, head, t; /* head -1: every head of the layer */
+    const real *q;      /* the query (every head's, head -1) to put at t */
 } RowPatch;
 
 typedef struct {
@@ -277,8 +277,8 @@ static void patch_hook(void *ctx, const Model *m, int l, real *q, real *k) {
     for (int b = 0; b < p->nb; b++) {
         const RowPatch *r = &p->rows[b];
         if (r->layer != l) continue;
-        memcpy(q + ((size_t)b * m->T + r->t) * C + (size_t)r->head * p->hs, r->q,
-               (size_t)p->hs * sizeof(real));
+        size_t h = r->head < 0 ? 0 : (size_t)r->head, n = r->head < 0 ? C : (size_t)p->hs;
+        memcpy(q + ((size_t)b * m->T + r->t) * C + h * p->hs, r->q, n * sizeof(real));
     }
 }
 
@@ -471,8 +471,9 @@ static void means_finish(Work *w) {
 }
 
 /* Runs the rows of patch_q (rows[x] patches case who[x]'s query in head
- * whohead[x]) and scores them: the head's attention argmax on the other key's
- * target, and the model's prediction that key's answer. */
+ * whohead[x], or in every head of the layer) and scores them: the head's
+ * attention argmax on the other key's target, and the model's prediction
+ * that key's answer. */
 static void patch_flush(Work *w, Roles *r, const RowPatch *rows, const int *who,
                         const int *whohead, int nr, const int *inputs, int *npq) {
     Model *m = w->m;
@@ -485,12 +486,17 @@ static void patch_flush(Work *w, Roles *r, const RowPatch *rows, const int *who,
     m->qk_hook_ctx = NULL;
     for (int x = 0; x < nr; x++) {
         const Case *e = &w->cases[who[x]];
+        int pred = argmax_row(m->acts.logits + ((size_t)x * T + e->t) * w->V, w->V);
+        if (rows[x].head < 0) { /* the whole layer at once */
+            r->layer_patch_q_pred[rows[x].layer] += pred == e->alt_answer;
+            npq[w->LH + (size_t)rows[x].layer]++;
+            continue;
+        }
         const real *row = m->acts.att + (size_t)rows[x].layer * nr * w->NH * T * T +
                           (((size_t)x * w->NH + rows[x].head) * T + e->t) * T;
         int best = 0;
         for (int p = 1; p <= e->t; p++)
             if (row[p] > row[best]) best = p;
-        int pred = argmax_row(m->acts.logits + ((size_t)x * T + e->t) * w->V, w->V);
         /* on the other key's answer: after its definition, or after an earlier
          * query of it (the copy's earlier characters, for repeat) */
         const int *in = inputs + (size_t)x * T;
@@ -511,16 +517,16 @@ static void pass_patch(Work *w, Roles *r, int first, int nb, const int *case_lo,
     size_t stride = (size_t)B * T * w->C;
     real *kpatch = xmalloc((size_t)hs * sizeof(real));
     RowPatch *rows = xcalloc((size_t)B, sizeof(RowPatch));
-    real *qbuf = xmalloc((size_t)B * hs * sizeof(real));
+    real *qbuf = xmalloc((size_t)B * w->C * sizeof(real));
     int *who = xmalloc((size_t)B * sizeof(int)), *whohead = xmalloc((size_t)B * sizeof(int));
     int nr = 0;
     for (int b = 0; b < nb; b++)
         for (int ci = case_lo[first + b]; ci < case_hi[first + b]; ci++) {
             const Case *e = &w->cases[ci];
             for (int l = 0; l < w->L; l++)
-                for (int h = 0; h < w->NH; h++) {
+                for (int h = 0; h <= w->NH; h++) { /* h = NH: every head of the layer */
                     size_t lh = (size_t)l * w->NH + h;
-                    if (e->undefined >= 0 && w->kn[e->undefined]) {
+                    if (h < w->NH && e->undefined >= 0 && w->kn[e->undefined]) {
                         const real *qo = head_vec(w->qk_orig, w, l, b, e->t, h);
                         const real *ko = head_vec(w->qk_orig + w->L * stride, w, l, b, 0, h);
                         const double *km = w->kmean + (lh * w->V + e->undefined) * hs;
@@ -530,10 +536,15 @@ static void pass_patch(Work *w, Roles *r, int first, int nb, const int *case_lo,
                         npk[lh]++;
                     }
                     if (e->alt_j < 0 || !w->qn[e->alt_lookup]) continue;
-                    const double *qm = w->qmean + (lh * w->V + e->alt_lookup) * hs;
-                    for (int i = 0; i < hs; i++) qbuf[(size_t)nr * hs + i] = (real)qm[i];
+                    int h0 = h < w->NH ? h : 0, nh = h < w->NH ? 1 : w->NH;
+                    real *qb = qbuf + (size_t)nr * w->C;
+                    for (int g = 0; g < nh; g++) {
+                        const double *qm =
+                            w->qmean + (((size_t)l * w->NH + h0 + g) * w->V + e->alt_lookup) * hs;
+                        for (int i = 0; i < hs; i++) qb[g * hs + i] = (real)qm[i];
+                    }
                     memcpy(inputs + (size_t)nr * T, w->recs[first + b].inputs, (size_t)T * sizeof(int));
-                    rows[nr] = (RowPatch){.layer = l, .head = h, .t = e->t, .q = qbuf + (size_t)nr * hs};
+                    rows[nr] = (RowPatch){.layer = l, .head = h < w->NH ? h : -1, .t = e->t, .q = qb};
                     who[nr] = ci;
                     whohead[nr] = (int)lh;
                     if (++nr == B) {
@@ -673,6 +684,8 @@ int roles_measure(Roles *r, Model *m, const Corpus *c, int n, uint64_t base, int
               .T = s->maxT, .B = m->maxB, .V = s->V, .LH = (size_t)s->L * s->NH, .n_recs = n};
     r->L = s->L, r->NH = s->NH, r->records = n;
     r->heads = xcalloc(w.LH, sizeof(RolesHead));
+    r->layer_patch_q_pred = xcalloc((size_t)s->L, sizeof(double));
+    for (int l = 0; !full && l < s->L; l++) r->layer_patch_q_pred[l] = NAN;
     for (int l = 0; l < s->L; l++)
         for (int h = 0; h < s->NH; h++) r->heads[l * s->NH + h].layer = l, r->heads[l * s->NH + h].head = h;
     w.recs = xmalloc((size_t)n * sizeof(Record));
@@ -744,7 +757,8 @@ int roles_measure(Roles *r, Model *m, const Corpus *c, int n, uint64_t base, int
     }
     if (full) {
         means_finish(&w);
-        int *npq = xcalloc(w.LH, sizeof(int)), *npk = xcalloc(w.LH, sizeof(int));
+        /* npq: per head, then per layer for the whole-layer patch */
+        int *npq = xcalloc(w.LH + (size_t)w.L, sizeof(int)), *npk = xcalloc(w.LH, sizeof(int));
         for (size_t lh = 0; lh < w.LH; lh++)
             r->heads[lh].patch_q_attn = r->heads[lh].patch_q_pred = r->heads[lh].patch_k = 0;
         for (int first = 0; first < n; first += w.B) {
@@ -763,6 +777,8 @@ int roles_measure(Roles *r, Model *m, const Corpus *c, int n, uint64_t base, int
             rh->swap_acc = records_accuracy(&w, inputs, targets);
             qk_swap(m, rh->layer, rh->head);
         }
+        for (int l = 0; l < w.L; l++)
+            r->layer_patch_q_pred[l] = npq[w.LH + l] ? r->layer_patch_q_pred[l] / npq[w.LH + l] : NAN;
         free(npq), free(npk);
     }
     composition(r, m);
@@ -775,5 +791,6 @@ int roles_measure(Roles *r, Model *m, const Corpus *c, int n, uint64_t base, int
 void roles_free(Roles *r) {
     free(r->heads);
     free(r->comp);
+    free(r->layer_patch_q_pred);
     memset(r, 0, sizeof *r);
 }

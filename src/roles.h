@@ -43,6 +43,10 @@ typedef struct {
     RolesHead *heads;          /* [L * NH] */
     RolesComp *comp;           /* [(L - 1) * NH * NH] */
     int n_comp;
+    /* patch_q of every head of a layer at once: the fraction of cases in
+     * which the model's prediction becomes the other key's answer [L] (NAN
+     * without the interventions) */
+    double *layer_patch_q_pred;
 } Roles;
 
 /* Records base .. base + n - 1 of the roles stream (TASK_STREAM_ROLES) of the

@@ -36,26 +36,47 @@ int train_check_memory(const ModelShape *s, int B, Error *err) {
 }
 
 
+/* Whether a folder holds nothing but its lock file. */
 static int dir_is_empty(const char *path) {
     DIR *d = opendir(path);
     if (!d) return 1;
     int empty = 1;
     for (struct dirent *e; empty && (e = readdir(d));)
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) empty = 0;
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+            strcmp(e->d_name, RUNLOCK_FILE) != 0)
+            empty = 0;
     closedir(d);
     return empty;
 }
 
-/* The run folder: created fresh, or refused when it holds an earlier run
- * (unless run.overwrite, which removes a qkscope run folder first). */
+/* Removes everything in a folder but its lock file, which stays held. */
+static void dir_clear(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) die("cannot open %s: %s", path, strerror(errno));
+    char sub[CONFIG_STR + 600];
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, RUNLOCK_FILE))
+            continue;
+        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        dir_remove(sub);
+    }
+    closedir(d);
+}
+
+/* The run folder, rank 0 only: its lock taken (creating the folder for a new
+ * run), then, for a new run, refused when it holds an earlier run (unless
+ * run.overwrite, which empties a qkscope run folder first). The lock comes
+ * before anything is looked at or written, so two writers never both pass. */
 static int run_dir_prepare(Trainer *t, Error *err) {
     const Config *c = &t->cfg;
     snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", c->out_dir, c->name);
     struct stat st;
+    if (stat(t->run_dir, &st) == 0 && !S_ISDIR(st.st_mode))
+        return error_set(err, "%s: exists and is not a folder (run.name / run.out_dir)",
+                         t->run_dir);
+    if (runlock_acquire(&t->lock, t->run_dir, "train", !c->resume, err) != 0) return -1;
+    if (c->resume) return 0;
     if (stat(t->run_dir, &st) == 0) {
-        if (!S_ISDIR(st.st_mode))
-            return error_set(err, "%s: exists and is not a folder (run.name / run.out_dir)",
-                             t->run_dir);
         if (!dir_is_empty(t->run_dir)) {
             char marker[CONFIG_STR + 300];
             snprintf(marker, sizeof marker, "%s/config.ini", t->run_dir);
@@ -69,10 +90,10 @@ static int run_dir_prepare(Trainer *t, Error *err) {
                                  "%s: not a qkscope run folder (no config.ini); refusing to "
                                  "overwrite it",
                                  t->run_dir);
-            dir_remove(t->run_dir);
+            dir_clear(t->run_dir);
         }
     }
-    return dir_create(t->run_dir, err);
+    return 0;
 }
 
 int train_data_open(Corpus *corpus, const Config *c, Error *err) {
@@ -222,8 +243,7 @@ static int setup_inputs(Trainer *t, Checkpoint *ck, int *have_ck, Error *err) {
         return error_set(err, "%s: cannot resume with other task parameters: %s is %s in the "
                               "checkpoint, %s in the config",
                          ck->path, key, was, now);
-    if (!c->resume && run_dir_prepare(t, err) != 0) return -1;
-    return 0;
+    return run_dir_prepare(t, err); /* the lock, before any write */
 }
 
 /* A task run with log.roles_records keeps roles_eval.csv. */
@@ -286,12 +306,11 @@ static int setup_outputs(Trainer *t, Error *err) {
         report_probe_write(t->run_dir, t->watch.probe_chars, t->watch.T, err) != 0)
         return -1;
     run_path(path, sizeof path, t, "config.ini");
-    FILE *f = fopen(path, "w");
-    if (!f) die("cannot create %s: %s", path, strerror(errno));
     Config rec = config_record(c, t->ranks);
-    config_write(&rec, f);
-    if (fclose(f) != 0) die("cannot write %s: %s", path, strerror(errno));
-    return 0;
+    char *text = config_to_string(&rec);
+    int rc = file_write_atomic(path, text, strlen(text), err);
+    free(text);
+    return rc;
 }
 
 /* Rank 0's weights, optimizer state, step and sampler to the other ranks:
@@ -317,6 +336,7 @@ static void setup_share_state(Trainer *t) {
 
 int train_setup(Trainer *t, const Config *cfg, Error *err) {
     memset(t, 0, sizeof *t);
+    t->lock.fd = -1;
     t->cfg = *cfg;
     t->resumed_from = -1;
     t->qk_logging = 1;
@@ -678,6 +698,7 @@ failed:
 }
 
 void train_free(Trainer *t) {
+    runlock_release(&t->lock);
     dist_grads_free(t->dist);
     for (int i = 0; i < t->n_metric_cols; i++) free(t->metric_cols[i]);
     free(t->metric_cols);

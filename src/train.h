@@ -13,6 +13,7 @@
 #include "model.h"
 #include "optim.h"
 #include "qk.h"
+#include "runlock.h"
 
 /* Phases of a step, timed for the benchmark. PHASE_COMM is the wait for the
  * gradient allreduces that backward did not hide, and the loss's allreduce. */
@@ -25,6 +26,7 @@ typedef struct {
     OptimConfig opt;
     Rng batch_rng;        /* draws training batch offsets */
     char run_dir[CONFIG_STR + 256];
+    RunLock lock;         /* rank 0 holds the run folder's lock from setup to free */
     int *inputs, *targets; /* [B, T] batch buffers */
     int step;             /* updates done so far */
     CsvLog metrics, evals, qklog, qkeval, roleseval; /* roleseval: task runs only */

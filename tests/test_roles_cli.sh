@@ -75,6 +75,7 @@ PY
 [ "$(wc -l < rl/roles.csv)" = 5 ] || fail "roles.csv: $(cat rl/roles.csv)"
 head -1 rl/roles.csv | grep -q '^layer,head,target_attn,prev_attn,cf_q_cur' || fail "roles.csv header"
 [ "$(wc -l < rl/composition.csv)" = 5 ] || fail "composition.csv: $(cat rl/composition.csv)"
+[ -s rl/roles.png ] && [ "$(head -c 4 rl/roles.png | tail -c 3)" = PNG ] || fail "no roles.png"
 
 # tied: exchanging W_Q and W_K (one matrix) changes no accuracy
 "$build/train" kv.ini run.name=tied model.qk=tied train.steps=20 > /dev/null
