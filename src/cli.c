@@ -120,5 +120,7 @@ int cli_lock_run_output(RunLock *l, const char *out_dir, const char *name, const
     if (out) return 0;
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/%s", out_dir, name);
-    return runlock_acquire(l, dir, what, 1, err);
+    if (runlock_acquire(l, dir, 1, err) != 0) return -1;
+    runlock_announce(l, what);
+    return 0;
 }

@@ -29,8 +29,10 @@ int main(int argc, char **argv) {
     RunLock lock = {-1};
     char marker[4096];
     snprintf(marker, sizeof marker, "%s/config.ini", dirs[0]);
-    if (!out && access(marker, F_OK) == 0 && runlock_acquire(&lock, dirs[0], "report", 0, &err))
-        return cli_fail(&err);
+    if (!out && access(marker, F_OK) == 0) {
+        if (runlock_acquire(&lock, dirs[0], 0, &err)) return cli_fail(&err);
+        runlock_announce(&lock, "report");
+    }
     int rc = n == 1 ? report_write(dirs[0], out, &err)
                     : report_write_pair(dirs[0], dirs[1], out, &err);
     if (rc) return cli_fail(&err);

@@ -14,8 +14,9 @@
 #define CSVLOG_BUFFER (1 << 16)
 
 static void csvlog_buffer(CsvLog *w) {
-    if (setvbuf(w->f, NULL, _IOFBF, CSVLOG_BUFFER) != 0) die("setvbuf failed for %s", w->path);
     w->pending = 0;
+    if (w->f && setvbuf(w->f, NULL, _IOFBF, CSVLOG_BUFFER) != 0)
+        die("setvbuf failed for %s", w->path);
 }
 
 static void csvlog_start(CsvLog *w, FILE *f, const char *path, int ncols) {

@@ -29,7 +29,7 @@ static void holder_describe(int fd, char *out, size_t n) {
     snprintf(out, n, "pid %ld (%s, since %s)", pid, what, clock);
 }
 
-int runlock_acquire(RunLock *l, const char *dir, const char *what, int create, Error *err) {
+int runlock_acquire(RunLock *l, const char *dir, int create, Error *err) {
     l->fd = -1;
     if (create && dir_create(dir, err) != 0) return -1;
     char path[4096];
@@ -46,13 +46,17 @@ int runlock_acquire(RunLock *l, const char *dir, const char *what, int create, E
                              dir, who);
         return error_set(err, "%s: cannot lock the run folder: %s", path, strerror(errno));
     }
+    l->fd = fd;
+    return 0;
+}
+
+void runlock_announce(RunLock *l, const char *what) {
+    if (l->fd < 0) return;
     char line[128];
     int len = snprintf(line, sizeof line, "%ld %s %lld\n", (long)getpid(), what,
                        (long long)time(NULL));
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)len, 0) != len)
-        die("cannot write %s: %s", path, strerror(errno));
-    l->fd = fd;
-    return 0;
+    if (ftruncate(l->fd, 0) != 0 || pwrite(l->fd, line, (size_t)len, 0) != len)
+        die("cannot write the run's lock file: %s", strerror(errno));
 }
 
 void runlock_release(RunLock *l) {

@@ -71,15 +71,20 @@ static int run_dir_prepare(Trainer *t, Error *err) {
     const Config *c = &t->cfg;
     snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", c->out_dir, c->name);
     struct stat st;
-    if (stat(t->run_dir, &st) == 0 && !S_ISDIR(st.st_mode))
+    int exists = stat(t->run_dir, &st) == 0;
+    if (exists && !S_ISDIR(st.st_mode))
         return error_set(err, "%s: exists and is not a folder (run.name / run.out_dir)",
                          t->run_dir);
-    if (runlock_acquire(&t->lock, t->run_dir, "train", !c->resume, err) != 0) return -1;
+    char marker[CONFIG_STR + 300], lockfile[CONFIG_STR + 300];
+    snprintf(marker, sizeof marker, "%s/config.ini", t->run_dir);
+    snprintf(lockfile, sizeof lockfile, "%s/%s", t->run_dir, RUNLOCK_FILE);
+    /* a folder that is no run gets no lock file either */
+    int foreign = exists && !dir_is_empty(t->run_dir) && access(marker, F_OK) != 0 &&
+                  access(lockfile, F_OK) != 0;
+    if (!foreign && runlock_acquire(&t->lock, t->run_dir, !c->resume, err) != 0) return -1;
     if (c->resume) return 0;
-    if (stat(t->run_dir, &st) == 0) {
+    if (exists) {
         if (!dir_is_empty(t->run_dir)) {
-            char marker[CONFIG_STR + 300];
-            snprintf(marker, sizeof marker, "%s/config.ini", t->run_dir);
             if (!c->overwrite)
                 return error_set(err,
                                  "%s: run folder already holds a run; set run.overwrite=true to "
@@ -217,6 +222,9 @@ static int setup_inputs(Trainer *t, Checkpoint *ck, int *have_ck, Error *err) {
     /* Every check on the input comes before the first write. */
     char path[CONFIG_STR + 300];
     if (c->resume) {
+        /* a run being written is refused as such, whatever it holds yet */
+        struct stat st;
+        if (stat(t->run_dir, &st) == 0 && run_dir_prepare(t, err) != 0) return -1;
         run_path(path, sizeof path, t, "ckpt/latest.safetensors");
         if (access(path, F_OK) != 0)
             return error_set(err, "%s: no checkpoint to resume from (run.resume=true needs a run "
@@ -243,7 +251,8 @@ static int setup_inputs(Trainer *t, Checkpoint *ck, int *have_ck, Error *err) {
         return error_set(err, "%s: cannot resume with other task parameters: %s is %s in the "
                               "checkpoint, %s in the config",
                          ck->path, key, was, now);
-    return run_dir_prepare(t, err); /* the lock, before any write */
+    /* the lock, before any write (a resumed run's is taken) */
+    return c->resume ? 0 : run_dir_prepare(t, err);
 }
 
 /* A task run with log.roles_records keeps roles_eval.csv. */
@@ -393,6 +402,9 @@ int train_setup(Trainer *t, const Config *cfg, Error *err) {
     metric_cols_build(t);
     rc = t->rank == 0 ? setup_outputs(t, err) : 0;
     if (dist_any_failed(rc != 0, err)) return -1;
+    /* every check passed: the lock file names this trainer from now on (a
+     * refused command leaves the folder as it found it) */
+    if (t->rank == 0) runlock_announce(&t->lock, "train");
     progress_init(&t->progress, stdout);
     return 0;
 }

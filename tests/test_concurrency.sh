@@ -4,8 +4,8 @@
 # other's run whole and resumable bit-exactly); a trainer killed with -9
 # leaves no stale lock; --overwrite, --resume and a report regeneration
 # against a running trainer are refused and change nothing of its run; a
-# reader loop (eval of the latest checkpoint, a parse of every CSV) while a
-# run trains sees only complete files; two set-ups of a fresh copy of the
+# reader loop (eval of the latest checkpoint, a parse of every CSV, config.ini)
+# while a run trains sees only complete files and rows; two set-ups of a fresh copy of the
 # tree started together build it once.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
@@ -84,10 +84,15 @@ expect_exit 2 "runs/run $busy" "$build/qkscope-report" runs/run
 # a reader loop while it trains: every CSV parses whole, the latest checkpoint evaluates
 reads=0
 while kill -0 $pr 2> /dev/null; do
+    # a log is appended a buffer of whole rows at a time; while one such write
+    # is under way the file may end inside its last row (Linux makes an
+    # append visible page by page), which a reader leaves out, as the report
+    # page does: every row before the last newline must be whole
     for f in runs/run/*.csv; do
-        awk -F, 'NR == 1 { n = NF } NF != n { exit 1 }' "$f" || fail "$f: a row with another field count"
-        [ -z "$(tail -c 1 "$f")" ] || fail "$f: ends inside a row"
+        head -n "$(wc -l < "$f")" "$f" | awk -F, 'NR == 1 { n = NF } NF != n { exit 1 }' ||
+            fail "$f: a complete row with another field count"
     done
+    [ "$(tail -c 1 runs/run/config.ini)" = "" ] || fail "config.ini seen half-written"
     if [ -e runs/run/ckpt/latest.safetensors ]; then
         "$build/qkscope-eval" runs/run/ckpt/latest.safetensors --json > /dev/null ||
             fail "eval of the latest checkpoint while training"
