@@ -138,6 +138,8 @@ static const KeyDesc keys[] = {
      .doc = "steps between log lines"},
     {KEY("train", "stop_after", KEY_INT, stop_after), .min = 0, .max = 1e9, .def = "0",
      .doc = "stop after this step as if interrupted, 0 = run to steps"},
+    {KEY("train", "stop_at_acc", KEY_DOUBLE, stop_at_acc), .min = 0, .max = 1, .def = "0",
+     .doc = "end the run once val_acc has reached this at two evals in a row, 0 = off"},
     {KEY("train", "init_from", KEY_STRING, init_from), .def = "",
      .doc = "checkpoint to start from, empty = random init"},
 

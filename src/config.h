@@ -44,6 +44,7 @@ typedef struct {
     double weight_decay, beta1, beta2, grad_clip; /* grad_clip 0 = off */
     int eval_every, eval_batches, log_every;
     int stop_after;          /* 0 = run to `steps`; k = stop after step k as if interrupted */
+    double stop_at_acc;      /* 0 = off; end once val_acc reached it at two evals in a row */
     char init_from[CONFIG_STR]; /* checkpoint to start from, "" = random init */
     /* [log] */
     char probe[CONFIG_STR];  /* probe text, "" = a fixed validation window */

@@ -432,6 +432,8 @@ static int train_eval(Trainer *t, Error *err) {
     t->last_train = tr;
     t->last_val = va;
     t->last_val_acc = sums[1].correct / sums[1].scored;
+    /* the same sums on every rank: every rank stops at the same step */
+    t->acc_held = c->stop_at_acc > 0 && t->last_val_acc >= c->stop_at_acc ? t->acc_held + 1 : 0;
     t->last_eval_step = t->step;
     if (t->rank != 0) return 0;
     csvlog_int(&t->evals, t->step);
@@ -620,7 +622,9 @@ static void train_finish_logs(Trainer *t) {
  * from the steps. */
 int train_observe(Trainer *t, Error *err) {
     int every = t->cfg.heatmap_every;
-    if (t->rank != 0 || every <= 0 || !(t->step % every == 0 || t->step == t->cfg.steps)) return 0;
+    if (t->rank != 0 || every <= 0 ||
+        !(t->step % every == 0 || t->step == t->cfg.steps || t->stopped_early))
+        return 0;
     double t0 = time_now();
     int rc = qk_watch_snapshot(&t->watch, &t->model, t->run_dir, t->step, err);
     t->observe_seconds += time_now() - t0;
@@ -677,9 +681,10 @@ int train_run(Trainer *t) {
         int end = t->step == last || train_stop_signal;
         if (t->step % c->eval_every == 0 || t->step == c->steps)
             if (train_eval(t, &err) != 0) goto failed;
-        if (train_save(t, end, &err) != 0) goto failed;
+        t->stopped_early = t->acc_held >= 2 && t->step < c->steps;
+        if (train_save(t, end || t->stopped_early, &err) != 0) goto failed;
         if (t->step % c->eval_every == 0 && root) train_report(t);
-        if (train_stop_signal) break;
+        if (train_stop_signal || t->stopped_early) break;
     }
     train_finish_logs(t);
     if (!root) return 0;
@@ -693,14 +698,22 @@ int train_run(Trainer *t) {
                t->step, t->run_dir);
         return 128 + train_stop_signal;
     }
-    if (t->step < c->steps)
+    char acc[96] = "";
+    if (c->task.kind != TASK_NONE) snprintf(acc, sizeof acc, ", val acc %.4f", t->last_val_acc);
+    if (t->stopped_early)
+        printf("qkscope: done: %d steps in %.1f s (%.1f s training, %.0f tokens/s), val loss %.4f%s; "
+               "stopped early: val acc >= %g at two evals in a row (train.stop_at_acc)\n",
+               t->step, time_now() - wall0, t->train_seconds,
+               t->train_seconds > 0 ? tokens / t->train_seconds : 0.0, t->last_val, acc,
+               c->stop_at_acc);
+    else if (t->step < c->steps)
         printf("qkscope: stopped after step %d of %d (train.stop_after); continue with:\n"
                "  ./train %s/config.ini run.resume=true\n",
                t->step, c->steps, t->run_dir);
     else
-        printf("qkscope: done: %d steps in %.1f s (%.1f s training, %.0f tokens/s), val loss %.4f\n",
+        printf("qkscope: done: %d steps in %.1f s (%.1f s training, %.0f tokens/s), val loss %.4f%s\n",
                t->step, time_now() - wall0, t->train_seconds,
-               t->train_seconds > 0 ? tokens / t->train_seconds : 0.0, t->last_val);
+               t->train_seconds > 0 ? tokens / t->train_seconds : 0.0, t->last_val, acc);
     return 0;
 failed:
     train_finish_logs(t);

@@ -41,6 +41,8 @@ typedef struct {
     Progress progress;
     double last_train, last_val; /* latest eval losses, NAN before the first eval */
     double last_val_acc;  /* and the latest validation accuracy */
+    int acc_held;         /* evals in a row with val_acc >= train.stop_at_acc */
+    int stopped_early;    /* the run ended there (train.stop_at_acc) */
     int last_eval_step;   /* -1 before the first eval */
     double train_seconds; /* time spent in steps (not evals) */
     int resumed_from;     /* step of the checkpoint resumed from, -1 for a fresh run */

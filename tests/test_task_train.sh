@@ -105,6 +105,17 @@ expect_exit 2 "cannot resume with other task parameters: .task. len_max is 8 in 
 expect_exit 2 "vocabulary (10 characters) differs from that of repeat (7 characters)" \
     "$build/train" rep.ini run.name=e task.letters=5 train.init_from="$ck"
 
+# stop_at_acc: the run ends at the second eval in a row at the target
+"$build/train" rep.ini run.name=early train.stop_at_acc=0.9 > out.txt || fail "early stop: $(cat out.txt)"
+grep -q "stopped early: val acc >= 0.9 at two evals in a row" out.txt || fail "early stop: $(tail -2 out.txt)"
+last=$(tail -1 runs/early/eval.csv | cut -d, -f1)
+((last < 800)) || fail "stop_at_acc did not stop before the end (step $last)"
+tail -2 runs/early/eval.csv | awk -F, '$5 < 0.9 { exit 1 }' || fail "the last two evals are not at 0.9"
+tail -3 runs/early/eval.csv | head -1 | awk -F, '$5 >= 0.9 { exit 1 }' || fail "it did not stop at the first two"
+[ "$(readlink runs/early/ckpt/latest.safetensors)" = "$(printf 'step_%06d.safetensors' "$last")" ] ||
+    fail "no checkpoint at the early stop"
+[ -f "runs/early/attn/step_$(printf '%06d' "$last")/layer_0.png" ] || fail "no heatmaps at the early stop"
+
 # kv, and its cross variant: the vocabulary, the records, a run that starts
 cat > kv.ini <<'EOF'
 [run]
