@@ -65,7 +65,7 @@ cmp <(tensors runs/race/ckpt/step_000300.safetensors) <(tensors runs/whole/ckpt/
 # 2. killed with -9 while holding the lock: the next resume starts at once
 "$build/train" r.ini run.name=killed train.steps=100000 train.eval_every=1000 log.checkpoint_every=20 \
     > /dev/null 2>&1 & pk=$!
-for _ in $(seq 200); do [ -e runs/killed/ckpt/latest.safetensors ] && break; sleep 0.05; done
+for _ in $(seq 1200); do [ -e runs/killed/ckpt/latest.safetensors ] && break; sleep 0.05; done
 [ -e runs/killed/ckpt/latest.safetensors ] || fail "no checkpoint to kill after"
 kill -9 $pk
 wait $pk || true
@@ -76,7 +76,7 @@ grep -q "resuming at step" k.out || fail "no resume: $(cat k.out)"
 # 3. --overwrite, --resume and report against a running trainer: refused, its
 # run the same as an undisturbed one
 "$build/train" r.ini run.name=run train.steps=1500 > /dev/null & pr=$!
-for _ in $(seq 200); do [ -e runs/run/metrics.csv ] && break; sleep 0.02; done
+for _ in $(seq 3000); do [ -e runs/run/metrics.csv ] && break; sleep 0.02; done
 expect_exit 2 "runs/run $busy" "$build/train" r.ini run.name=run train.steps=1500 --overwrite
 expect_exit 2 "runs/run $busy" "$build/train" r.ini run.name=run train.steps=1500 run.resume=true
 expect_exit 2 "runs/run $busy" "$build/qkscope-report" runs/run
