@@ -3,8 +3,8 @@
  * the features), and a hand-built one-head model whose score reads the
  * query's own token and the key's previous token: its counterfactuals must
  * collapse for those two tokens only, patching its query with another key's
- * mean query must move its attention there, and swapping W_Q and W_K of a
- * tied model changes no accuracy. */
+ * mean query must move its attention there (its own key's mean query moves
+ * nothing), and swapping W_Q and W_K of a tied model changes no accuracy. */
 #include <math.h>
 #include <string.h>
 
@@ -109,8 +109,72 @@ static void test_hand_built(void) {
     corpus_free(&c);
 }
 
+/* Patching a query with the mean query of its own key changes nothing: in
+ * the hand-built head a query depends on its token alone, so the mean over
+ * every position holding that token is the query itself. */
+typedef struct {
+    const real *mean; /* [V, C] */
+    const int *tokens;
+    int B, T;
+} OwnMean;
+
+static void own_mean_hook(void *ctx, const Model *m, int l, real *q, real *k) {
+    (void)l, (void)k;
+    const OwnMean *o = ctx;
+    int C = m->shape.C;
+    for (int i = 0; i < o->B * o->T; i++)
+        memcpy(q + (size_t)i * C, o->mean + (size_t)o->tokens[i] * C, (size_t)C * sizeof(real));
+}
+
+static void test_patch_own_mean(void) {
+    TaskSpec t = {.kind = TASK_KV, .keys = 4, .pairs_min = 2, .pairs_max = 3, .queries = 3};
+    Corpus c;
+    corpus_from_task(&c, &t, 13);
+    Model m;
+    hand_built(&m, &c, 0);
+    /* the head's output reaches the logits: W_V = W_O = I */
+    for (int i = 0; i < m.shape.C; i++) {
+        m.p.wv[i * m.shape.C + i] = 1;
+        m.p.wo[i * m.shape.C + i] = 1;
+    }
+    enum { B = 8, T = 13 };
+    int in[B * T], tg[B * T];
+    for (int b = 0; b < B; b++) batch_eval_window(&c, 1, b, B, T, in + b * T, tg + b * T);
+    model_forward(&m, in, tg, B, T);
+    int C = m.shape.C, V = m.shape.V;
+    real *mean = xcalloc((size_t)V * C, sizeof(real)), *logits = xmalloc((size_t)B * T * V * sizeof(real));
+    int *count = xcalloc((size_t)V, sizeof(int));
+    for (int i = 0; i < B * T; i++) {
+        for (int a = 0; a < C; a++) mean[(size_t)in[i] * C + a] += m.acts.q[(size_t)i * C + a];
+        count[in[i]]++;
+    }
+    for (int v = 0; v < V; v++)
+        for (int a = 0; count[v] && a < C; a++) mean[(size_t)v * C + a] /= count[v];
+    memcpy(logits, m.acts.logits, (size_t)B * T * V * sizeof(real));
+    OwnMean o = {mean, in, B, T};
+    m.qk_hook = own_mean_hook;
+    m.qk_hook_ctx = &o;
+    model_forward(&m, in, tg, B, T);
+    double worst = 0;
+    for (size_t i = 0; i < (size_t)B * T * V; i++) worst = fmax(worst, fabs(m.acts.logits[i] - logits[i]));
+    EXPECT(worst < 1e-5, "patching each query with its own key's mean query moved a logit by %g", worst);
+    /* and the check can fail: another token's mean query moves them */
+    int *shifted = xmalloc((size_t)B * T * sizeof(int));
+    for (int i = 0; i < B * T; i++) shifted[i] = (in[i] + 1) % V;
+    o.tokens = shifted;
+    model_forward(&m, in, tg, B, T);
+    double moved = 0;
+    for (size_t i = 0; i < (size_t)B * T * V; i++) moved = fmax(moved, fabs(m.acts.logits[i] - logits[i]));
+    EXPECT(moved > 1e-2, "another token's mean query moved the logits only by %g", moved);
+    free(shifted);
+    free(mean), free(logits), free(count);
+    model_free(&m);
+    corpus_free(&c);
+}
+
 int main(void) {
     test_probe();
+    test_patch_own_mean();
     test_hand_built();
     CHECK_DONE("test_roles");
 }
