@@ -108,7 +108,10 @@ write_words_corpus() {
     done > "$file"
 }
 
-write_config() {
+# ini_override FILE [section.key=value ...]: the INI text on stdin with the
+# given keys set (replaced where present, added to their section otherwise),
+# written to FILE.
+ini_override() {
     local file=$1 o
     shift
     for o in "$@"; do
@@ -140,7 +143,14 @@ write_config() {
             rest(section)
             for (i = 1; i <= n; i++)
                 if (!(ids[i] in done)) { print "[" sec[i] "]"; rest(sec[i]) }
-        }' > "$file" <<'INI'
+        }' > "$file"
+}
+
+# write_config FILE [section.key=value ...]: a small corpus run (corpus.txt).
+write_config() {
+    local file=$1
+    shift
+    ini_override "$file" "$@" <<'INI'
 [run]
 name = a
 out_dir = runs
@@ -158,6 +168,41 @@ warmup_steps = 5
 eval_every = 10
 eval_batches = 2
 log_every = 30
+INI
+}
+
+# write_kv_config FILE [section.key=value ...]: a small kv task run (smeared
+# keys, so that it learns in a few hundred steps).
+write_kv_config() {
+    local file=$1
+    shift
+    ini_override "$file" "$@" <<'INI'
+[run]
+name = a
+threads = 1
+[data]
+task = kv
+[task]
+keys = 5
+pairs_min = 2
+pairs_max = 4
+queries = 4
+[model]
+n_layer = 2
+n_head = 2
+n_embd = 16
+block_size = 17
+smear = key
+[train]
+batch_size = 8
+steps = 300
+warmup_steps = 10
+eval_every = 50
+eval_batches = 2
+[log]
+heatmap_every = 0
+swap_batches = 1
+roles_records = 4
 INI
 }
 

@@ -11,34 +11,7 @@ set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 . "$QK_SOURCE/tests/lib.sh"
 
-cat > r.ini <<'EOF'
-[run]
-threads = 1
-[data]
-task = kv
-[task]
-keys = 5
-pairs_min = 2
-pairs_max = 4
-queries = 4
-[model]
-n_layer = 2
-n_head = 2
-n_embd = 16
-block_size = 17
-smear = key
-[train]
-batch_size = 8
-steps = 300
-warmup_steps = 10
-eval_every = 50
-eval_batches = 2
-[log]
-heatmap_every = 100
-checkpoint_every = 50
-swap_batches = 1
-roles_records = 4
-EOF
+write_kv_config r.ini log.heatmap_every=100 log.checkpoint_every=50
 busy="is in use by pid [0-9]* (train, since [0-9:]*); wait for it or choose another run.name"
 busy_any="is in use by \(pid [0-9]* (train, since [0-9:]*)\|another process\); wait for it or choose another run.name"
 

@@ -80,7 +80,8 @@ node "$check" --chromium "$chromium" --shot ab.png --probe '0=the fox saw 3 he' 
 node "$check" --chromium "$chromium" --shot p.png --probe '0=the fox saw 3 he' \
     pages/a.html runs/a > p.json || fail "the --out page in the browser"
 # a task run: the accuracy chart and the roles panels of roles_eval.csv
-printf '[run]\nname = t\nthreads = 1\n[data]\ntask = kv\n[task]\nkeys = 4\npairs_min = 2\npairs_max = 3\nqueries = 3\n[model]\nn_layer = 2\nn_head = 2\nn_embd = 16\nblock_size = 13\nsmear = key\n[train]\nbatch_size = 8\nsteps = 20\nwarmup_steps = 2\neval_every = 10\neval_batches = 2\n[log]\nheatmap_every = 10\nswap_batches = 1\nroles_records = 8\n' > t.ini
+write_kv_config t.ini run.name=t task.keys=4 task.pairs_max=3 task.queries=3 model.block_size=13 \
+    train.steps=20 train.warmup_steps=2 train.eval_every=10 log.heatmap_every=10 log.roles_records=8
 "$build/train" t.ini > /dev/null
 [ "$(grep -c '^20,' runs/t/roles_eval.csv)" = 4 ] || fail "roles_eval.csv at step 20: $(cat runs/t/roles_eval.csv)"
 node "$check" --chromium "$chromium" --shot t.png runs/t/index.html runs/t > t.json ||

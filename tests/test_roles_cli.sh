@@ -7,35 +7,8 @@ set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 . "$QK_SOURCE/tests/lib.sh"
 
-cat > kv.ini <<'EOF'
-[run]
-name = kv
-threads = 1
-[data]
-task = kv
-[task]
-keys = 5
-pairs_min = 2
-pairs_max = 4
-queries = 4
-[model]
-n_layer = 2
-n_head = 2
-n_embd = 16
-block_size = 17
-smear = key
-[train]
-batch_size = 16
-steps = 150
-warmup_steps = 10
-lr = 3e-3
-eval_every = 50
-eval_batches = 2
-[log]
-heatmap_every = 0
-swap_batches = 0
-roles_records = 8
-EOF
+write_kv_config kv.ini run.name=kv train.batch_size=16 train.steps=150 train.lr=3e-3 \
+    log.swap_batches=0 log.roles_records=8
 "$build/train" kv.ini > /dev/null
 ck=runs/kv/ckpt/latest.safetensors
 [ "$(grep -c '^150,' runs/kv/roles_eval.csv)" = 4 ] || fail "roles_eval.csv rows at step 150"

@@ -117,32 +117,9 @@ tail -3 runs/early/eval.csv | head -1 | awk -F, '$5 >= 0.9 { exit 1 }' || fail "
 [ -f "runs/early/attn/step_$(printf '%06d' "$last")/layer_0.png" ] || fail "no heatmaps at the early stop"
 
 # kv, and its cross variant: the vocabulary, the records, a run that starts
-cat > kv.ini <<'EOF'
-[run]
-name = kv
-threads = 1
-[data]
-task = kv
-[task]
-keys = 4
-pairs_min = 2
-pairs_max = 3
-queries = 3
-[model]
-n_layer = 1
-n_head = 2
-n_embd = 16
-block_size = 13
-[train]
-batch_size = 8
-steps = 20
-warmup_steps = 2
-eval_every = 10
-eval_batches = 2
-[log]
-heatmap_every = 10
-swap_batches = 1
-EOF
+write_kv_config kv.ini run.name=kv task.keys=4 task.pairs_max=3 task.queries=3 model.n_layer=1 \
+    model.block_size=13 model.smear=none train.steps=20 train.warmup_steps=2 train.eval_every=10 \
+    log.heatmap_every=10 log.roles_records=32
 "$build/train" kv.ini > out.txt || fail "kv run: $(cat out.txt)"
 grep -q "V16), task kv (records of up to 13 characters)" out.txt || fail "kv start: $(head -1 out.txt)"
 "$build/train" kv.ini run.name=kvx task.cross=true > out.txt || fail "kv cross run: $(cat out.txt)"
