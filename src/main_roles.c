@@ -19,7 +19,8 @@ static void usage(FILE *f) {
             "  checkpoint's task (kv or repeat): attention on the target, counterfactuals,\n"
             "  decodability with its control, patching, swaps, composition scores.\n"
             "  --records N  records (default %d)\n"
-            "  --seed S     which records: records S*2^32 .. of the roles stream (default 0)\n"
+            "  --seed S     which records: records S*2^32 .. of the roles stream, S < 2^24\n"
+            "               (default 0)\n"
             "  --json       one JSON object instead of the tables\n"
             "  --out DIR    also write DIR/roles.csv, DIR/composition.csv and DIR/roles.png\n"
             "               (the counterfactual, decodability and intervention tables)\n",
@@ -224,7 +225,8 @@ int main(int argc, char **argv) {
     int json = 0, npos, status;
     Error err;
     const CliOption opts[] = {{"--records", OPT_LONG, &records, 1, 1e6},
-                              {"--seed", OPT_LONG, &seed, 0, 1e9},
+                              /* below 2^24: the index then stays clear of the stream bits */
+                              {"--seed", OPT_LONG, &seed, 0, 16777215},
                               {"--json", OPT_FLAG, &json, 0, 0},
                               {"--out", OPT_STR, &out, 0, 0},
                               {NULL, 0, NULL, 0, 0}};

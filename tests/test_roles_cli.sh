@@ -66,6 +66,7 @@ write_config c.ini run.name=c train.steps=2 train.warmup_steps=1 log.heatmap_eve
 expect_exit 2 "roles needs a task checkpoint (kv or repeat); this one was trained on a corpus (corpus.txt)" \
     "$build/qkscope-roles" runs/c/ckpt/latest.safetensors
 expect_exit 2 "--records '0': expected an integer from 1 to 1000000" "$build/qkscope-roles" "$ck" --records 0
+expect_exit 2 "--seed .16777216.: expected an integer from 0 to 16777215" "$build/qkscope-roles" "$ck" --seed 16777216
 expect_exit 2 "roles: 0 arguments given" "$build/qkscope-roles"
 expect_exit 2 "nope.st" "$build/qkscope-roles" nope.st
 echo "roles_cli: all checks passed"
