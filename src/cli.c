@@ -114,13 +114,17 @@ int cli_fail(const Error *err) {
     return EXIT_BADINPUT;
 }
 
+int cli_lock_run(RunLock *l, const char *dir, const char *what, int create, Error *err) {
+    if (runlock_acquire(l, dir, create, err) != 0) return -1;
+    runlock_announce(l, what);
+    return 0;
+}
+
 int cli_lock_run_output(RunLock *l, const char *out_dir, const char *name, const char *out,
                         const char *what, Error *err) {
     l->fd = -1;
     if (out) return 0;
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/%s", out_dir, name);
-    if (runlock_acquire(l, dir, 1, err) != 0) return -1;
-    runlock_announce(l, what);
-    return 0;
+    return cli_lock_run(l, dir, what, 1, err);
 }

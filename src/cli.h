@@ -42,6 +42,10 @@ int cli_args(int argc, char **argv, const char *cmd, const CliOption *opts, cons
  * (maxB <= 0: the run's batch_size). */
 int cli_load_model(const char *path, Checkpoint *ck, Model *m, int maxB, Error *err);
 
+/* Takes run folder dir's lock (creating dir when create is set) and names
+ * this command, `what`, as its holder: for a command that writes there. */
+int cli_lock_run(RunLock *l, const char *dir, const char *what, int create, Error *err);
+
 /* A command whose output goes into the run folder <out_dir>/<name> of config c
  * (its default, out == NULL) takes the folder's lock first, as `what`; with
  * an output of its own (out set) it takes none. */

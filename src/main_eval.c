@@ -41,11 +41,8 @@ static int eval_rows(Model *m, long W, RowFill fill, void *ctx, int per_target, 
         for (int b = 0; b < nb && rc == 0; b++)
             rc = fill(ctx, k + b, inp + (size_t)b * T, tgt + (size_t)b * T, err);
         if (rc) break;
-        real mean = model_forward(m, inp, tgt, nb, T);
-        s->loss += per_target ? m->loss_sum : (double)mean * nb;
-        s->weight += per_target ? (double)m->n_scored : nb;
-        s->correct += (double)model_count_correct(m);
-        s->scored += (double)m->n_scored;
+        model_forward(m, inp, tgt, nb, T);
+        model_eval_add(s, m, per_target);
     }
     free(inp);
     free(tgt);

@@ -7,7 +7,6 @@
 
 #include "cli.h"
 #include "report.h"
-#include "runlock.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: qkscope report RUN_DIR [--out FILE]\n"
@@ -29,10 +28,8 @@ int main(int argc, char **argv) {
     RunLock lock = {-1};
     char marker[4096];
     snprintf(marker, sizeof marker, "%s/config.ini", dirs[0]);
-    if (!out && access(marker, F_OK) == 0) {
-        if (runlock_acquire(&lock, dirs[0], 0, &err)) return cli_fail(&err);
-        runlock_announce(&lock, "report");
-    }
+    if (!out && access(marker, F_OK) == 0 && cli_lock_run(&lock, dirs[0], "report", 0, &err))
+        return cli_fail(&err);
     int rc = n == 1 ? report_write(dirs[0], out, &err)
                     : report_write_pair(dirs[0], dirs[1], out, &err);
     if (rc) return cli_fail(&err);

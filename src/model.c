@@ -477,6 +477,18 @@ size_t model_count_correct(const Model *m) {
     return crossentropy_correct(m->acts.logits, m->targets, (size_t)m->B * m->T, m->shape.V);
 }
 
+void model_eval_add(EvalSums *s, const Model *m, int per_target) {
+    if (per_target) {
+        s->loss += m->loss_sum;
+        s->weight += (double)m->n_scored;
+    } else { /* mean over the rows, weighted back to a sum over them */
+        s->loss += (double)m->loss * m->B;
+        s->weight += m->B;
+    }
+    s->correct += (double)model_count_correct(m);
+    s->scored += (double)m->n_scored;
+}
+
 EvalSums model_eval_range(Model *m, const Corpus *c, int val, int first, int n, int count, int B,
                           int *inputs, int *targets, ChunkHook each, void *ctx) {
     int T = m->shape.maxT;
@@ -486,17 +498,8 @@ EvalSums model_eval_range(Model *m, const Corpus *c, int val, int first, int n, 
         for (int b = 0; b < nb; b++)
             batch_eval_window(c, val, i + b, count, T, inputs + (size_t)b * T,
                               targets + (size_t)b * T);
-        real mean = model_forward(m, inputs, targets, nb, T);
-        if (c->task.kind == TASK_NONE) {
-            /* mean over nb rows, weighted back to a sum over the windows */
-            s.loss += (double)mean * nb;
-            s.weight += nb;
-        } else {
-            s.loss += m->loss_sum;
-            s.weight += (double)m->n_scored;
-        }
-        s.correct += (double)model_count_correct(m);
-        s.scored += (double)m->n_scored;
+        model_forward(m, inputs, targets, nb, T);
+        model_eval_add(&s, m, c->task.kind != TASK_NONE);
         if (each) each(ctx, m, nb);
     }
     return s;

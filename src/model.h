@@ -219,6 +219,10 @@ typedef struct {
     double loss, weight, correct, scored;
 } EvalSums;
 
+/* Adds the last forward (with targets) to s, weighted by rows (a corpus) or
+ * by scored targets (per_target: a task). */
+void model_eval_add(EvalSums *s, const Model *m, int per_target);
+
 /* Mean loss over `count` fixed windows of one split of c (val = 1:
  * validation; see batch_eval_window), evaluated B windows at a time;
  * inputs/targets are [B, maxT] buffers; `each` (may be NULL) sees every chunk.

@@ -36,15 +36,18 @@ int train_check_memory(const ModelShape *s, int B, Error *err) {
 }
 
 
+/* An entry of a run folder that belongs to the run: not ".", "..", nor the
+ * lock file, which outlives every run held in the folder. */
+static int run_entry(const struct dirent *e) {
+    return strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, RUNLOCK_FILE);
+}
+
 /* Whether a folder holds nothing but its lock file. */
 static int dir_is_empty(const char *path) {
     DIR *d = opendir(path);
     if (!d) return 1;
     int empty = 1;
-    for (struct dirent *e; empty && (e = readdir(d));)
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-            strcmp(e->d_name, RUNLOCK_FILE) != 0)
-            empty = 0;
+    for (struct dirent *e; empty && (e = readdir(d));) empty = !run_entry(e);
     closedir(d);
     return empty;
 }
@@ -55,8 +58,7 @@ static void dir_clear(const char *path) {
     if (!d) die("cannot open %s: %s", path, strerror(errno));
     char sub[CONFIG_STR + 600];
     for (struct dirent *e; (e = readdir(d));) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, RUNLOCK_FILE))
-            continue;
+        if (!run_entry(e)) continue;
         snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
         dir_remove(sub);
     }
@@ -700,20 +702,18 @@ int train_run(Trainer *t) {
     }
     char acc[96] = "";
     if (c->task.kind != TASK_NONE) snprintf(acc, sizeof acc, ", val acc %.4f", t->last_val_acc);
+    char early[128] = "";
     if (t->stopped_early)
-        printf("qkscope: done: %d steps in %.1f s (%.1f s training, %.0f tokens/s), val loss %.4f%s; "
-               "stopped early: val acc >= %g at two evals in a row (train.stop_at_acc)\n",
-               t->step, time_now() - wall0, t->train_seconds,
-               t->train_seconds > 0 ? tokens / t->train_seconds : 0.0, t->last_val, acc,
-               c->stop_at_acc);
-    else if (t->step < c->steps)
+        snprintf(early, sizeof early, "; stopped early: val acc >= %g at two evals in a row "
+                                      "(train.stop_at_acc)", c->stop_at_acc);
+    if (t->step < c->steps && !t->stopped_early)
         printf("qkscope: stopped after step %d of %d (train.stop_after); continue with:\n"
                "  ./train %s/config.ini run.resume=true\n",
                t->step, c->steps, t->run_dir);
     else
-        printf("qkscope: done: %d steps in %.1f s (%.1f s training, %.0f tokens/s), val loss %.4f%s\n",
+        printf("qkscope: done: %d steps in %.1f s (%.1f s training, %.0f tokens/s), val loss %.4f%s%s\n",
                t->step, time_now() - wall0, t->train_seconds,
-               t->train_seconds > 0 ? tokens / t->train_seconds : 0.0, t->last_val, acc);
+               t->train_seconds > 0 ? tokens / t->train_seconds : 0.0, t->last_val, acc, early);
     return 0;
 failed:
     train_finish_logs(t);
