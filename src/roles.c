@@ -123,32 +123,37 @@ static int replacement(const Record *r, const Corpus *c, int pos) {
     return -1;
 }
 
-/* Softmax weight that query q (head slice) puts on key j of the row whose keys
- * are k[0..t] (stride C), with key j replaced by kj when kj is not NULL. */
-static double attn_weight(const real *q, const real *k, int t, int j, const real *kj, int hs,
-                          size_t C) {
-    double mx = -INFINITY, s[TASK_RECORD_MAX], scale = 1.0 / sqrt((double)hs);
+/* Scores s[0..t] of query q (head slice) against keys k[0..t] (stride C),
+ * key j replaced by kj when kj is not NULL. */
+static void attn_scores(const real *q, const real *k, int t, int j, const real *kj, int hs,
+                        size_t C, double *s) {
+    double scale = 1.0 / sqrt((double)hs);
     for (int p = 0; p <= t; p++) {
         const real *kp = p == j && kj ? kj : k + (size_t)p * C;
         double d = 0;
         for (int i = 0; i < hs; i++) d += (double)q[i] * kp[i];
         s[p] = d * scale;
-        if (s[p] > mx) mx = s[p];
     }
-    double sum = 0;
+}
+
+/* The softmax weight of that row on key j. */
+static double attn_weight(const real *q, const real *k, int t, int j, const real *kj, int hs,
+                          size_t C) {
+    double s[TASK_RECORD_MAX], mx = -INFINITY, sum = 0;
+    attn_scores(q, k, t, j, kj, hs, C, s);
+    for (int p = 0; p <= t; p++) mx = s[p] > mx ? s[p] : mx;
     for (int p = 0; p <= t; p++) sum += s[p] = exp(s[p] - mx);
     return s[j] / sum;
 }
 
-/* Argmax of that row. */
+/* The row's argmax (the first of equals): the softmax keeps the scores' order. */
 static int attn_argmax(const real *q, const real *k, int t, int j, const real *kj, int hs,
                        size_t C) {
+    double s[TASK_RECORD_MAX];
+    attn_scores(q, k, t, j, kj, hs, C, s);
     int best = 0;
-    double bw = -1;
-    for (int p = 0; p <= t; p++) {
-        double w = attn_weight(q, k, t, p, p == j ? kj : NULL, hs, C);
-        if (w > bw) bw = w, best = p;
-    }
+    for (int p = 1; p <= t; p++)
+        if (s[p] > s[best]) best = p;
     return best;
 }
 
