@@ -19,21 +19,18 @@
  * diagonal are not computed, and products over keys stop (or start) where the
  * weights become zero. */
 
-/* Per-thread scratch, grown once: packed panels of one head's K, V, Q, dout
- * and a T x T buffer for the score gradients. */
-static real *scr;
-static size_t scr_cap;
-
+/* Each thread's share of the scratch: packed panels of one head's K, V, Q,
+ * dout and a T x T buffer for the score gradients. */
 typedef struct {
     int hs;                /* channels per head */
     real scale;            /* of the scores: 1 / sqrt(hs) */
     size_t np_t, np_h;     /* panels over keys (T), over head channels (hs) */
     size_t kt, pv, dss;    /* sizes: K^T-like panels, V-like panels, T x T */
     size_t per_thread;
-} Scratch;
+} HeadScratch;
 
-static Scratch scratch_layout(int T, int C, int NH) {
-    Scratch s;
+static HeadScratch scratch_layout(int T, int C, int NH) {
+    HeadScratch s;
     int hs = s.hs = C / NH;
     s.scale = (real)(1.0 / sqrt((double)hs));
     s.np_t = ((size_t)T + NR - 1) / NR;
@@ -46,12 +43,12 @@ static Scratch scratch_layout(int T, int C, int NH) {
     return s;
 }
 
-static real *scratch_get(const Scratch *s) {
+static real *scratch_get(const HeadScratch *s, ScratchBuf *buf) {
     int nth = 1;
 #ifdef _OPENMP
     nth = omp_get_max_threads();
 #endif
-    return buffer_grow(&scr, &scr_cap, s->per_thread * (size_t)nth);
+    return scratch_reserve(buf, s->per_thread * (size_t)nth);
 }
 
 /* Packs the [T, hs] block at x (row stride C) as panels over keys of x^T
@@ -122,7 +119,7 @@ static void softmax_row(real *row, int n, int T, real scale) {
 }
 
 /* The calling thread's block of the scratch. */
-static real *thread_scratch(real *base, const Scratch *L) {
+static real *thread_scratch(real *base, const HeadScratch *L) {
     int tid = 0;
 #ifdef _OPENMP
     tid = omp_get_thread_num();
@@ -137,10 +134,10 @@ static size_t head_offset(int bh, int T, int C, int NH) {
 }
 
 void attention_forward(real *out, real *att, const real *q, const real *k, const real *v,
-                       int B, int T, int C, int NH) {
-    Scratch L = scratch_layout(T, C, NH);
+                       int B, int T, int C, int NH, ScratchBuf *scratch) {
+    HeadScratch L = scratch_layout(T, C, NH);
     int hs = L.hs;
-    real scale = L.scale, *base = scratch_get(&L);
+    real scale = L.scale, *base = scratch_get(&L, scratch);
 #pragma omp parallel for schedule(guided)
     for (int bh = 0; bh < B * NH; bh++) {
         real *kt = thread_scratch(base, &L), *vp = kt + L.kt;
@@ -164,13 +161,12 @@ void attention_forward(real *out, real *att, const real *q, const real *k, const
     }
 }
 
-void attention_backward(real *dq, real *dk, real *dv, real *datt, const real *dout,
-                        const real *q, const real *k, const real *v, const real *att,
-                        int B, int T, int C, int NH) {
-    (void)datt; /* the T x T score gradients live in per-thread scratch */
-    Scratch L = scratch_layout(T, C, NH);
+void attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *q,
+                        const real *k, const real *v, const real *att, int B, int T, int C,
+                        int NH, ScratchBuf *scratch) {
+    HeadScratch L = scratch_layout(T, C, NH);
     int hs = L.hs;
-    real scale = L.scale, *base = scratch_get(&L);
+    real scale = L.scale, *base = scratch_get(&L, scratch);
 #pragma omp parallel for schedule(guided)
     for (int bh = 0; bh < B * NH; bh++) {
         real *vt = thread_scratch(base, &L); /* V^T panels over keys */
@@ -223,7 +219,7 @@ void attention_backward(real *dq, real *dk, real *dv, real *datt, const real *do
 }
 
 static real sigmoid(real x) {
-    return 1 / (1 + rexp(-x));
+    return 1 / (1 + real_exp(-x));
 }
 
 void smear_forward(real *out, const real *inp, const real *g, int B, int T, int C, int NH) {

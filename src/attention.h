@@ -5,14 +5,15 @@
 
 #include "common.h"
 
-/* att[B,NH,T,T] receives the softmax weights (0 above the diagonal). */
+/* att[B,NH,T,T] receives the softmax weights (0 above the diagonal). Each
+ * thread packs one head's panels into its share of scratch. */
 void attention_forward(real *out, real *att, const real *q, const real *k, const real *v,
-                       int B, int T, int C, int NH);
+                       int B, int T, int C, int NH, ScratchBuf *scratch);
 
-/* dq, dk, dv are overwritten; datt is scratch [B,NH,T]. */
-void attention_backward(real *dq, real *dk, real *dv, real *datt, const real *dout,
-                        const real *q, const real *k, const real *v, const real *att,
-                        int B, int T, int C, int NH);
+/* dq, dk, dv are overwritten. */
+void attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *q,
+                        const real *k, const real *v, const real *att, int B, int T, int C,
+                        int NH, ScratchBuf *scratch);
 
 /* Smeared queries or keys (Olsson et al. 2022): each position's vector mixed
  * with the one before it, per head h with a learned gate logit g[h]:

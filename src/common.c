@@ -94,13 +94,19 @@ int memory_map_large(size_t bytes) {
 #endif
 }
 
-real *buffer_grow(real **buf, size_t *cap, size_t need) {
-    if (need > *cap) {
-        free(*buf);
-        *buf = xcalloc_lines(need, sizeof(real));
-        *cap = need;
+real *scratch_reserve(ScratchBuf *s, size_t need) {
+    if (need > s->cap) {
+        free(s->p);
+        s->p = xcalloc_lines(need, sizeof(real));
+        s->cap = need;
     }
-    return *buf;
+    return s->p;
+}
+
+void scratch_free(ScratchBuf *s) {
+    free(s->p);
+    s->p = NULL;
+    s->cap = 0;
 }
 
 double time_now(void) {

@@ -11,16 +11,14 @@
  * differences can use a tight tolerance. */
 #ifdef QK_DOUBLE
 typedef double real;
-#define rexp exp
-#define rlog log
-#define rtanh tanh
-#define rsqrt sqrt
+#define real_exp exp
+#define real_log log
+#define real_sqrt sqrt
 #else
 typedef float real;
-#define rexp expf
-#define rlog logf
-#define rtanh tanhf
-#define rsqrt sqrtf
+#define real_exp expf
+#define real_log logf
+#define real_sqrt sqrtf
 #endif
 
 /* Exit status for bad input (config, corpus, checkpoint, arguments). */
@@ -68,9 +66,16 @@ void memory_trim(void);
  * back to the system at once (glibc's mallopt; elsewhere nothing happens).
  * Returns whether the allocator took the setting. */
 int memory_map_large(size_t bytes);
-/* A grow-once scratch buffer: *buf (line-aligned, capacity *cap reals) is
- * replaced by a larger one when need exceeds it; contents are not kept. */
-real *buffer_grow(real **buf, size_t *cap, size_t need);
+/* A kernel's scratch memory, held by the caller's workspace (the model's), so
+ * kernels keep no memory of their own and two models can run in one process.
+ * It grows to the largest request (line-aligned) and keeps that size; the
+ * contents are not kept from one request to the next. */
+typedef struct {
+    real *p;
+    size_t cap; /* reals */
+} ScratchBuf;
+real *scratch_reserve(ScratchBuf *s, size_t need);
+void scratch_free(ScratchBuf *s);
 
 /* Writes data to a temp file in path's folder and renames it over path, so a
  * reader (a browser, pandas) never sees half a file; -1 with a message. */

@@ -273,18 +273,9 @@ void vec_exp(real *dst, const real *src, size_t n) {
 #define MIN_TILES 32
 _Static_assert(KB <= GEMM_KC, "a k block fits a packed micro-panel");
 
-static struct {
-    real *p;
-    size_t cap;
-} bslot[4], aslot[4];
-
-/* per thread: one packed micro-panel of A, MR x KB */
-static real *abuf_all;
-static size_t abuf_cap;
-
 static size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
 
-void gemm_plan(GemmJob *j, int slot) {
+void gemm_plan(GemmJob *j) {
     j->np = cdiv(j->N, NR);
     j->mt = cdiv(j->M, MR);
     j->nkb = j->K ? cdiv(j->K, KB) : 1;
@@ -294,11 +285,14 @@ void gemm_plan(GemmJob *j, int slot) {
     if (j->nbm < want) j->nbm = want < j->mt ? want : j->mt;
     if (j->nbm == 0) j->nbm = 1;
     j->ntiles = j->M && j->N ? j->nbm * j->nbn : 0;
-    j->bpack = buffer_grow(&bslot[slot].p, &bslot[slot].cap, j->np * j->K * NR);
-    /* a transposed A is packed whole, like B */
-    j->apack = j->sam == 1 && j->sak != 1
-                   ? buffer_grow(&aslot[slot].p, &aslot[slot].cap, j->mt * j->K * MR)
-                   : NULL;
+}
+
+void gemm_scratch_free(GemmScratch *s) {
+    for (int q = 0; q < GEMM_MAX_JOBS; q++) {
+        scratch_free(&s->bpack[q]);
+        scratch_free(&s->apack[q]);
+    }
+    scratch_free(&s->apanels);
 }
 
 static void run_tile(const GemmJob *j, size_t t, real *abuf) {
@@ -366,11 +360,16 @@ static int owner(double before, double w, double total, int nth) {
  * first runs are long and in order, so each thread's rows stay mostly those
  * of the fixed split, which the next op's threads find in their caches (tiny
  * was 6% slower with tiles handed out one at a time). */
-void gemm_run(GemmJob *jobs, int njobs, void (*extra)(void *, int, int), void *ctx) {
+void gemm_run(GemmJob *jobs, int njobs, GemmScratch *s, void (*extra)(void *, int, int),
+              void *ctx) {
     double work = 0, packw = 0;
     size_t ntiles = 0;
     for (int q = 0; q < njobs; q++) {
-        const GemmJob *j = &jobs[q];
+        GemmJob *j = &jobs[q];
+        j->bpack = scratch_reserve(&s->bpack[q], j->np * j->K * NR);
+        /* a transposed A is packed whole, like B */
+        j->apack = j->sam == 1 && j->sak != 1 ? scratch_reserve(&s->apack[q], j->mt * j->K * MR)
+                                              : NULL;
         ntiles += j->ntiles;
         work += (double)j->M * (double)j->N * (double)(j->K + 8);
         packw += (double)j->K * (j->np * NR + (j->apack ? j->mt * MR : 0));
@@ -380,7 +379,7 @@ void gemm_run(GemmJob *jobs, int njobs, void (*extra)(void *, int, int), void *c
     maxth = omp_get_max_threads();
 #endif
     size_t per = (size_t)MR * KB;
-    buffer_grow(&abuf_all, &abuf_cap, per * maxth);
+    real *apanels = scratch_reserve(&s->apanels, per * maxth);
 #pragma omp parallel if (work > 65536)
     {
         int tid = 0, nth = 1;
@@ -409,7 +408,7 @@ void gemm_run(GemmJob *jobs, int njobs, void (*extra)(void *, int, int), void *c
             if (ia < ib) pack_a_panels(j->apack, j->A, j->sak, j->M, j->K, ia, ib);
         }
 #pragma omp barrier
-        real *abuf = abuf_all + (size_t)tid * per;
+        real *abuf = apanels + (size_t)tid * per;
 #pragma omp for schedule(guided) nowait
         for (size_t x = 0; x < ntiles; x++) {
             int q = 0;

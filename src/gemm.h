@@ -138,7 +138,7 @@ typedef struct {
     int accumulate;
     const real *init; /* if set, C starts from init[M,N] (row stride ldc; may be C) */
     const real *bias;
-    /* filled by gemm_plan */
+    /* filled by gemm_plan (the tiling) and gemm_run (the packing memory) */
     real *bpack;           /* packed B: np panels of K x NR */
     real *apack;           /* a transposed A packed: mt micro-panels of K x MR */
     size_t np, mt;         /* panels, micro-rows */
@@ -146,10 +146,23 @@ typedef struct {
     size_t ntiles;
 } GemmJob;
 
-/* Tiles j->ntiles and sizes j->bpack (grow-once buffer slot `slot`, 0..3). */
-void gemm_plan(GemmJob *j, int slot);
-/* Runs the jobs; extra (if not NULL) is called by every thread after the
- * products with (ctx, thread, threads) for work that does not overlap them. */
-void gemm_run(GemmJob *jobs, int njobs, void (*extra)(void *, int, int), void *ctx);
+/* The most products one gemm_run takes: matmul_backward's two. */
+#define GEMM_MAX_JOBS 2
+
+/* gemm_run's packing memory, held in the caller's workspace. */
+typedef struct {
+    ScratchBuf bpack[GEMM_MAX_JOBS]; /* each job's packed B */
+    ScratchBuf apack[GEMM_MAX_JOBS]; /* each job's transposed A, packed whole */
+    ScratchBuf apanels;              /* every thread's micro-panel of A */
+} GemmScratch;
+void gemm_scratch_free(GemmScratch *s);
+
+/* Tiles the job (fills np .. ntiles). */
+void gemm_plan(GemmJob *j);
+/* Runs the planned jobs (at most GEMM_MAX_JOBS), packing into s; extra (if
+ * not NULL) is called by every thread after the products with (ctx, thread,
+ * threads) for work that does not overlap them. */
+void gemm_run(GemmJob *jobs, int njobs, GemmScratch *s, void (*extra)(void *, int, int),
+              void *ctx);
 
 #endif

@@ -67,7 +67,7 @@ void layernorm_forward(real *out, real *mean, real *rstd, const real *inp,
         real *o = out + n * C;
         real m = row_sum(x, C) / C;
         real v = row_sqdev(x, C, m) / C;
-        real r = 1 / rsqrt(v + (real)LN_EPS);
+        real r = 1 / real_sqrt(v + (real)LN_EPS);
         for (int i = 0; i < C; i++) o[i] = (x[i] - m) * r * weight[i] + bias[i];
         mean[n] = m;
         rstd[n] = r;
@@ -78,14 +78,12 @@ void layernorm_forward(real *out, real *mean, real *rstd, const real *inp,
  * LN_ROWS rows gets its own partial sums (rows in order), and the partials
  * are added in block order, so the result does not depend on threads. */
 #define LN_ROWS 64
-static real *ln_part;
-static size_t ln_part_cap;
 
 void layernorm_backward(real *dinp, real *dweight, real *dbias, const real *dout,
                         const real *inp, const real *weight, const real *mean,
-                        const real *rstd, size_t N, int C) {
+                        const real *rstd, size_t N, int C, ScratchBuf *partials) {
     size_t nb = (N + LN_ROWS - 1) / LN_ROWS;
-    real *part = buffer_grow(&ln_part, &ln_part_cap, nb * 2 * (size_t)C);
+    real *part = scratch_reserve(partials, nb * 2 * (size_t)C);
 #pragma omp parallel for schedule(static) if (N * C > 16384)
     for (size_t blk = 0; blk < nb; blk++) {
         real *pw = part + blk * 2 * C, *pb = pw + C;
@@ -137,22 +135,14 @@ void layernorm_backward(real *dinp, real *dweight, real *dbias, const real *dout
 
 /* ---- matmul: the tiled products of gemm.c -------------------------------- */
 
-void gemm(real *Cm, size_t ldc, const real *A, size_t sam, size_t sak,
-          const real *Bm, size_t ldb, size_t M, size_t K, size_t N, int accumulate) {
-    GemmJob j = {.C = Cm, .ldc = ldc, .A = A, .sam = sam, .sak = sak, .B = Bm, .sbk = ldb,
-                 .sbn = 1, .M = M, .K = K, .N = N, .accumulate = accumulate};
-    gemm_plan(&j, 0);
-    gemm_run(&j, 1, NULL, NULL);
-}
-
 void matmul_forward(real *out, const real *inp, const real *weight, const real *bias,
-                    const real *residual, size_t N, int C, int OC) {
+                    const real *residual, size_t N, int C, int OC, GemmScratch *s) {
     /* B = weight^T is read through strides; packing transposes it. */
     GemmJob j = {.C = out, .ldc = (size_t)OC, .A = inp, .sam = (size_t)C, .sak = 1,
                  .B = weight, .sbk = 1, .sbn = (size_t)C, .M = N, .K = (size_t)C,
                  .N = (size_t)OC, .init = residual, .bias = bias};
-    gemm_plan(&j, 0);
-    gemm_run(&j, 1, NULL, NULL);
+    gemm_plan(&j);
+    gemm_run(&j, 1, s, NULL, NULL);
 }
 
 typedef struct {
@@ -181,7 +171,7 @@ static void dbias_part(void *p, int tid, int nth) {
 
 void matmul_backward(real *dinp, real *dweight, real *dbias, const real *dout,
                      const real *inp, const real *weight, size_t N, int C, int OC,
-                     int accumulate_dinp) {
+                     int accumulate_dinp, GemmScratch *s) {
     GemmJob j[2] = {
         /* dinp[N,C] = dout[N,OC] weight[OC,C] */
         {.C = dinp, .ldc = (size_t)C, .A = dout, .sam = (size_t)OC, .sak = 1, .B = weight,
@@ -191,10 +181,10 @@ void matmul_backward(real *dinp, real *dweight, real *dbias, const real *dout,
         {.C = dweight, .ldc = (size_t)C, .A = dout, .sam = 1, .sak = (size_t)OC, .B = inp,
          .sbk = (size_t)C, .sbn = 1, .M = (size_t)OC, .K = N, .N = (size_t)C, .accumulate = 1},
     };
-    gemm_plan(&j[0], 0);
-    gemm_plan(&j[1], 1);
+    gemm_plan(&j[0]);
+    gemm_plan(&j[1]);
     BiasCtx b = {dbias, dout, N, OC};
-    gemm_run(j, 2, dbias_part, &b);
+    gemm_run(j, 2, s, dbias_part, &b);
 }
 
 #define GELU_K 0.7978845608028654 /* sqrt(2/pi) */
@@ -255,7 +245,7 @@ void crossentropy_forward(real *probs, real *losses, const real *logits,
         real inv = 1 / s;
         for (int i = 0; i < V; i++) p[i] *= inv;
         /* log-sum-exp form keeps the loss finite when a probability underflows */
-        if (targets) losses[n] = targets[n] < 0 ? 0 : (mx + rlog(s)) - l[targets[n]];
+        if (targets) losses[n] = targets[n] < 0 ? 0 : (mx + real_log(s)) - l[targets[n]];
     }
 }
 

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "common.h"
+#include "gemm.h"
 
 /* out[B,T,C] = wte[inp[b,t]] + wpe[t] */
 void encoder_forward(real *out, const int *inp, const real *wte, const real *wpe,
@@ -19,17 +20,18 @@ void layernorm_forward(real *out, real *mean, real *rstd, const real *inp,
                        const real *weight, const real *bias, size_t N, int C);
 void layernorm_backward(real *dinp, real *dweight, real *dbias, const real *dout,
                         const real *inp, const real *weight, const real *mean,
-                        const real *rstd, size_t N, int C);
+                        const real *rstd, size_t N, int C, ScratchBuf *partials);
 
 /* out[N,OC] = residual[N,OC] + bias[OC] + inp[N,C] weight[OC,C]^T (bias or
- * residual may be NULL; residual may be out, to add onto what it holds). */
+ * residual may be NULL; residual may be out, to add onto what it holds).
+ * The products pack into s. */
 void matmul_forward(real *out, const real *inp, const real *weight, const real *bias,
-                    const real *residual, size_t N, int C, int OC);
+                    const real *residual, size_t N, int C, int OC, GemmScratch *s);
 /* dinp = (accumulate_dinp ? dinp : 0) + dout weight; dweight += dout^T inp;
  * dbias += column sums of dout (dbias may be NULL). */
 void matmul_backward(real *dinp, real *dweight, real *dbias, const real *dout,
                      const real *inp, const real *weight, size_t N, int C, int OC,
-                     int accumulate_dinp);
+                     int accumulate_dinp, GemmScratch *s);
 
 /* GELU, tanh approximation (PyTorch approximate="tanh"): out = gelu(inp) and
  * deriv = gelu'(inp), which is what the backward needs of inp (deriv may be
@@ -50,12 +52,5 @@ void crossentropy_backward(real *dlogits, const real *probs, const int *targets,
 /* Scored rows (target >= 0) whose largest logit, the first of equals, is at
  * the target. */
 size_t crossentropy_correct(const real *logits, const int *targets, size_t N, int V);
-
-/* C[M,N] (+)= A[M,K] B[K,N]; A is read with strides (row sam, column sak) so a
- * transposed A needs no copy; B and C are row-major with leading dims ldb, ldc.
- * Every C element is summed over k in order 0..K-1 by one thread, so the
- * result does not depend on the thread count. */
-void gemm(real *Cm, size_t ldc, const real *A, size_t sam, size_t sak,
-          const real *Bm, size_t ldb, size_t M, size_t K, size_t N, int accumulate);
 
 #endif

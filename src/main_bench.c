@@ -85,8 +85,7 @@ static double median(double *x, int n) {
 typedef struct {
     double off;    /* median seconds of the steps without it */
     double paired; /* median of (step with it - the next step without) */
-    double phases; /* mean logging phase with it, plus the optimizer phase's
-                      mean extra with it (the taps' sums) */
+    double phases; /* mean logging phase with it */
 } LoggingCost;
 
 /* Median seconds per step over n steps; with `cost`, per-head logging is off
@@ -97,16 +96,14 @@ typedef struct {
  * the caches of the next step), hold still. */
 static double run_steps(Trainer *t, int n, LoggingCost *cost) {
     double *dt = xmalloc(3 * (size_t)n * sizeof(double)), *dt_off = dt + n, *diff = dt + 2 * n;
-    double opt[2] = {0, 0}, qk = 0;
+    double qk = 0;
     int n_on = 0, n_off = 0;
     for (int i = 0; i < n; i++) {
         t->qk_logging = !(cost && i % 2);
-        double t0 = time_now(), o0 = t->phase_seconds[PHASE_OPTIMIZER];
-        double q0 = t->phase_seconds[PHASE_QK_LOGGING];
+        double t0 = time_now(), q0 = t->phase_seconds[PHASE_QK_LOGGING];
         Error err;
         if (train_step(t, &err) != 0) die("%s", err.msg);
-        double dstep = time_now() - t0, dopt = t->phase_seconds[PHASE_OPTIMIZER] - o0;
-        opt[t->qk_logging] += dopt;
+        double dstep = time_now() - t0;
         if (t->qk_logging) {
             dt[n_on++] = dstep;
             qk += t->phase_seconds[PHASE_QK_LOGGING] - q0;
@@ -120,7 +117,7 @@ static double run_steps(Trainer *t, int n, LoggingCost *cost) {
         for (int k = 0; k < pairs; k++) diff[k] = dt[k] - dt_off[k];
         cost->paired = median(diff, pairs);
         cost->off = median(dt_off, n_off);
-        cost->phases = (qk + opt[1]) / n_on - opt[0] / n_off;
+        cost->phases = qk / n_on;
     }
     double med = median(dt, n_on);
     free(dt);

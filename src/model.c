@@ -156,11 +156,11 @@ static size_t acts_point(Activations *a, const ModelShape *s, int B, int T, real
 }
 
 static size_t scratch_point(BackwardScratch *d, const ModelShape *s, int B, int T, real *base) {
-    size_t BT = (size_t)B * T, C = s->C, NH = s->NH, V = s->V, L = s->L, off = 0;
+    size_t BT = (size_t)B * T, C = s->C, V = s->V, L = s->L, off = 0;
     size_t tied = s->qk_tied ? 1 : 0;
     struct { real **p; size_t n; } f[] = {
         {&d->dres, BT * C}, {&d->dln, BT * C}, {&d->dq, BT * C}, {&d->dk, BT * C},
-        {&d->dv, BT * C}, {&d->datt, (size_t)B * NH * T}, {&d->datty, BT * C},
+        {&d->dv, BT * C}, {&d->datty, BT * C},
         {&d->dfch, BT * 4 * C}, {&d->dfch_gelu, BT * 4 * C}, {&d->dlogits, BT * V},
         {&d->dwq_path, tied * L * C * C}, {&d->dbq_path, tied * L * C},
         {&d->dwk_path, tied * L * C * C}, {&d->dbk_path, tied * L * C},
@@ -223,6 +223,9 @@ void model_free(Model *m) {
     free(m->views);
     free(m->acts_mem);
     free(m->scr_mem);
+    gemm_scratch_free(&m->kernel.gemm);
+    scratch_free(&m->kernel.attention);
+    scratch_free(&m->kernel.ln_partials);
     memset(m, 0, sizeof *m);
 }
 
@@ -273,6 +276,7 @@ real model_forward(Model *m, const int *inputs, const int *targets, int B, int T
     size_t BT = (size_t)B * T, CC = (size_t)C * C, BTC = BT * C;
     ParamTensors *p = &m->p;
     Activations *a = &m->acts;
+    KernelScratch *ks = &m->kernel;
 
     TIMED(OP_OTHER, encoder_forward(a->encoded, inputs, p->wte, p->wpe, B, T, C));
     const real *resid = a->encoded;
@@ -288,29 +292,33 @@ real model_forward(Model *m, const int *inputs, const int *targets, int B, int T
         /* smeared: the projection into smear_raw, then the mix into q or k */
         real *raw = at(a->smear_raw, l, BTC);
         real *qp = s->smear == SMEAR_QUERY ? raw : q, *kp = s->smear == SMEAR_KEY ? raw : k;
-        TIMED(OP_MATMUL, matmul_forward(qp, ln1, p->wq + l * CC, at(p->bq, l, C), NULL, BT, C, C));
-        TIMED(OP_MATMUL, matmul_forward(kp, ln1, p->wk + l * CC, at(p->bk, l, C), NULL, BT, C, C));
+        TIMED(OP_MATMUL,
+              matmul_forward(qp, ln1, p->wq + l * CC, at(p->bq, l, C), NULL, BT, C, C, &ks->gemm));
+        TIMED(OP_MATMUL,
+              matmul_forward(kp, ln1, p->wk + l * CC, at(p->bk, l, C), NULL, BT, C, C, &ks->gemm));
         if (raw)
             TIMED(OP_ATTENTION, smear_forward(s->smear == SMEAR_KEY ? k : q, raw,
                                               p->smear + l * NH, B, T, C, NH));
         if (m->qk_hook) m->qk_hook(m->qk_hook_ctx, m, l, q, k);
-        TIMED(OP_MATMUL, matmul_forward(v, ln1, p->wv + l * CC, at(p->bv, l, C), NULL, BT, C, C));
-        TIMED(OP_ATTENTION, attention_forward(atty, att, q, k, v, B, T, C, NH));
         TIMED(OP_MATMUL,
-              matmul_forward(res2, atty, p->wo + l * CC, at(p->bo, l, C), resid, BT, C, C));
+              matmul_forward(v, ln1, p->wv + l * CC, at(p->bv, l, C), NULL, BT, C, C, &ks->gemm));
+        TIMED(OP_ATTENTION, attention_forward(atty, att, q, k, v, B, T, C, NH, &ks->attention));
+        TIMED(OP_MATMUL, matmul_forward(res2, atty, p->wo + l * CC, at(p->bo, l, C), resid, BT, C,
+                                        C, &ks->gemm));
 
         TIMED(OP_LAYERNORM, layernorm_forward(ln2, a->ln2_mean + l * BT, a->ln2_rstd + l * BT, res2,
                                               p->ln2w + l * C, p->ln2b + l * C, BT, C));
         TIMED(OP_MATMUL, matmul_forward(fch, ln2, p->fcw + l * 4 * CC, at(p->fcb, l, 4 * (size_t)C),
-                                        NULL, BT, C, 4 * C));
+                                        NULL, BT, C, 4 * C, &ks->gemm));
         TIMED(OP_GELU, gelu_forward(fchg, fch, fch, BTC * 4));
         TIMED(OP_MATMUL, matmul_forward(res3, fchg, p->projw + l * 4 * CC, at(p->projb, l, C),
-                                        res2, BT, 4 * C, C));
+                                        res2, BT, 4 * C, C, &ks->gemm));
         resid = res3;
     }
     TIMED(OP_LAYERNORM,
           layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, resid, p->lnfw, p->lnfb, BT, C));
-    TIMED(OP_MATMUL, matmul_forward(a->logits, a->lnf, p->lm_head, NULL, NULL, BT, C, V));
+    TIMED(OP_MATMUL,
+          matmul_forward(a->logits, a->lnf, p->lm_head, NULL, NULL, BT, C, V, &ks->gemm));
     TIMED(OP_CROSSENTROPY, crossentropy_forward(a->probs, a->losses, a->logits, targets, BT, V));
 
     m->B = B;
@@ -379,6 +387,7 @@ void model_backward(Model *m) {
     ParamTensors *p = &m->p, *g = &m->g;
     Activations *a = &m->acts;
     BackwardScratch *d = &m->scr;
+    KernelScratch *ks = &m->kernel;
 
     zero_fill(m->grads, m->n_params);
     if (s->qk_tied) {
@@ -394,11 +403,11 @@ void model_backward(Model *m) {
     TIMED(OP_CROSSENTROPY, crossentropy_backward(d->dlogits, a->probs, m->targets, BT, V,
                                                  count ? (real)(1.0 / (double)count) : 0));
     TIMED(OP_MATMUL, matmul_backward(d->dln, s->tie_embeddings ? g->wte : g->lm_head, NULL,
-                                     d->dlogits, a->lnf, p->lm_head, BT, C, V, 0));
+                                     d->dlogits, a->lnf, p->lm_head, BT, C, V, 0, &ks->gemm));
     zero_fill(d->dres, BTC);
     TIMED(OP_LAYERNORM,
           layernorm_backward(d->dres, g->lnfw, g->lnfb, d->dln, a->res3 + (s->L - 1) * BTC, p->lnfw,
-                             a->lnf_mean, a->lnf_rstd, BT, C));
+                             a->lnf_mean, a->lnf_rstd, BT, C, &ks->ln_partials));
     grad_ready(m, g->lnfw, (size_t)C);
     grad_ready(m, g->lnfb, (size_t)C);
     grad_ready(m, g->lm_head, (size_t)V * C); /* NULL when tied: wte is final only at the end */
@@ -413,20 +422,22 @@ void model_backward(Model *m) {
 
         /* MLP: dres holds dL/d(res3); layernorm_backward adds the branch's
          * contribution so that afterwards dres = dL/d(res2). */
-        TIMED(OP_MATMUL, matmul_backward(d->dfch_gelu, g->projw + l * 4 * CC, at(g->projb, l, C),
-                                         d->dres, fchg, p->projw + l * 4 * CC, BT, 4 * C, C, 0));
+        TIMED(OP_MATMUL,
+              matmul_backward(d->dfch_gelu, g->projw + l * 4 * CC, at(g->projb, l, C), d->dres,
+                              fchg, p->projw + l * 4 * CC, BT, 4 * C, C, 0, &ks->gemm));
         TIMED(OP_GELU, gelu_backward(d->dfch, fch, d->dfch_gelu, BTC * 4));
-        TIMED(OP_MATMUL, matmul_backward(d->dln, g->fcw + l * 4 * CC, at(g->fcb, l, 4 * (size_t)C),
-                                         d->dfch, ln2, p->fcw + l * 4 * CC, BT, C, 4 * C, 0));
+        TIMED(OP_MATMUL,
+              matmul_backward(d->dln, g->fcw + l * 4 * CC, at(g->fcb, l, 4 * (size_t)C), d->dfch,
+                              ln2, p->fcw + l * 4 * CC, BT, C, 4 * C, 0, &ks->gemm));
         TIMED(OP_LAYERNORM, layernorm_backward(d->dres, g->ln2w + l * C, g->ln2b + l * C, d->dln,
                                                res2, p->ln2w + l * C, a->ln2_mean + l * BT,
-                                               a->ln2_rstd + l * BT, BT, C));
+                                               a->ln2_rstd + l * BT, BT, C, &ks->ln_partials));
 
         /* Attention: afterwards dres = dL/d(block input). */
         TIMED(OP_MATMUL, matmul_backward(d->datty, g->wo + l * CC, at(g->bo, l, C), d->dres, atty,
-                                         p->wo + l * CC, BT, C, C, 0));
-        TIMED(OP_ATTENTION, attention_backward(d->dq, d->dk, d->dv, d->datt, d->datty, q, k, v, att,
-                                               B, T, C, NH));
+                                         p->wo + l * CC, BT, C, C, 0, &ks->gemm));
+        TIMED(OP_ATTENTION, attention_backward(d->dq, d->dk, d->dv, d->datty, q, k, v, att,
+                                               B, T, C, NH, &ks->attention));
         /* smeared: dq or dk through the mix, onto the projection (in place) */
         real *raw = at(a->smear_raw, l, BTC);
         if (raw) {
@@ -438,15 +449,15 @@ void model_backward(Model *m) {
         real *gbq = s->qk_tied ? at(d->dbq_path, l, C) : at(g->bq, l, C);
         real *gwk = s->qk_tied ? d->dwk_path + l * CC : g->wk + l * CC;
         real *gbk = s->qk_tied ? at(d->dbk_path, l, C) : at(g->bk, l, C);
-        TIMED(OP_MATMUL,
-              matmul_backward(d->dln, gwq, gbq, d->dq, ln1, p->wq + l * CC, BT, C, C, 0));
-        TIMED(OP_MATMUL,
-              matmul_backward(d->dln, gwk, gbk, d->dk, ln1, p->wk + l * CC, BT, C, C, 1));
+        TIMED(OP_MATMUL, matmul_backward(d->dln, gwq, gbq, d->dq, ln1, p->wq + l * CC, BT, C, C, 0,
+                                         &ks->gemm));
+        TIMED(OP_MATMUL, matmul_backward(d->dln, gwk, gbk, d->dk, ln1, p->wk + l * CC, BT, C, C, 1,
+                                         &ks->gemm));
         TIMED(OP_MATMUL, matmul_backward(d->dln, g->wv + l * CC, at(g->bv, l, C), d->dv, ln1,
-                                         p->wv + l * CC, BT, C, C, 1));
+                                         p->wv + l * CC, BT, C, C, 1, &ks->gemm));
         TIMED(OP_LAYERNORM, layernorm_backward(d->dres, g->ln1w + l * C, g->ln1b + l * C, d->dln,
                                                resid, p->ln1w + l * C, a->ln1_mean + l * BT,
-                                               a->ln1_rstd + l * BT, BT, C));
+                                               a->ln1_rstd + l * BT, BT, C, &ks->ln_partials));
         /* Tied W_Q = W_K: the shared gradient is query path + key path. */
         if (s->qk_tied) {
             for (size_t i = 0; i < CC; i++)

@@ -8,6 +8,7 @@
 
 #include "common.h"
 #include "data.h"
+#include "gemm.h"
 
 /* Which side's vectors are smeared with the previous position's (see
  * smear_forward): none, the keys, or the queries. */
@@ -98,7 +99,6 @@ typedef struct {
     real *dres;      /* [B, T, C] gradient flowing down the residual stream */
     real *dln;       /* [B, T, C] */
     real *dq, *dk, *dv; /* [B, T, C] */
-    real *datt;      /* [B, NH, T] one softmax row per (batch, head) */
     real *datty;     /* [B, T, C] */
     real *dfch;      /* [B, T, 4C] */
     real *dfch_gelu; /* [B, T, 4C] */
@@ -111,6 +111,14 @@ typedef struct {
     real *dwk_path;  /* [L, C, C] */
     real *dbk_path;  /* [L, C] */
 } BackwardScratch;
+
+/* The kernels' own scratch memory; each buffer grows on first use to what
+ * the shapes need and keeps that size. */
+typedef struct {
+    GemmScratch gemm;        /* the products' packed panels */
+    ScratchBuf attention;    /* per thread: one head's panels and score gradients */
+    ScratchBuf ln_partials;  /* LayerNorm backward's per-block parameter sums */
+} KernelScratch;
 
 /* Data-parallel training: backward hands over each span of gradient memory
  * as soon as it is final (nothing in this backward writes it again), so the
@@ -144,6 +152,7 @@ typedef struct Model {
     BackwardScratch scr;
     real *scr_mem;         /* [n_scr] */
     size_t n_scr;
+    KernelScratch kernel;
     int B, T;              /* shape of the last forward */
     const int *inputs;     /* [B, T] tokens of the last forward */
     const int *targets;    /* [B, T] its targets (NULL = none; TARGET_NONE = not scored) */

@@ -18,24 +18,9 @@ double optim_lr(const OptimConfig *o, int step);
  * below 1, else 1; max_norm 0 disables clipping. */
 double optim_clip_scale(double norm, double max_norm);
 
-/* Sums of squares the update takes on its way through a tensor, for the Q/K
- * logs' per-head norms (no pass of their own over cold memory): view `view`
- * of the model cut into `blocks` equal consecutive blocks (of its rows); for
- * block b, sums[3b] = sum of g^2 (the gradient before grad_scale),
- * sums[3b + 1] = sum of p^2 before the update, sums[3b + 2] = sum of
- * (p after - p before)^2. A tap with view -1 is none. */
-typedef struct {
-    int view;
-    int blocks;
-    double *sums; /* [blocks][3] */
-} OptimTap;
-
 /* One AdamW update (t = 1-based step count for bias correction): gradients are
  * multiplied by grad_scale first; decoupled weight decay only on views with
- * decay set (matrices, embeddings included; not biases or LayerNorm). The
- * taps (ntaps of them, distinct views; may be NULL with 0) change no bit of
- * the update. */
-void optim_adamw_update(Model *m, const OptimConfig *o, double lr, int t, double grad_scale,
-                        const OptimTap *taps, int ntaps);
+ * decay set (matrices, embeddings included; not biases or LayerNorm). */
+void optim_adamw_update(Model *m, const OptimConfig *o, double lr, int t, double grad_scale);
 
 #endif

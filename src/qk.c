@@ -16,44 +16,19 @@ const char *const qk_csv_columns[QK_CSV_NCOLS] = {
     "step", "layer", "head", "gq_norm", "gk_norm", "gv_norm", "go_norm",
     "wq_norm", "wk_norm", "uq_ratio", "uk_ratio"};
 
-/* The view of the parameter tensor that starts at t (a layer's slice). */
-static int view_at(const Model *m, const real *t) {
-    for (int i = 0; i < m->n_views; i++)
-        if (m->params + m->views[i].offset == t) return i;
-    die("qk: no parameter view at offset %td", t - m->params);
-}
-
-/* Taps on every layer's W_Q (W_K untied) and W_V by the heads' rows: the
- * update takes the heads' norms on its way. (W_O's heads are columns, runs
- * of hs per row: tapped, they cost more in calls than their pass.) */
-enum { TAP_Q, TAP_K, TAP_V, TAPS_PER_LAYER };
-
 void qk_norms_create(QkNorms *q, const Model *m) {
     const ModelShape *s = &m->shape;
-    size_t CC = (size_t)s->C * s->C;
     q->L = s->L;
     q->NH = s->NH;
     q->tied = s->qk_tied;
     q->sq = xcalloc((size_t)QK_NQ * s->L * s->NH, sizeof(double));
-    q->taps = xcalloc((size_t)TAPS_PER_LAYER * s->L, sizeof(OptimTap));
-    q->tap_sums = xcalloc((size_t)TAPS_PER_LAYER * s->L * s->NH * 3, sizeof(double));
-    q->ntaps = TAPS_PER_LAYER * s->L;
-    for (int l = 0; l < s->L; l++) {
-        const real *w[TAPS_PER_LAYER] = {m->p.wq + l * CC, s->qk_tied ? NULL : m->p.wk + l * CC,
-                                         m->p.wv + l * CC};
-        for (int k = 0; k < TAPS_PER_LAYER; k++) {
-            OptimTap *t = &q->taps[l * TAPS_PER_LAYER + k];
-            t->sums = q->tap_sums + ((size_t)l * TAPS_PER_LAYER + k) * s->NH * 3;
-            t->blocks = s->NH;
-            t->view = w[k] ? view_at(m, w[k]) : -1;
-        }
-    }
+    q->n_before = (size_t)(s->qk_tied ? 1 : 2) * s->L * s->C * s->C;
+    q->before = xcalloc(q->n_before, sizeof(real));
 }
 
 void qk_norms_free(QkNorms *q) {
     free(q->sq);
-    free(q->taps);
-    free(q->tap_sums);
+    free(q->before);
     memset(q, 0, sizeof *q);
 }
 
@@ -70,49 +45,43 @@ static double block_sq(const real *a, size_t ld, size_t r0, size_t nr, size_t c0
     return s;
 }
 
-/* The per-head norms in a pass of their own: all of them before an update
- * (`all`), or what the taps do not take: W_O's gradient norms (head h reads
- * through its input columns) and, tied, the two paths' (the shared W_Q's
- * gradient is their sum). Each (layer, head) fills its own slots. */
-static void measure_pass(QkNorms *q, const Model *m, int all) {
+/* The gradient and weight norms per head: W_Q, W_K and W_V by the head's
+ * rows, W_O by its input columns; tied, the gradients of the two paths (the
+ * shared W_Q's gradient is their sum). Each (layer, head) fills its own
+ * slots. */
+void qk_norms_measure_grads(QkNorms *q, const Model *m) {
     size_t C = m->shape.C, hs = C / q->NH, CC = C * C;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int l = 0; l < q->L; l++)
         for (int h = 0; h < q->NH; h++) {
             size_t r0 = h * hs;
             *sq_at(q, QK_GO, l, h) = block_sq(m->g.wo + l * CC, C, 0, C, r0, hs);
-            if (all || q->tied) {
-                *sq_at(q, QK_GQ, l, h) = block_sq(model_grad_query_path(m, l), C, r0, hs, 0, C);
-                *sq_at(q, QK_GK, l, h) = block_sq(model_grad_key_path(m, l), C, r0, hs, 0, C);
-            }
-            if (!all) continue;
+            *sq_at(q, QK_GQ, l, h) = block_sq(model_grad_query_path(m, l), C, r0, hs, 0, C);
+            *sq_at(q, QK_GK, l, h) = block_sq(model_grad_key_path(m, l), C, r0, hs, 0, C);
             *sq_at(q, QK_GV, l, h) = block_sq(m->g.wv + l * CC, C, r0, hs, 0, C);
             *sq_at(q, QK_WQ, l, h) = block_sq(m->p.wq + l * CC, C, r0, hs, 0, C);
             *sq_at(q, QK_WK, l, h) = block_sq(m->p.wk + l * CC, C, r0, hs, 0, C);
         }
 }
 
-void qk_norms_measure_grads(QkNorms *q, const Model *m) {
-    measure_pass(q, m, 1);
+void qk_norms_before_update(QkNorms *q, const Model *m) {
+    qk_norms_measure_grads(q, m);
+    size_t LCC = (size_t)q->L * m->shape.C * m->shape.C;
+    memcpy(q->before, m->p.wq, LCC * sizeof(real));
+    if (!q->tied) memcpy(q->before + LCC, m->p.wk, LCC * sizeof(real));
 }
 
-void qk_norms_from_update(QkNorms *q, const Model *m) {
-    measure_pass(q, m, 0);
+void qk_norms_after_update(QkNorms *q, const Model *m) {
+    size_t C = m->shape.C, hs = C / q->NH, CC = C * C, LCC = (size_t)q->L * CC;
+#pragma omp parallel for collapse(2) schedule(static)
     for (int l = 0; l < q->L; l++)
         for (int h = 0; h < q->NH; h++) {
-            const OptimTap *t = &q->taps[l * TAPS_PER_LAYER];
-            /* tied: W_K is W_Q, its norms and update W_Q's */
-            const double *sq = t[TAP_Q].sums + 3 * h;
-            const double *sk = q->tied ? sq : t[TAP_K].sums + 3 * h;
-            if (!q->tied) {
-                *sq_at(q, QK_GQ, l, h) = sq[0];
-                *sq_at(q, QK_GK, l, h) = sk[0];
-            }
-            *sq_at(q, QK_GV, l, h) = t[TAP_V].sums[3 * h];
-            *sq_at(q, QK_WQ, l, h) = sq[1];
-            *sq_at(q, QK_WK, l, h) = sk[1];
-            *sq_at(q, QK_UQ, l, h) = sq[2];
-            *sq_at(q, QK_UK, l, h) = sk[2];
+            size_t at = l * CC + h * hs * C;
+            double uq = sum_squares_diff(m->p.wq + at, q->before + at, hs * C);
+            /* tied: W_K is W_Q, and so is its update */
+            *sq_at(q, QK_UQ, l, h) = uq;
+            *sq_at(q, QK_UK, l, h) =
+                q->tied ? uq : sum_squares_diff(m->p.wk + at, q->before + LCC + at, hs * C);
         }
 }
 

@@ -23,21 +23,19 @@ extern const char *const qk_quantity_names[QK_NQ]; /* "gq_norm", ..., "uk_ratio"
 typedef struct {
     int L, NH, tied;
     double *sq;       /* [QK_NQ, L, NH] squared norms (for U*: of the update) */
-    OptimTap *taps;   /* [L, 3]: W_Q, W_K (view -1 when tied), W_V by heads */
-    int ntaps;
-    double *tap_sums; /* [L, 3, NH, 3] what the taps take */
+    real *before;     /* W_Q (and W_K untied) before the update: [1 or 2, L, C, C] */
+    size_t n_before;
 } QkNorms;
 
-/* For m's shape, with taps on m's tensors (for optim_adamw_update). */
+/* For m's shape. */
 void qk_norms_create(QkNorms *q, const Model *m);
 void qk_norms_free(QkNorms *q);
-/* After model_backward: gradient and weight norms in a pass of their own (the
- * probe's; no update norms). */
+/* After model_backward: the gradient and weight norms (no update norms). */
 void qk_norms_measure_grads(QkNorms *q, const Model *m);
-/* After optim_adamw_update(..., q->taps, q->ntaps): every quantity, the
- * gradient and weight norms as they were before the update (W_O's gradient
- * norms, and tied qk's two paths', from a pass of their own). */
-void qk_norms_from_update(QkNorms *q, const Model *m);
+/* Around optim_adamw_update: before it, the gradient and weight norms and a
+ * copy of W_Q and W_K; after it, the update norms against that copy. */
+void qk_norms_before_update(QkNorms *q, const Model *m);
+void qk_norms_after_update(QkNorms *q, const Model *m);
 /* Head value of quantity k; layer total when head < 0. Ratios are
  * sqrt(|dW|^2 / |W|^2) at either level. */
 double qk_norms_get(const QkNorms *q, int k, int layer, int head);

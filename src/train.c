@@ -500,12 +500,14 @@ int train_step(Trainer *t, Error *err) {
                          t->step + 1, isfinite(loss) ? "gradient" : "loss", loss, norm, where);
     }
     double scale = optim_clip_scale(norm, c->grad_clip);
-    /* the per-head norms are taken by the update on its way (rank 0's) */
-    int taps = t->qk_logging && root;
-    optim_adamw_update(&t->model, &t->opt, lr, t->step + 1, scale, taps ? t->qk.taps : NULL,
-                       taps ? t->qk.ntaps : 0);
+    /* the per-head norms: rank 0's, the same on every rank */
+    int qk_norms = t->qk_logging && root;
+    double tb = time_now();
+    if (qk_norms) qk_norms_before_update(&t->qk, &t->model);
+    double t3 = time_now();
+    optim_adamw_update(&t->model, &t->opt, lr, t->step + 1, scale);
     double t4 = time_now();
-    if (taps) qk_norms_from_update(&t->qk, &t->model);
+    if (qk_norms) qk_norms_after_update(&t->qk, &t->model);
     t->step++;
     double t5 = time_now(), dt = t5 - t0;
     t->train_seconds += dt;
@@ -517,8 +519,8 @@ int train_step(Trainer *t, Error *err) {
     ph[PHASE_FORWARD] += t1 - t0;
     ph[PHASE_BACKWARD] += tc - t1;
     ph[PHASE_COMM] += t2 - tc;
-    ph[PHASE_OPTIMIZER] += t4 - t2; /* with the taps' sums */
-    ph[PHASE_QK_LOGGING] += (t5 - t4) + tq;
+    ph[PHASE_OPTIMIZER] += (tb - t2) + (t4 - t3);
+    ph[PHASE_QK_LOGGING] += (t3 - tb) + (t5 - t4) + tq;
     if (!root) return 0;
 
     double tokens = (double)B * t->ranks * T;

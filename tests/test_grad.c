@@ -23,6 +23,11 @@
 typedef double (*LossFn)(void *ctx);
 
 static Rng rng;
+/* The ops' scratch memory, as a model's workspace holds it. */
+static struct {
+    GemmScratch gemm;
+    ScratchBuf attention, partials;
+} work;
 
 static void fill_normal(real *x, size_t n, double mean, double std) {
     for (size_t i = 0; i < n; i++) x[i] = (real)(mean + std * rng_normal(&rng));
@@ -89,7 +94,7 @@ static void test_layernorm(void) {
     real *dinp = xcalloc(n, sizeof(real)), *dw = xcalloc(c.C, sizeof(real));
     real *db = xcalloc(c.C, sizeof(real));
     ln_loss(&c);
-    layernorm_backward(dinp, dw, db, c.R, c.inp, c.w, c.mean, c.rstd, c.N, c.C);
+    layernorm_backward(dinp, dw, db, c.R, c.inp, c.w, c.mean, c.rstd, c.N, c.C, &work.partials);
     fd_check("layernorm.dinp", ln_loss, &c, c.inp, dinp, n, n);
     fd_check("layernorm.dweight", ln_loss, &c, c.w, dw, c.C, c.C);
     fd_check("layernorm.dbias", ln_loss, &c, c.b, db, c.C, c.C);
@@ -99,7 +104,7 @@ static void test_layernorm(void) {
 
 static double mm_loss(void *p) {
     OpCtx *c = p;
-    matmul_forward(c->out, c->inp, c->w, c->b, NULL, c->N, c->C, c->OC);
+    matmul_forward(c->out, c->inp, c->w, c->b, NULL, c->N, c->C, c->OC, &work.gemm);
     return weighted_sum(c->out, c->R, c->N * c->OC);
 }
 
@@ -115,7 +120,7 @@ static void test_matmul(size_t N, int C, int OC, int with_bias) {
     real *dw = xcalloc((size_t)OC * C, sizeof(real));
     real *db = with_bias ? xcalloc(OC, sizeof(real)) : NULL;
     mm_loss(&c);
-    matmul_backward(dinp, dw, db, c.R, c.inp, c.w, N, C, OC, 0);
+    matmul_backward(dinp, dw, db, c.R, c.inp, c.w, N, C, OC, 0, &work.gemm);
     fd_check("matmul.dinp", mm_loss, &c, c.inp, dinp, N * C, 64);
     fd_check("matmul.dweight", mm_loss, &c, c.w, dw, (size_t)OC * C, 64);
     if (with_bias) fd_check("matmul.dbias", mm_loss, &c, c.b, db, OC, OC);
@@ -126,8 +131,8 @@ static void test_matmul(size_t N, int C, int OC, int with_bias) {
     real *sep = alloc_normal(N * OC, 1.0);
     memcpy(base, acc, N * OC * sizeof(real));
     mm_loss(&c); /* c.out at the unperturbed point */
-    matmul_forward(acc, c.inp, c.w, c.b, acc, N, C, OC);
-    matmul_forward(sep, c.inp, c.w, c.b, base, N, C, OC);
+    matmul_forward(acc, c.inp, c.w, c.b, acc, N, C, OC, &work.gemm);
+    matmul_forward(sep, c.inp, c.w, c.b, base, N, C, OC, &work.gemm);
     double worst = 0;
     for (size_t i = 0; i < N * OC; i++) worst = fmax(worst, fabs(acc[i] - base[i] - c.out[i]));
     EXPECT(worst < 1e-12, "matmul residual: off by %g", worst);
@@ -168,7 +173,8 @@ typedef struct {
 
 static double att_loss(void *p) {
     AttCtx *c = p;
-    attention_forward(c->out, c->att, c->q, c->k, c->v, c->B, c->T, c->C, c->NH);
+    attention_forward(c->out, c->att, c->q, c->k, c->v, c->B, c->T, c->C, c->NH,
+                      &work.attention);
     return weighted_sum(c->out, c->R, (size_t)c->B * c->T * c->C);
 }
 
@@ -182,14 +188,14 @@ static void test_attention(void) {
     c.out = xcalloc(n, sizeof(real));
     c.att = xcalloc((size_t)c.B * c.NH * c.T * c.T, sizeof(real));
     real *dq = alloc_normal(n, 1), *dk = alloc_normal(n, 1), *dv = alloc_normal(n, 1);
-    real *datt = xcalloc((size_t)c.B * c.NH * c.T, sizeof(real));
     att_loss(&c);
-    attention_backward(dq, dk, dv, datt, c.R, c.q, c.k, c.v, c.att, c.B, c.T, c.C, c.NH);
+    attention_backward(dq, dk, dv, c.R, c.q, c.k, c.v, c.att, c.B, c.T, c.C, c.NH,
+                       &work.attention);
     fd_check("attention.dq", att_loss, &c, c.q, dq, n, n);
     fd_check("attention.dk", att_loss, &c, c.k, dk, n, n);
     fd_check("attention.dv", att_loss, &c, c.v, dv, n, n);
     free(c.q); free(c.k); free(c.v); free(c.R); free(c.out); free(c.att);
-    free(dq); free(dk); free(dv); free(datt);
+    free(dq); free(dk); free(dv);
 }
 
 typedef struct {

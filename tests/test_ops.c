@@ -19,6 +19,8 @@
 #include "optim.h"
 
 static Rng rng;
+static GemmScratch gemm_work;
+static ScratchBuf attention_work;
 
 static real *randn(size_t n, double std) {
     real *x = xmalloc(n * sizeof(real));
@@ -31,7 +33,7 @@ static void test_attention_rows(void) {
     size_t n = (size_t)B * T * C;
     real *q = randn(n, 2), *k = randn(n, 2), *v = randn(n, 1), *out = xmalloc(n * sizeof(real));
     real *att = xmalloc((size_t)B * NH * T * T * sizeof(real));
-    attention_forward(out, att, q, k, v, B, T, C, NH);
+    attention_forward(out, att, q, k, v, B, T, C, NH, &attention_work);
     for (int bh = 0; bh < B * NH; bh++)
         for (int t = 0; t < T; t++) {
             const real *row = att + ((size_t)bh * T + t) * T;
@@ -95,7 +97,7 @@ static void test_adamw_step(void) {
     OptimConfig o = {.lr = 1e-2, .min_lr = 1e-3, .warmup_steps = 0, .steps = 10, .beta1 = 0.9,
                      .beta2 = 0.99, .eps = 1e-8, .weight_decay = 0.1};
     double lr = 3e-3, gs = 0.5;
-    optim_adamw_update(&m, &o, lr, 1, gs, NULL, 0);
+    optim_adamw_update(&m, &o, lr, 1, gs);
     int checked_decay = 0, checked_plain = 0;
     for (int v = 0; v < m.n_views; v++) {
         const ParamView *pv = &m.views[v];
@@ -143,7 +145,10 @@ static void test_gemm_naive(void) {
             /* A as [M,K] row-major, or as the transpose of a [K,M] array */
             size_t sam = transposed ? 1 : K, sak = transposed ? M : 1;
             memcpy(Cm, C0, M * N * sizeof(real));
-            gemm(Cm, N, A, sam, sak, Bm, N, M, K, N, 1);
+            GemmJob j = {.C = Cm, .ldc = N, .A = A, .sam = sam, .sak = sak, .B = Bm,
+                         .sbk = N, .sbn = 1, .M = M, .K = K, .N = N, .accumulate = 1};
+            gemm_plan(&j);
+            gemm_run(&j, 1, &gemm_work, NULL, NULL);
             double worst = 0;
             for (size_t i = 0; i < M; i++)
                 for (size_t j = 0; j < N; j++) {
