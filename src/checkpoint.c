@@ -44,7 +44,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "train.h"
 
 /* The header limit of the safetensors reference implementation. */
 #define HEADER_MAX 100000000u
@@ -203,7 +202,7 @@ static int dir_sync(const char *path) {
 
 int checkpoint_save(const char *path, const Model *m, const Config *cfg, const uint32_t *vocab,
                     int V, const TrainState *st, int with_optim, Error *err) {
-    ModelShape want = train_model_shape(cfg, V);
+    ModelShape want = config_model_shape(cfg, V);
     CHECK(memcmp(&want, &m->shape, sizeof want) == 0,
           "checkpoint_save: the model's shape disagrees with its config and vocabulary");
     int n_sets = with_optim ? N_SETS : 1;
@@ -435,7 +434,7 @@ static int metadata_parse(Reader *r) {
     if (config_load_string(&ck->cfg, v[M_CONFIG], "config", &cerr))
         return fail(r, "metadata 'config': %s", cerr.msg);
     if (vocab_parse(r, v[M_VOCAB])) return -1;
-    ck->shape = train_model_shape(&ck->cfg, ck->V);
+    ck->shape = config_model_shape(&ck->cfg, ck->V);
 
     TrainState *st = &ck->state;
     long step, eval_step;
@@ -658,4 +657,29 @@ void checkpoint_free(Checkpoint *ck) {
     free(ck->adam_m);
     free(ck->adam_v);
     memset(ck, 0, sizeof *ck);
+}
+
+int checkpoint_check_compatible(const Checkpoint *ck, const Config *c, const Corpus *corpus,
+                                Error *err) {
+    const Config *k = &ck->cfg;
+    const struct {
+        const char *key;
+        int ckpt, now;
+    } keys[] = {
+        {"n_layer", k->n_layer, c->n_layer}, {"n_head", k->n_head, c->n_head},
+        {"n_embd", k->n_embd, c->n_embd}, {"block_size", k->block_size, c->block_size},
+        {"bias", k->bias, c->bias}, {"tie_embeddings", k->tie_embeddings, c->tie_embeddings},
+        {"qk", (int)k->qk, (int)c->qk}, {"smear", k->smear, c->smear},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (keys[i].ckpt != keys[i].now)
+            return error_set(err, "%s: model shape differs from the config: [model] %s is %d in "
+                                  "the checkpoint, %d in the config",
+                             ck->path, keys[i].key, keys[i].ckpt, keys[i].now);
+    if (ck->V != corpus->V ||
+        memcmp(ck->vocab, corpus->vocab, (size_t)ck->V * sizeof(uint32_t)) != 0)
+        return error_set(err, "%s: vocabulary (%d characters) differs from that of %s (%d characters)",
+                         ck->path, ck->V, c->task.kind ? task_name(c->task.kind) : c->data_path,
+                         corpus->V);
+    return 0;
 }

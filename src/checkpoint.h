@@ -61,4 +61,9 @@ void checkpoint_to_model(const Checkpoint *ck, Model *m, int want_optim);
 
 void checkpoint_free(Checkpoint *ck);
 
+/* Checks that a checkpoint fits a config and corpus: the model keys equal
+ * (the message names the first that differs) and the vocabulary equal. */
+int checkpoint_check_compatible(const Checkpoint *ck, const Config *c, const Corpus *corpus,
+                                Error *err);
+
 #endif

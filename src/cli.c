@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train.h"
 
 int cli_long(const char *flag, const char *s, long min, long max, long *out, Error *err) {
     char *end;
@@ -100,7 +99,7 @@ int cli_load_model(const char *path, Checkpoint *ck, Model *m, int maxB, Error *
     if (checkpoint_read(ck, path, err) != 0) return -1;
     int B = maxB > 0 ? maxB : ck->cfg.batch_size;
     Error mem;
-    if (train_check_memory(&ck->shape, B, &mem) != 0) {
+    if (model_check_memory(&ck->shape, B, &mem) != 0) {
         checkpoint_free(ck);
         return error_set(err, "%s: %s", path, mem.msg);
     }

@@ -762,6 +762,14 @@ const char *config_smear_name(int smear) {
     return (unsigned)smear <= 2 ? smear_names[smear] : "?";
 }
 
+ModelShape config_model_shape(const Config *c, int V) {
+    ModelShape s = {.V = V, .L = c->n_layer, .NH = c->n_head, .C = c->n_embd,
+                    .maxT = c->block_size, .bias = c->bias,
+                    .tie_embeddings = c->tie_embeddings, .qk_tied = c->qk == QK_TIED,
+                    .smear = (SmearMode)c->smear};
+    return s;
+}
+
 const char *config_qk_init_name(QkInit i) {
     return (unsigned)i <= QK_INIT_SYMMETRIC ? qk_init_names[i] : "?";
 }

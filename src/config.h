@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "common.h"
+#include "model.h"
 #include "task.h"
 
 typedef enum { QK_UNTIED = 0, QK_TIED = 1 } QkMode;
@@ -84,6 +85,8 @@ char *config_to_string(const Config *c);
 const char *config_qk_name(QkMode m);
 const char *config_qk_init_name(QkInit i);
 const char *config_smear_name(int smear);
+/* The model shape a config gives, for a vocabulary of V. */
+ModelShape config_model_shape(const Config *c, int V);
 
 /* Whether the tasks of a and b differ in their kind or one of a's task
  * parameters (the parameters of other tasks do not count); the first such key

@@ -42,7 +42,7 @@ static int side_load(Side *s, const char *path, Error *err) {
     s->val_loss = s->swap_all = NAN;
     Error cerr;
     if (train_data_open(&s->corpus, c, &cerr) ||
-        train_check_compatible(&s->ck, c, &s->corpus, &cerr)) {
+        checkpoint_check_compatible(&s->ck, c, &s->corpus, &cerr)) {
         snprintf(s->note, sizeof s->note, "%s: no losses or swap deltas: %s", path, cerr.msg);
         return 0;
     }

@@ -190,7 +190,7 @@ int main(int argc, char **argv) {
             rc = EXIT_BADINPUT;
             goto done;
         }
-    } else if (train_data_open(&corpus, c, &err) || train_check_compatible(&ck, c, &corpus, &err)) {
+    } else if (train_data_open(&corpus, c, &err) || checkpoint_check_compatible(&ck, c, &corpus, &err)) {
         rc = cli_fail(&err);
     } else if (records) {
         if (eval_records(&m, &corpus, records, &s, &windows, &err)) rc = cli_fail(&err);

@@ -242,7 +242,7 @@ int main(int argc, char **argv) {
                         "on a corpus (%s)", pos[0], ck.cfg.data_path);
         rc = cli_fail(&err);
     } else if (train_data_open(&corpus, &ck.cfg, &err) ||
-               train_check_compatible(&ck, &ck.cfg, &corpus, &err) ||
+               checkpoint_check_compatible(&ck, &ck.cfg, &corpus, &err) ||
                roles_measure(&r, &m, &corpus, (int)records, (uint64_t)seed << 32, 1, &err) ||
                (out && (write_csvs(&r, out, &err) || write_picture(&r, out, &err)))) {
         rc = cli_fail(&err);

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "attention.h"
 #include "layers.h"
@@ -170,6 +171,18 @@ static size_t scratch_point(BackwardScratch *d, const ModelShape *s, int B, int 
         off += round_lines(f[i].n);
     }
     return off;
+}
+
+int model_check_memory(const ModelShape *s, int B, Error *err) {
+    double need = (double)model_memory_bytes(s, B);
+    double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    /* leave room for the OS and the rest of the process */
+    if (need > 0.8 * have)
+        return error_set(err,
+                         "model needs %.2f GiB for parameters, gradients, Adam state and "
+                         "activations (batch_size %d, block_size %d); this machine has %.2f GiB",
+                         need / 1073741824.0, B, s->maxT, have / 1073741824.0);
+    return 0;
 }
 
 size_t model_memory_bytes(const ModelShape *s, int maxB) {

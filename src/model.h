@@ -180,6 +180,8 @@ ParamView *model_views(const ModelShape *s, int *n_views, size_t *n_params);
 
 /* Bytes needed for params + grads + Adam moments + activations + scratch. */
 size_t model_memory_bytes(const ModelShape *s, int maxB);
+/* Refuses (with the byte counts) a model that would not fit in memory. */
+int model_check_memory(const ModelShape *s, int B, Error *err);
 
 /* Allocates everything (parameters zero, Adam moments zero). */
 void model_create(Model *m, const ModelShape *s, int maxB);

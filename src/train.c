@@ -15,26 +15,6 @@
 #include "report.h"
 #include "roles.h"
 
-ModelShape train_model_shape(const Config *c, int V) {
-    ModelShape s = {.V = V, .L = c->n_layer, .NH = c->n_head, .C = c->n_embd,
-                    .maxT = c->block_size, .bias = c->bias,
-                    .tie_embeddings = c->tie_embeddings, .qk_tied = c->qk == QK_TIED,
-                    .smear = (SmearMode)c->smear};
-    return s;
-}
-
-int train_check_memory(const ModelShape *s, int B, Error *err) {
-    double need = (double)model_memory_bytes(s, B);
-    double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
-    /* leave room for the OS and the rest of the process */
-    if (need > 0.8 * have)
-        return error_set(err,
-                         "model needs %.2f GiB for parameters, gradients, Adam state and "
-                         "activations (batch_size %d, block_size %d); this machine has %.2f GiB",
-                         need / 1073741824.0, B, s->maxT, have / 1073741824.0);
-    return 0;
-}
-
 
 /* An entry of a run folder that belongs to the run: not ".", "..", nor the
  * lock file, which outlives every run held in the folder. */
@@ -110,31 +90,6 @@ int train_data_open(Corpus *corpus, const Config *c, Error *err) {
     return 0;
 }
 
-int train_check_compatible(const Checkpoint *ck, const Config *c, const Corpus *corpus,
-                           Error *err) {
-    const Config *k = &ck->cfg;
-    const struct {
-        const char *key;
-        int ckpt, now;
-    } keys[] = {
-        {"n_layer", k->n_layer, c->n_layer}, {"n_head", k->n_head, c->n_head},
-        {"n_embd", k->n_embd, c->n_embd}, {"block_size", k->block_size, c->block_size},
-        {"bias", k->bias, c->bias}, {"tie_embeddings", k->tie_embeddings, c->tie_embeddings},
-        {"qk", (int)k->qk, (int)c->qk}, {"smear", k->smear, c->smear},
-    };
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (keys[i].ckpt != keys[i].now)
-            return error_set(err, "%s: model shape differs from the config: [model] %s is %d in "
-                                  "the checkpoint, %d in the config",
-                             ck->path, keys[i].key, keys[i].ckpt, keys[i].now);
-    if (ck->V != corpus->V ||
-        memcmp(ck->vocab, corpus->vocab, (size_t)ck->V * sizeof(uint32_t)) != 0)
-        return error_set(err, "%s: vocabulary (%d characters) differs from that of %s (%d characters)",
-                         ck->path, ck->V, c->task.kind ? task_name(c->task.kind) : c->data_path,
-                         corpus->V);
-    return 0;
-}
-
 /* The config as config.ini and checkpoints record it: it describes the run,
  * not how this process was started. A run of N ranks with batch_size B is
  * the run of one process with batch N*B, so that is the batch it records:
@@ -203,7 +158,7 @@ static int probe_prepare(Trainer *t, Error *err) {
     }
     uint32_t *chars = xmalloc(n * sizeof(uint32_t));
     for (size_t i = 0; i < n; i++) chars[i] = cp->vocab[tok[i]];
-    ModelShape s = train_model_shape(c, cp->V);
+    ModelShape s = config_model_shape(c, cp->V);
     qk_watch_create(&t->watch, &s, tok, chars, (int)n, c->steps);
     free(tok);
     free(chars);
@@ -215,8 +170,8 @@ static int probe_prepare(Trainer *t, Error *err) {
 static int setup_inputs(Trainer *t, Checkpoint *ck, int *have_ck, Error *err) {
     const Config *c = &t->cfg;
     if (train_data_open(&t->corpus, c, err) != 0) return -1;
-    ModelShape s = train_model_shape(c, t->corpus.V);
-    if (train_check_memory(&s, c->batch_size, err) != 0) return -1;
+    ModelShape s = config_model_shape(c, t->corpus.V);
+    if (model_check_memory(&s, c->batch_size, err) != 0) return -1;
     if (probe_prepare(t, err) != 0) return -1;
     snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", c->out_dir, c->name);
     if (t->rank != 0) return 0;
@@ -245,7 +200,7 @@ static int setup_inputs(Trainer *t, Checkpoint *ck, int *have_ck, Error *err) {
         if (checkpoint_read(ck, c->init_from, err) != 0) return -1;
         *have_ck = 1;
     }
-    if (*have_ck && train_check_compatible(ck, c, &t->corpus, err) != 0) return -1;
+    if (*have_ck && checkpoint_check_compatible(ck, c, &t->corpus, err) != 0) return -1;
     /* a resumed run continues the same records; init_from may change them (a
      * curriculum), as long as the vocabulary stays */
     char key[64], was[64], now[64];
@@ -367,7 +322,7 @@ int train_setup(Trainer *t, const Config *cfg, Error *err) {
 #ifdef _OPENMP
     if (c->threads > 0) omp_set_num_threads(c->threads);
 #endif
-    ModelShape s = train_model_shape(c, t->corpus.V);
+    ModelShape s = config_model_shape(c, t->corpus.V);
     model_create(&t->model, &s, c->batch_size);
     if (have_ck && c->resume) {
         checkpoint_to_model(&ck, &t->model, 1);

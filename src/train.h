@@ -53,12 +53,6 @@ typedef struct {
     DistGrads *dist;      /* gradient averaging, NULL alone */
 } Trainer;
 
-/* Model shape for a config and vocabulary size. */
-ModelShape train_model_shape(const Config *c, int V);
-
-/* Refuses (with the byte counts) a model that would not fit in memory. */
-int train_check_memory(const ModelShape *s, int B, Error *err);
-
 /* Everything before the first step: corpus, memory check, run folder
  * (refusing to mix with an earlier run), model init, logs. All bad input is
  * reported here, before any file is written. With several ranks every rank
@@ -90,11 +84,6 @@ void train_free(Trainer *t);
 
 /* The config's data: the corpus at data.path, or the task's generator. */
 int train_data_open(Corpus *corpus, const Config *c, Error *err);
-
-/* Checks that a checkpoint fits a config and corpus: the model keys equal
- * (the message names the first that differs) and the vocabulary equal. */
-int train_check_compatible(const Checkpoint *ck, const Config *c, const Corpus *corpus,
-                           Error *err);
 
 
 #endif

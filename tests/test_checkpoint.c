@@ -53,7 +53,7 @@ static void fixture_make(Fixture *fx, int bias, int qk_tied, int tie_embeddings)
     c->bias = bias;
     c->qk = qk_tied ? QK_TIED : QK_UNTIED;
     c->tie_embeddings = tie_embeddings;
-    ModelShape s = train_model_shape(c, V_TEST);
+    ModelShape s = config_model_shape(c, V_TEST);
     model_create(&fx->m, &s, 1);
     Rng r;
     rng_seed(&r, 7);
