@@ -224,7 +224,7 @@ static real sigmoid(real x) {
 
 void smear_forward(real *out, const real *inp, const real *g, int B, int T, int C, int NH) {
     int hs = C / NH;
-#pragma omp parallel for schedule(static) if ((size_t)B * T * C > 32768)
+#pragma omp parallel for schedule(static) if ((size_t)B * T * C > PARALLEL_MIN_ELEMS)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             real s = sigmoid(g[h]);
@@ -242,7 +242,7 @@ void smear_backward(real *dinp, real *dg, const real *dout, const real *inp, con
     int hs = C / NH;
     /* the gate first: it reads dout, which dinp may overwrite; one head per
      * thread, summed in a fixed order */
-#pragma omp parallel for schedule(static) if ((size_t)B * T * C > 32768)
+#pragma omp parallel for schedule(static) if ((size_t)B * T * C > PARALLEL_MIN_ELEMS)
     for (int h = 0; h < NH; h++) {
         real s = sigmoid(g[h]);
         double sum = 0;
@@ -254,7 +254,7 @@ void smear_backward(real *dinp, real *dg, const real *dout, const real *inp, con
             }
         dg[h] += (real)(sum * s * (1 - s));
     }
-#pragma omp parallel for schedule(static) if ((size_t)B * T * C > 32768)
+#pragma omp parallel for schedule(static) if ((size_t)B * T * C > PARALLEL_MIN_ELEMS)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             real s = sigmoid(g[h]);

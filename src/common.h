@@ -21,6 +21,11 @@ typedef float real;
 #define real_sqrt sqrtf
 #endif
 
+/* Element loops shorter than this run on one thread: below it, waking the
+ * others (an OpenMP fork and join) costs more than it saves. Which thread
+ * takes an element never changes a result. */
+#define PARALLEL_MIN_ELEMS 16384
+
 /* Exit status for bad input (config, corpus, checkpoint, arguments). */
 #define EXIT_BADINPUT 2
 

@@ -271,6 +271,9 @@ void vec_exp(real *dst, const real *src, size_t n) {
 #define NBP 16
 #define MBR 16
 #define MIN_TILES 32
+/* Products of fewer multiply-adds than this run on one thread: the fork and
+ * join would cost more than the second thread saves. */
+#define GEMM_PARALLEL_MIN_WORK 65536
 _Static_assert(KB <= GEMM_KC, "a k block fits a packed micro-panel");
 
 static size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
@@ -380,7 +383,7 @@ void gemm_run(GemmJob *jobs, int njobs, GemmScratch *s, void (*extra)(void *, in
 #endif
     size_t per = (size_t)MR * KB;
     real *apanels = scratch_reserve(&s->apanels, per * maxth);
-#pragma omp parallel if (work > 65536)
+#pragma omp parallel if (work > GEMM_PARALLEL_MIN_WORK)
     {
         int tid = 0, nth = 1;
 #ifdef _OPENMP

@@ -14,7 +14,7 @@
 
 void encoder_forward(real *out, const int *inp, const real *wte, const real *wpe,
                      int B, int T, int C) {
-#pragma omp parallel for schedule(static) if ((size_t)B * T * C > 32768)
+#pragma omp parallel for schedule(static) if ((size_t)B * T * C > PARALLEL_MIN_ELEMS)
     for (int bt = 0; bt < B * T; bt++) {
         real *o = out + (size_t)bt * C;
         const real *e = wte + (size_t)inp[bt] * C;
@@ -61,7 +61,7 @@ static real row_sqdev(const real *x, int n, real m) {
 
 void layernorm_forward(real *out, real *mean, real *rstd, const real *inp,
                        const real *weight, const real *bias, size_t N, int C) {
-#pragma omp parallel for schedule(static) if (N * C > 16384)
+#pragma omp parallel for schedule(static) if (N * C > PARALLEL_MIN_ELEMS)
     for (size_t n = 0; n < N; n++) {
         const real *x = inp + n * C;
         real *o = out + n * C;
@@ -84,7 +84,7 @@ void layernorm_backward(real *dinp, real *dweight, real *dbias, const real *dout
                         const real *rstd, size_t N, int C, ScratchBuf *partials) {
     size_t nb = (N + LN_ROWS - 1) / LN_ROWS;
     real *part = scratch_reserve(partials, nb * 2 * (size_t)C);
-#pragma omp parallel for schedule(static) if (N * C > 16384)
+#pragma omp parallel for schedule(static) if (N * C > PARALLEL_MIN_ELEMS)
     for (size_t blk = 0; blk < nb; blk++) {
         real *pw = part + blk * 2 * C, *pb = pw + C;
         memset(pw, 0, 2 * (size_t)C * sizeof(real));
@@ -200,7 +200,7 @@ void matmul_backward(real *dinp, real *dweight, real *dbias, const real *dout,
  * forward, for its exp and division). */
 void gelu_forward(real *out, real *deriv, const real *inp, size_t n) {
     size_t nb = (n + GELU_BLOCK - 1) / GELU_BLOCK;
-#pragma omp parallel for schedule(static) if (n > 16384)
+#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN_ELEMS)
     for (size_t b = 0; b < nb; b++) {
         size_t i = b * GELU_BLOCK, end = i + GELU_BLOCK < n ? i + GELU_BLOCK : n;
 #ifndef QK_DOUBLE
@@ -227,13 +227,13 @@ void gelu_forward(real *out, real *deriv, const real *inp, size_t n) {
 }
 
 void gelu_backward(real *dinp, const real *deriv, const real *dout, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 16384)
+#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN_ELEMS)
     for (size_t i = 0; i < n; i++) dinp[i] = dout[i] * deriv[i];
 }
 
 void crossentropy_forward(real *probs, real *losses, const real *logits,
                           const int *targets, size_t N, int V) {
-#pragma omp parallel for schedule(static) if (N * V > 16384)
+#pragma omp parallel for schedule(static) if (N * V > PARALLEL_MIN_ELEMS)
     for (size_t n = 0; n < N; n++) {
         const real *l = logits + n * V;
         real *p = probs + n * V;
@@ -251,7 +251,7 @@ void crossentropy_forward(real *probs, real *losses, const real *logits,
 
 void crossentropy_backward(real *dlogits, const real *probs, const int *targets,
                            size_t N, int V, real scale) {
-#pragma omp parallel for schedule(static) if (N * V > 16384)
+#pragma omp parallel for schedule(static) if (N * V > PARALLEL_MIN_ELEMS)
     for (size_t n = 0; n < N; n++) {
         const real *p = probs + n * V;
         real *d = dlogits + n * V;

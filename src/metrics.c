@@ -128,69 +128,12 @@ void csvlog_str(CsvLog *w, const char *s) {
 }
 
 void csvlog_int(CsvLog *w, long long v) {
-    char buf[24], digits[21];
-    int n = 0, len = 0;
-    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
-    do digits[n++] = (char)('0' + u % 10); while (u /= 10);
-    if (v < 0) buf[1 + len++] = '-';
-    while (n > 0) buf[1 + len++] = digits[--n];
-    field_bare(w, buf, len);
-}
-
-/* 10^k for 0 <= k <= 27: exact in long double (5^27 < 2^64). */
-static long double pow10l_exact(int k) {
-    long double p = 1;
-    for (int i = 0; i < k; i++) p *= 10;
-    return p;
+    char buf[24];
+    field_bare(w, buf, snprintf(buf + 1, sizeof buf - 1, "%lld", v));
 }
 
 int csvlog_format(char *buf, double v) {
-    double a = fabs(v);
-    /* zero, NaN, inf, and magnitudes outside about 1e-19..1e36, go to printf */
-    if (!(a >= 1e-300 && a <= 1e300)) return snprintf(buf, CSVLOG_NUM_MAX, "%.9g", v);
-    int x = (int)floor(log10(a)), k = 8 - x;
-    if (k < -27 || k > 27) return snprintf(buf, CSVLOG_NUM_MAX, "%.9g", v);
-    /* a * 10^k to 64 bits: off from the exact product by under 2^-63 of it,
-     * so it rounds as printf's exact decimal does, except at near-ties */
-    long double p = pow10l_exact(k < 0 ? -k : k), y = k < 0 ? a / p : a * p;
-    if (y < 1e8L) {
-        x--;
-        y *= 10;
-    } else if (y >= 1e9L) {
-        x++;
-        y /= 10;
-    }
-    long double r = floorl(y + 0.5L);
-    if (fabsl(y - floorl(y) - 0.5L) < 1e-6L) return snprintf(buf, CSVLOG_NUM_MAX, "%.9g", v);
-    long long n = (long long)r;
-    if (n == 1000000000) {
-        n = 100000000;
-        x++;
-    }
-    char dig[9];
-    for (int i = 8; i >= 0; i--, n /= 10) dig[i] = (char)('0' + n % 10);
-    int nd = 9; /* significant digits left after dropping trailing zeros */
-    while (nd > 1 && dig[nd - 1] == '0') nd--;
-    char *o = buf;
-    if (v < 0) *o++ = '-';
-    if (x >= -4 && x < 9) { /* %g's fixed notation */
-        if (x < 0) {
-            *o++ = '0';
-            *o++ = '.';
-            for (int i = 0; i < -x - 1; i++) *o++ = '0';
-            for (int i = 0; i < nd; i++) *o++ = dig[i];
-        } else {
-            for (int i = 0; i <= x; i++) *o++ = dig[i];
-            if (nd > x + 1) *o++ = '.';
-            for (int i = x + 1; i < nd; i++) *o++ = dig[i];
-        }
-        *o = '\0';
-        return (int)(o - buf);
-    }
-    *o++ = dig[0];
-    if (nd > 1) *o++ = '.';
-    for (int i = 1; i < nd; i++) *o++ = dig[i];
-    return (int)(o - buf) + sprintf(o, "e%c%02d", x < 0 ? '-' : '+', x < 0 ? -x : x);
+    return snprintf(buf, CSVLOG_NUM_MAX, "%.9g", v);
 }
 
 void csvlog_num(CsvLog *w, double v) {

@@ -34,8 +34,7 @@ void csvlog_str(CsvLog *w, const char *s);
 void csvlog_int(CsvLog *w, long long v);
 void csvlog_num(CsvLog *w, double v);
 /* A number as csvlog_num writes it: printf's "%.9g" (9 significant digits,
- * so a float round-trips), the same text without printf's cost; returns its
- * length. */
+ * so a float round-trips); returns its length. */
 #define CSVLOG_NUM_MAX 32
 int csvlog_format(char *buf, double v);
 /* Ends the row (checks the field count). */

@@ -543,7 +543,7 @@ double model_eval_windows(Model *m, const Corpus *c, int val, int count, int B, 
 double model_grad_norm(const Model *m) {
     size_t n = m->n_params;
     double part[NORM_CHUNKS];
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN_ELEMS)
     for (size_t c = 0; c < NORM_CHUNKS; c++) {
         size_t lo = n * c / NORM_CHUNKS, hi = n * (c + 1) / NORM_CHUNKS;
         part[c] = sum_squares(m->grads + lo, hi - lo);

@@ -228,39 +228,8 @@ static void test_csv_roundtrip(void) {
     model_free(&m);
 }
 
-/* The logs' fast number text is printf's "%.9g", character for character:
- * log-uniform magnitudes over the whole double range, float values (what the
- * norms mostly are), round decimals, values at the 9-digit rounding edge,
- * signs, zero, inf and NaN. */
-static void format_case(double v, int *bad) {
-    char want[64], got[CSVLOG_NUM_MAX];
-    snprintf(want, sizeof want, "%.9g", v);
-    int n = csvlog_format(got, v);
-    if (strcmp(want, got) != 0 || n != (int)strlen(got)) {
-        if (*bad < 5) fprintf(stderr, "  %.17g: printf %s, csvlog_format %s\n", v, want, got);
-        (*bad)++;
-    }
-}
-
+/* A row of the logs is the text printf would write. */
 static void test_number_format(void) {
-    Rng r;
-    rng_seed(&r, 9);
-    int bad = 0;
-    for (int i = 0; i < 300000; i++) {
-        double mag = pow(10.0, rng_uniform(&r) * 640 - 320);
-        double v = (rng_uniform(&r) < 0.5 ? -1 : 1) * mag * (1 + rng_uniform(&r));
-        format_case(v, &bad);
-        format_case((double)(float)v, &bad);
-        format_case(round(rng_uniform(&r) * 1e6) * pow(10.0, (int)(rng_uniform(&r) * 20) - 10),
-                    &bad);
-    }
-    double edges[] = {0.0,      -0.0,        1.0,          0.5,         1e-5,       9.9999999949e-5,
-                      1e-4,     123456789.0, 1234567890.0, 999999999.4, 999999999.5, 9999999995.0,
-                      1e300,    1e-300,      5e-324,       1.7976931348623157e308, INFINITY,
-                      -INFINITY, NAN,        0.1,          2.5,         1e27,       1e-27};
-    for (size_t i = 0; i < sizeof edges / sizeof *edges; i++) format_case(edges[i], &bad);
-    EXPECT(bad == 0, "%d numbers formatted unlike printf's %%.9g", bad);
-
     /* a row of integers and numbers as printf would write it */
     char path[] = "/tmp/qk_fmt_XXXXXX";
     close(mkstemp(path));
