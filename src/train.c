@@ -372,6 +372,7 @@ int train_setup(Trainer *t, const Config *cfg, Error *err) {
  * still agree. Rank 0 adds the Q/K analysis and writes the logs. */
 static int train_eval(Trainer *t, Error *err) {
     const Config *c = &t->cfg;
+    double *out = t->outside_seconds, t0 = time_now();
     int B = c->batch_size, count = c->eval_batches * B * t->ranks;
     int first = (int)((long)count * t->rank / t->ranks);
     int n = (int)((long)count * (t->rank + 1) / t->ranks) - first;
@@ -392,6 +393,8 @@ static int train_eval(Trainer *t, Error *err) {
     /* the same sums on every rank: every rank stops at the same step */
     t->acc_held = c->stop_at_acc > 0 && t->last_val_acc >= c->stop_at_acc ? t->acc_held + 1 : 0;
     t->last_eval_step = t->step;
+    double t1 = time_now();
+    out[OUTSIDE_EVALS] += t1 - t0;
     if (t->rank != 0) return 0;
     csvlog_int(&t->evals, t->step);
     csvlog_num(&t->evals, tr);
@@ -414,6 +417,7 @@ static int train_eval(Trainer *t, Error *err) {
     }
     csvlog_flush(&t->qkeval);
     if (train_roles_logged(t) && train_roles_eval(t, err) != 0) return -1;
+    out[OUTSIDE_ANALYSES] += time_now() - t1;
     snprintf(line, sizeof line, "step %d/%d | eval: train loss %.4f | val loss %.4f | val acc %.4f%s",
              t->step, c->steps, tr, va, t->last_val_acc, qkinfo);
     progress_show(&t->progress, line, 1);
@@ -586,7 +590,7 @@ int train_observe(Trainer *t, Error *err) {
         return 0;
     double t0 = time_now();
     int rc = qk_watch_snapshot(&t->watch, &t->model, t->run_dir, t->step, err);
-    t->observe_seconds += time_now() - t0;
+    t->outside_seconds[OUTSIDE_HEATMAPS] += time_now() - t0;
     return rc;
 }
 
@@ -594,8 +598,10 @@ int train_observe(Trainer *t, Error *err) {
  * the page is a view of the run, not part of it. */
 static void train_report(Trainer *t) {
     Error err;
+    double t0 = time_now();
     if (report_write(t->run_dir, NULL, &err) != 0)
         fprintf(stderr, "qkscope: warning: report page not written: %s\n", err.msg);
+    t->outside_seconds[OUTSIDE_REPORT] += time_now() - t0;
 }
 
 /* The files after a step: heatmaps when due, a checkpoint when due (or
@@ -605,8 +611,11 @@ static int train_save(Trainer *t, int end, Error *err) {
     const Config *c = &t->cfg;
     int rc = train_observe(t, err);
     if (rc == 0 && t->rank == 0 &&
-        ((c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) || end))
+        ((c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) || end)) {
+        double t0 = time_now();
         rc = train_checkpoint(t, err);
+        t->outside_seconds[OUTSIDE_CHECKPOINTS] += time_now() - t0;
+    }
     return dist_any_failed(rc != 0, err) ? -1 : 0;
 }
 
@@ -668,9 +677,16 @@ int train_run(Trainer *t) {
                "  ./train %s/config.ini run.resume=true\n",
                t->step, c->steps, t->run_dir);
     else
-        printf("qkscope: done: %d steps in %.1f s (%.1f s training, %.0f tokens/s), val loss %.4f%s%s\n",
+    {
+        const double *o = t->outside_seconds;
+        printf("qkscope: done: %d steps in %.1f s (%.1f s training, %.0f tokens/s; evals %.1f s, "
+               "Q/K analyses %.1f s, heatmaps %.1f s, report %.1f s, checkpoints %.1f s), "
+               "val loss %.4f%s%s\n",
                t->step, time_now() - wall0, t->train_seconds,
-               t->train_seconds > 0 ? tokens / t->train_seconds : 0.0, t->last_val, acc, early);
+               t->train_seconds > 0 ? tokens / t->train_seconds : 0.0, o[OUTSIDE_EVALS],
+               o[OUTSIDE_ANALYSES], o[OUTSIDE_HEATMAPS], o[OUTSIDE_REPORT],
+               o[OUTSIDE_CHECKPOINTS], t->last_val, acc, early);
+    }
     return 0;
 failed:
     train_finish_logs(t);

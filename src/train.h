@@ -19,6 +19,10 @@
  * gradient allreduces that backward did not hide, and the loss's allreduce. */
 enum { PHASE_FORWARD, PHASE_BACKWARD, PHASE_COMM, PHASE_OPTIMIZER, PHASE_QK_LOGGING, N_PHASES };
 
+/* The work of a run between its steps, timed apart for the closing line. */
+enum { OUTSIDE_EVALS, OUTSIDE_ANALYSES, OUTSIDE_HEATMAPS, OUTSIDE_REPORT, OUTSIDE_CHECKPOINTS,
+       N_OUTSIDE };
+
 typedef struct {
     Config cfg;
     Corpus corpus;
@@ -35,7 +39,7 @@ typedef struct {
     QkNorms qk;           /* this step's per-head norms */
     QkWatch watch;        /* probe and history for the heatmaps */
     QkHeadEval *heads;    /* [L * NH] the last eval's Q/K analysis */
-    double observe_seconds; /* time spent writing heatmaps */
+    double outside_seconds[N_OUTSIDE]; /* wall time of the work between steps */
     double phase_seconds[N_PHASES];
     int qk_logging;       /* per-head norms and qk.csv every step (the benchmark turns it off) */
     Progress progress;
