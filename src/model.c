@@ -279,21 +279,19 @@ static real *at(real *base, int l, size_t stride) {
     return base ? base + (size_t)l * stride : NULL;
 }
 
-real model_forward(Model *m, const int *inputs, const int *targets, int B, int T) {
+/* Blocks `from` .. L-1 and the head over the B x T activations, block
+ * from's input (the embeddings, or block from-1's output) in place; then the
+ * loss of the scored targets. */
+static real forward_blocks(Model *m, int from, const int *targets, int B, int T) {
     const ModelShape *s = &m->shape;
-    CHECK(B >= 1 && B <= m->maxB && T >= 1 && T <= s->maxT,
-          "model_forward: B=%d T=%d outside the allocated %dx%d", B, T, m->maxB, s->maxT);
-    /* Activations are laid out for this B x T so layer strides stay dense. */
-    acts_point(&m->acts, s, B, T, m->acts_mem);
     int C = s->C, NH = s->NH, V = s->V;
     size_t BT = (size_t)B * T, CC = (size_t)C * C, BTC = BT * C;
     ParamTensors *p = &m->p;
     Activations *a = &m->acts;
     KernelScratch *ks = &m->kernel;
 
-    TIMED(OP_OTHER, encoder_forward(a->encoded, inputs, p->wte, p->wpe, B, T, C));
-    const real *resid = a->encoded;
-    for (int l = 0; l < s->L; l++) {
+    const real *resid = from ? a->res3 + (size_t)(from - 1) * BTC : a->encoded;
+    for (int l = from; l < s->L; l++) {
         real *ln1 = a->ln1 + l * BTC, *q = a->q + l * BTC, *k = a->k + l * BTC;
         real *v = a->v + l * BTC, *atty = a->atty + l * BTC, *res2 = a->res2 + l * BTC;
         real *ln2 = a->ln2 + l * BTC, *res3 = a->res3 + l * BTC;
@@ -334,10 +332,6 @@ real model_forward(Model *m, const int *inputs, const int *targets, int B, int T
           matmul_forward(a->logits, a->lnf, p->lm_head, NULL, NULL, BT, C, V, &ks->gemm));
     TIMED(OP_CROSSENTROPY, crossentropy_forward(a->probs, a->losses, a->logits, targets, BT, V));
 
-    m->B = B;
-    m->T = T;
-    m->inputs = inputs;
-    m->targets = targets;
     m->grad_count = 0;
     if (!targets) return 0;
     double sum = 0;
@@ -351,6 +345,26 @@ real model_forward(Model *m, const int *inputs, const int *targets, int B, int T
     m->n_scored = scored;
     m->loss = scored ? (real)(sum / scored) : 0;
     return m->loss;
+}
+
+real model_forward(Model *m, const int *inputs, const int *targets, int B, int T) {
+    const ModelShape *s = &m->shape;
+    CHECK(B >= 1 && B <= m->maxB && T >= 1 && T <= s->maxT,
+          "model_forward: B=%d T=%d outside the allocated %dx%d", B, T, m->maxB, s->maxT);
+    /* Activations are laid out for this B x T so layer strides stay dense. */
+    acts_point(&m->acts, s, B, T, m->acts_mem);
+    m->B = B;
+    m->T = T;
+    m->inputs = inputs;
+    m->targets = targets;
+    TIMED(OP_OTHER, encoder_forward(m->acts.encoded, inputs, m->p.wte, m->p.wpe, B, T, s->C));
+    return forward_blocks(m, 0, targets, B, T);
+}
+
+real model_forward_from(Model *m, int layer) {
+    CHECK(m->B > 0 && layer >= 0 && layer < m->shape.L,
+          "model_forward_from: layer %d of %d, after a forward", layer, m->shape.L);
+    return forward_blocks(m, layer, m->targets, m->B, m->T);
 }
 
 /* x[0..n) = 0 by all threads: megabytes of gradients zeroed by one thread

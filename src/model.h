@@ -202,6 +202,12 @@ void model_init_params(Model *m, Rng *r, int symmetric_qk);
  * logits/probs are meaningful. */
 real model_forward(Model *m, const int *inputs, const int *targets, int B, int T);
 
+/* The last forward again from block `layer` on, on the same inputs and
+ * targets, reading block layer's input from the activations it left: after
+ * a change to the weights of blocks >= layer, the forward of the changed
+ * model (blocks below keep their activations). */
+real model_forward_from(Model *m, int layer);
+
 /* Gradients of the last forward's mean loss (over grad_count targets),
  * written (not accumulated) into m->grads; each finished span goes to
  * grad_ready when set. */
@@ -214,8 +220,8 @@ const real *model_grad_query_path(const Model *m, int l);
 const real *model_grad_key_path(const Model *m, int l);
 
 /* Called after each chunk's forward with the chunk's size (activations of
- * that chunk are in m->acts). */
-typedef void (*ChunkHook)(void *ctx, const Model *m, int nb);
+ * that chunk are in m->acts); it may run further forwards of the chunk. */
+typedef void (*ChunkHook)(void *ctx, Model *m, int nb);
 
 /* Scored targets of the last forward that its logits get right (the argmax,
  * the first of equals). */

@@ -660,9 +660,15 @@ typedef struct {
     double *entropy, *prev; /* [L * NH] window-weighted sums */
     double *e, *p;          /* [NH] one chunk */
     int windows;
+    int per_target;         /* a task: losses weighted by scored targets */
+    EvalSums *swapped;      /* [L * NH + 1] each head swapped, then all of them */
 } StatsAcc;
 
-static void stats_chunk(void *ctx, const Model *m, int nb) {
+/* After a chunk's forward: its attention statistics, then its loss with each
+ * head's W_Q and W_K swapped (from the head's block on: the blocks below are
+ * unchanged), deepest layer first, so every block's input stays that of the
+ * unswapped model, and last with all heads swapped. */
+static void stats_chunk(void *ctx, Model *m, int nb) {
     StatsAcc *a = ctx;
     int T = m->T;
     size_t per_layer = (size_t)nb * a->NH * T * T;
@@ -674,13 +680,25 @@ static void stats_chunk(void *ctx, const Model *m, int nb) {
         }
     }
     a->windows += nb;
+    for (int l = a->L - 1; l >= 0; l--)
+        for (int h = 0; h < a->NH; h++) {
+            qk_swap(m, l, h);
+            model_forward_from(m, l);
+            model_eval_add(&a->swapped[l * a->NH + h], m, a->per_target);
+            qk_swap(m, l, h);
+        }
+    qk_swap(m, -1, -1);
+    model_forward_from(m, 0);
+    model_eval_add(&a->swapped[a->L * a->NH], m, a->per_target);
+    qk_swap(m, -1, -1);
 }
 
 double qk_eval_heads(Model *m, const Corpus *c, int count, int B, int *inputs, int *targets,
                      QkHeadEval *heads, double *base_loss) {
     const ModelShape *s = &m->shape;
     int L = s->L, NH = s->NH, C = s->C, d = C / NH;
-    StatsAcc acc = {.L = L, .NH = NH};
+    StatsAcc acc = {.L = L, .NH = NH, .per_target = c->task.kind != TASK_NONE};
+    acc.swapped = xcalloc((size_t)L * NH + 1, sizeof(EvalSums));
     acc.entropy = xcalloc((size_t)2 * L * NH + 2 * NH, sizeof(double));
     acc.prev = acc.entropy + L * NH;
     acc.e = acc.prev + L * NH;
@@ -708,13 +726,12 @@ double qk_eval_heads(Model *m, const Corpus *c, int count, int B, int *inputs, i
             for (int i = 0; i < d; i++) e->overlap_mean += cosines[i] / d;
             e->entropy = acc.entropy[l * NH + h] / acc.windows;
             e->prev_token = acc.prev[l * NH + h] / acc.windows;
-            qk_swap(m, l, h);
-            e->swap_delta = model_eval_windows(m, c, 1, count, B, inputs, targets, NULL, NULL, NULL) - base;
-            qk_swap(m, l, h);
+            const EvalSums *sw = &acc.swapped[l * NH + h];
+            e->swap_delta = sw->loss / sw->weight - base;
         }
-    qk_swap(m, -1, -1);
-    double all = model_eval_windows(m, c, 1, count, B, inputs, targets, NULL, NULL, NULL) - base;
-    qk_swap(m, -1, -1);
+    const EvalSums *sw = &acc.swapped[L * NH];
+    double all = sw->loss / sw->weight - base;
+    free(acc.swapped);
     free(cosines);
     free(M);
     free(acc.entropy);
