@@ -281,8 +281,9 @@ static real *at(real *base, int l, size_t stride) {
 
 /* Blocks `from` .. L-1 and the head over the B x T activations, block
  * from's input (the embeddings, or block from-1's output) in place; then the
- * loss of the scored targets. */
-static real forward_blocks(Model *m, int from, const int *targets, int B, int T) {
+ * loss of the scored targets. qk_only: stop once the last block's queries
+ * and keys are computed. */
+static real forward_blocks(Model *m, int from, int qk_only, const int *targets, int B, int T) {
     const ModelShape *s = &m->shape;
     int C = s->C, NH = s->NH, V = s->V;
     size_t BT = (size_t)B * T, CC = (size_t)C * C, BTC = BT * C;
@@ -311,6 +312,7 @@ static real forward_blocks(Model *m, int from, const int *targets, int B, int T)
             TIMED(OP_ATTENTION, smear_forward(s->smear == SMEAR_KEY ? k : q, raw,
                                               p->smear + l * NH, B, T, C, NH));
         if (m->qk_hook) m->qk_hook(m->qk_hook_ctx, m, l, q, k);
+        if (qk_only && l == s->L - 1) return 0;
         TIMED(OP_MATMUL,
               matmul_forward(v, ln1, p->wv + l * CC, at(p->bv, l, C), NULL, BT, C, C, &ks->gemm));
         TIMED(OP_ATTENTION, attention_forward(atty, att, q, k, v, B, T, C, NH, &ks->attention));
@@ -347,24 +349,34 @@ static real forward_blocks(Model *m, int from, const int *targets, int B, int T)
     return m->loss;
 }
 
-real model_forward(Model *m, const int *inputs, const int *targets, int B, int T) {
+/* A new forward's embeddings, the activations laid out for this B x T so
+ * layer strides stay dense. */
+static void forward_embed(Model *m, const int *inputs, const int *targets, int B, int T) {
     const ModelShape *s = &m->shape;
     CHECK(B >= 1 && B <= m->maxB && T >= 1 && T <= s->maxT,
           "model_forward: B=%d T=%d outside the allocated %dx%d", B, T, m->maxB, s->maxT);
-    /* Activations are laid out for this B x T so layer strides stay dense. */
     acts_point(&m->acts, s, B, T, m->acts_mem);
     m->B = B;
     m->T = T;
     m->inputs = inputs;
     m->targets = targets;
     TIMED(OP_OTHER, encoder_forward(m->acts.encoded, inputs, m->p.wte, m->p.wpe, B, T, s->C));
-    return forward_blocks(m, 0, targets, B, T);
+}
+
+real model_forward(Model *m, const int *inputs, const int *targets, int B, int T) {
+    forward_embed(m, inputs, targets, B, T);
+    return forward_blocks(m, 0, 0, targets, B, T);
+}
+
+void model_forward_qk(Model *m, const int *inputs, int B, int T) {
+    forward_embed(m, inputs, NULL, B, T);
+    forward_blocks(m, 0, 1, NULL, B, T);
 }
 
 real model_forward_from(Model *m, int layer) {
     CHECK(m->B > 0 && layer >= 0 && layer < m->shape.L,
           "model_forward_from: layer %d of %d, after a forward", layer, m->shape.L);
-    return forward_blocks(m, layer, m->targets, m->B, m->T);
+    return forward_blocks(m, layer, 0, m->targets, m->B, m->T);
 }
 
 /* x[0..n) = 0 by all threads: megabytes of gradients zeroed by one thread

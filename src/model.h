@@ -202,6 +202,11 @@ void model_init_params(Model *m, Rng *r, int symmetric_qk);
  * logits/probs are meaningful. */
 real model_forward(Model *m, const int *inputs, const int *targets, int B, int T);
 
+/* The forward without targets only as far as every layer's queries and keys
+ * (acts.q and acts.k; the last block's attention and everything after it
+ * are not computed): what an analysis of the scores needs. */
+void model_forward_qk(Model *m, const int *inputs, int B, int T);
+
 /* The last forward again from block `layer` on, on the same inputs and
  * targets, reading block layer's input from the activations it left: after
  * a change to the weights of blocks >= layer, the forward of the changed

@@ -411,7 +411,7 @@ static void cf_flush(Work *w, double (*sums)[N_CF], int (*counts)[N_CF], const C
     Model *m = w->m;
     int T = w->T, C = w->C, hs = w->hs;
     size_t stride = (size_t)w->B * T * C, per = (size_t)nj * T * C;
-    model_forward(m, inputs, NULL, nj, T);
+    model_forward_qk(m, inputs, nj, T);
     for (int x = 0; x < nj; x++) {
         const Case *e = &w->cases[jobs[x].ci];
         int ob = e->rec - first, ms = jobs[x].measure, qside = ms == CF_Q_CUR || ms == CF_Q_PREV;
@@ -769,7 +769,7 @@ int roles_measure(Roles *r, Model *m, const Corpus *c, int n, uint64_t base, int
         for (int first = 0; first < n; first += w.B) {
             int nb = n - first < w.B ? n - first : w.B;
             chunk_rows(&w, first, nb, inputs, targets);
-            model_forward(m, inputs, NULL, nb, w.T);
+            model_forward_qk(m, inputs, nb, w.T);
             keep_qk(&w, nb);
             pass_patch(&w, r, first, nb, case_lo, case_hi, inputs, npq, npk);
         }
