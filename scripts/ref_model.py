@@ -5,7 +5,7 @@
     scripts/ref_model.py CKPT --probe-text TEXT [--json]
     scripts/ref_model.py --self-check
 
-An independent implementation of README's "The model": GPT-2 style,
+An independent implementation of docs/model.md's "The model": GPT-2 style,
 pre-LayerNorm blocks (eps 1e-5, weight and bias), causal softmax attention
 with scale 1/sqrt(d_head), GELU (tanh form), LM head tied to wte unless
 lm_head.weight is stored; weights are [out, in] (y = x W^T + b), head h uses

@@ -10,7 +10,7 @@ channels by default, block 32, tied embeddings, GPT-2 init), trained with the
 masked loss (PyTorch's ignore_index on every target but the answers), AdamW
 lr 3e-3 -> 3e-4 cosine with 100 warm-up steps, betas 0.9/0.99, weight decay
 0.1 on matrices, gradient clip 1, batch 32: configs/kv.ini's recipe. The
-records follow the README's Tasks section with Python's own generator (not
+records follow docs/tasks.md with Python's own generator (not
 qkscope's streams). --smear adds Olsson et al.'s smeared keys (or queries),
 one gate per head starting at 0, as model.smear does. Prints the step, the
 validation loss and accuracy on 256 fixed records every 250 steps. Needs

@@ -4,7 +4,7 @@
  * conventions (see model.c's views); training checkpoints also hold the AdamW
  * moments as optim.m.<name> / optim.v.<name>. String metadata under
  * __metadata__ carries the resolved config, the vocabulary and the training
- * state needed for exact resume (README documents each key). */
+ * state needed for exact resume (docs/checkpoints.md documents each key). */
 #ifndef QK_CHECKPOINT_H
 #define QK_CHECKPOINT_H
 

@@ -19,7 +19,7 @@ static void usage(FILE *f) {
                "  --data FILE     every non-overlapping window of block_size+1 characters\n"
                "                  of FILE (corpus checkpoints)\n"
                "  --records FILE  one record of the checkpoint's task a line (task\n"
-               "                  checkpoints; the README's Tasks section gives the format)\n"
+               "                  checkpoints; docs/tasks.md gives the format)\n"
                "  (default: the validation split of the run's corpus, or its task's\n"
                "  validation records)\n"
                "  --json          print {\"loss\": ..., \"acc\": ..., \"tokens\": ...,\n"

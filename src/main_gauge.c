@@ -2,7 +2,7 @@
  * head, W_Q^h -> A W_Q^h and W_K^h -> A^-T W_K^h (biases likewise). Every
  * attention score q.k is unchanged, so the model computes the same function,
  * while the norms of W_Q and W_K and of their gradients change: a check of
- * which logged quantities mean something (README, "What the norms mean"). */
+ * which logged quantities mean something (docs/qk-analysis.md, "What the norms mean"). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -179,8 +179,8 @@ static int write_picture(const Roles *r, const char *dir, Error *err) {
     }
     char path[4096], title[160];
     snprintf(path, sizeof path, "%s/roles.png", dir);
-    snprintf(title, sizeof title, "qkscope roles: %d records, accuracy %.4f (see the README's "
-                                  "Roles section)", r->records, r->accuracy);
+    snprintf(title, sizeof title, "qkscope roles: %d records, accuracy %.4f (docs/roles.md "
+                                  "defines each column)", r->records, r->accuracy);
     int rc = heatmap_write_table(path, title, v, n, NC, labels, cols, err);
     free(v), free(names), free(labels);
     return rc;

@@ -2,8 +2,8 @@
  * fresh validation records: where the head attends from the scored query
  * positions, which tokens its score reads (counterfactuals), which tokens
  * its query and key vectors contain (a gauge-invariant linear probe),
- * interventions on them, and the composition scores between layers. The
- * README's "Roles" section defines every figure. */
+ * interventions on them, and the composition scores between layers;
+ * docs/roles.md defines every figure. */
 #ifndef QK_ROLES_H
 #define QK_ROLES_H
 

@@ -9,7 +9,7 @@
  * repeat (induction): a random string S, '|', then S again ("qbfx|qbfx").
  * Scored: the characters of the copy after its first.
  *
- * The README's "Tasks" section is the format's specification. */
+ * docs/tasks.md is the format's specification. */
 #ifndef QK_TASK_H
 #define QK_TASK_H
 
@@ -68,7 +68,7 @@ int task_generate(const TaskSpec *t, Rng *r, uint32_t *rec);
 /* Record i of a fixed stream (TASK_STREAM_*). */
 int task_stream_record(const TaskSpec *t, int stream, uint64_t i, uint32_t *rec);
 
-/* Checks that rec[0..n) is a record of the task (the README's grammar, the
+/* Checks that rec[0..n) is a record of the task (docs/tasks.md's grammar, the
  * parameters' counts, each queried value equal to its definition, the copy
  * equal to S) and marks the scored characters: scored[j] = 1 when rec[j] is
  * a target the loss counts (it is predicted at position j - 1). Returns the
