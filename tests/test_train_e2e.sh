@@ -23,6 +23,19 @@ case "$(head -1 runs/a/metrics.csv)" in
     *) fail "metrics.csv header: $(head -1 runs/a/metrics.csv)" ;;
 esac
 [ "$(wc -l < runs/a/metrics.csv)" -eq 151 ] || fail "metrics.csv should have 150 rows"
+
+# The done line splits the wall time into disjoint parts: training and each
+# kind of work outside the steps, which together cannot exceed the total
+# (each part is printed rounded to 0.1 s, hence the slack).
+done_line=$(tail -1 out_a.txt)
+awk '{
+        if (!match($0, /^qkscope: done: 150 steps in [0-9.]+ s \([0-9.]+ s training, [0-9]+ tokens\/s; evals [0-9.]+ s, Q\/K analyses [0-9.]+ s, heatmaps [0-9.]+ s, report [0-9.]+ s, checkpoints [0-9.]+ s\), val loss [0-9.]+$/)) {
+            print "unexpected form"; exit 1
+        }
+        total = $6; line = $0; gsub(/[(),;]/, " ", line); n = split(line, w, " ")
+        for (i = 8; i <= n; i++) if (w[i] == "s" && w[i - 1] ~ /^[0-9.]+$/) sum += w[i - 1]
+        if (sum > total + 0.35) { print "parts " sum " s exceed the total " total " s"; exit 1 }
+    }' <<< "$done_line" || fail "done line: $done_line"
 [ "$(wc -l < runs/a/eval.csv)" -eq 5 ] || fail "eval.csv should have evals at 0, 50, 100, 150"
 
 V=$(python3 -c 'import sys; print(len(set(open("corpus.txt", encoding="utf-8").read())))' 2>/dev/null \
