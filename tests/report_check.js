@@ -1,30 +1,56 @@
-// Loads a qkscope report page in headless Chromium and checks it: no console
-// errors, exceptions or failed loads; every SVG chart has the series and
-// points the run's CSVs call for; the attention viewer's slider, layer and
-// head pickers change the picture; the compare command follows its selects;
-// a screenshot is not blank.
+// Loads a qkscope report page in headless Chromium and checks what a reader
+// sees and does there:
+//   - the page: no uncaught exception, console error or assertion, failed
+//     load or crash, and no request beyond the local files (the report is
+//     self-contained);
+//   - charts: every SVG chart the run's CSVs call for, and no other, with
+//     their series and points;
+//   - the attention viewer: the heatmaps load; the head picker cuts one head
+//     out and shows all again; the step slider (set, and moved with the
+//     keyboard) and the layer picker change the picture, its caption and the
+//     step label; the steps match the run's attn/ folder;
+//   - the probe text; the compare command follows its selects; checkpoint
+//     links are there and no link leads to a missing file;
+//   - a screenshot that is not blank.
 //
-// Chromium is driven over the DevTools protocol on pipes
-// (--remote-debugging-pipe: the browser reads fd 3 and writes fd 4, messages
-// are JSON separated by NUL bytes), so Node's built-in modules suffice.
+// The browser is Debian's chromium driven by playwright-core (package.json at
+// the project root, installed by `npm ci`); Playwright's own browser builds
+// are never downloaded.
 //
-// usage: node report_check.js --chromium BIN --shot OUT.png [--probe R=TEXT]...
+// usage: node report_check.js [--chromium BIN] --shot OUT.png [--probe R=TEXT]...
 //                              PAGE RUN_DIR [RUN_DIR_B]
-// --probe: the probe text that run R (0 or 1) shows; without it, the run's
-// attn/probe.txt when there is one (else the probe is not checked).
-// Prints a JSON summary on success; exits 1 with the problems otherwise.
+// --chromium: the browser (default /usr/bin/chromium). --probe: the probe
+// text that run R (0 or 1) shows; without it, the run's attn/probe.txt when
+// there is one (else the probe is not checked).
+// Prints a JSON summary on success; exits 1 naming every failed check
+// otherwise (2 on a usage error).
 'use strict';
-const { spawn } = require('child_process');
 const fs = require('fs');
-const os = require('os');
 const path = require('path');
-const zlib = require('zlib');
+const { fileURLToPath, pathToFileURL } = require('url');
+
+let chromium;
+try {
+  ({ chromium } = require('playwright-core'));
+} catch (e) {
+  console.error('report_check: cannot load playwright-core (' + e.message.split('\n')[0] +
+    '); run `npm ci` at the project root, as scripts/test does');
+  process.exit(1);
+}
 
 const MAX_POINTS = 500; // REPORT_MAX_POINTS in src/report.h
 const WIDTH = 1400;
+const SHOT_MAX_HEIGHT = 9000;
+// As root Chromium starts only unsandboxed; the background services would
+// otherwise knock on a network that is closed here.
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-dev-shm-usage', '--hide-scrollbars', '--mute-audio'];
+const SETTLE_MS = 5000; // how long the page may take to follow a control
+const TOTAL_MS = 60000; // a hung browser fails the check rather than the test's timeout
 
 function parseArgs(argv) {
-  const a = { probes: {}, runs: [] };
+  const a = { chromium: '/usr/bin/chromium', probes: {}, runs: [] };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--chromium') a.chromium = argv[++i];
     else if (argv[i] === '--shot') a.shot = argv[++i];
@@ -34,13 +60,15 @@ function parseArgs(argv) {
     } else if (!a.page) a.page = argv[i];
     else a.runs.push(argv[i]);
   }
-  if (!a.chromium || !a.shot || !a.page || a.runs.length < 1) {
-    throw new Error('usage: report_check.js --chromium BIN --shot OUT.png PAGE RUN_DIR [RUN_DIR_B]');
+  if (!a.chromium || !a.shot || !a.page || a.runs.length < 1 || a.runs.length > 2) {
+    console.error('usage: report_check.js [--chromium BIN] --shot OUT.png [--probe R=TEXT]... ' +
+      'PAGE RUN_DIR [RUN_DIR_B]');
+    process.exit(2);
   }
   return a;
 }
 
-// ---- what the page should show, from the run folder itself ----
+// ---- what the page should show, from the run folders themselves ----
 
 // Complete rows of a CSV log (a last line without its newline is left out),
 // split on commas: the logs hold bare numbers after a quoted header.
@@ -57,11 +85,11 @@ function iniInt(text, key) {
   return Number(m[1]);
 }
 
-function runExpectations(dir, r, pair) {
+// Chart id -> the number of points of each of its series, in order (a
+// series with no points is not drawn).
+function runCharts(dir, r) {
   const ini = fs.readFileSync(path.join(dir, 'config.ini'), 'utf8');
   const L = iniInt(ini, 'n_layer'), NH = iniInt(ini, 'n_head');
-  const metrics = csvRows(path.join(dir, 'metrics.csv')).length;
-  const evals = csvRows(path.join(dir, 'eval.csv')).length;
   const perHead = (file) => {
     const count = {};
     for (const f of csvRows(path.join(dir, file))) {
@@ -81,353 +109,342 @@ function runExpectations(dir, r, pair) {
       charts[`r${r}-${key}-L${l}`] = Array.from({ length: NH }, (_, h) => heval(l, h));
     }
   }
-  if (fs.existsSync(path.join(dir, 'roles_eval.csv'))) {
+  if (csvRows(path.join(dir, 'roles_eval.csv')).length) {
     const roles = perHead('roles_eval.csv');
-    if (csvRows(path.join(dir, 'roles_eval.csv')).length) {
-      for (let l = 0; l < L; l++) {
-        for (const key of ['target_attn', 'cf_q_cur', 'cf_k_prev', 'k_prev']) {
-          charts[`r${r}-roles-${key}-L${l}`] = Array.from({ length: NH }, (_, h) => roles(l, h));
-        }
+    for (let l = 0; l < L; l++) {
+      for (const key of ['target_attn', 'cf_q_cur', 'cf_k_prev', 'k_prev']) {
+        charts[`r${r}-roles-${key}-L${l}`] = Array.from({ length: NH }, (_, h) => roles(l, h));
       }
     }
   }
-  const attn = path.join(dir, 'attn');
-  const steps = (fs.existsSync(attn) ? fs.readdirSync(attn) : [])
-    .filter((d) => /^step_\d+$/.test(d)).map((d) => Number(d.slice(5))).sort((x, y) => x - y);
-  return {
-    L, NH, charts, steps,
-    loss: pair ? [evals, evals] : [metrics, evals, evals],
-    lr: [metrics],
-    accuracy: [evals, evals],
-  };
+  return charts;
 }
 
-// ---- checks that run inside the page ----
-
-// Serialised into the page with Runtime.evaluate: it must not refer to
-// anything outside itself.
-async function pageChecks(expect) {
-  const problems = [];
-  const check = (ok, what) => { if (!ok) problems.push(what); };
-  const loaded = (img) => new Promise((resolve) => {
-    if (img.complete && img.naturalWidth > 0) return resolve(true);
-    const done = (ok) => () => resolve(ok);
-    img.addEventListener('load', done(true), { once: true });
-    img.addEventListener('error', done(false), { once: true });
-    setTimeout(done(false), 5000);
-  });
-  const set = async (el, value) => {
-    el.value = value;
-    el.dispatchEvent(new Event('input'));
-    await Promise.all([...document.querySelectorAll('figure.att img')].filter((i) => !i.hidden)
-      .map(loaded));
-  };
-
-  // charts: series and points against the CSVs
-  const svgs = document.querySelectorAll('svg.chart');
-  check(svgs.length === Object.keys(expect.charts).length,
-    `${svgs.length} charts, expected ${Object.keys(expect.charts).length}`);
-  let points = 0;
-  for (const [id, want] of Object.entries(expect.charts)) {
-    const svg = document.getElementById(id);
-    if (!svg) { problems.push(`no chart #${id}`); continue; }
-    const lines = [...svg.querySelectorAll('polyline.s')];
-    check(lines.length === want.filter((n) => n > 0).length,
-      `#${id}: ${lines.length} series, expected ${want.filter((n) => n > 0).length}`);
-    want.filter((n) => n > 0).forEach((n, i) => {
-      if (!lines[i]) return;
-      const got = lines[i].getAttribute('points').trim().split(/\s+/).length;
-      points += got;
-      check(Number(lines[i].dataset.n) === n, `#${id} series ${i}: data-n ${lines[i].dataset.n}, expected ${n}`);
-      if (n <= expect.maxPoints) check(got === n, `#${id} series ${i}: ${got} points, expected ${n}`);
-      else check(got <= expect.maxPoints && got >= expect.maxPoints / 2,
-        `#${id} series ${i}: ${got} points from ${n}, expected ${expect.maxPoints / 2}..${expect.maxPoints}`);
-    });
-  }
-
-  // attention viewer
-  const figs = [...document.querySelectorAll('figure.att')];
-  const slider = document.getElementById('att-step');
-  const layerSel = document.getElementById('att-layer'), headSel = document.getElementById('att-head');
-  check(figs.length === expect.runs.length && slider, 'attention viewer missing');
-  const srcs = () => figs.map((f) => f.querySelector('img').getAttribute('src'));
-  const info = {};
-  if (slider) {
-    for (const f of figs) check(await loaded(f.querySelector('img')), 'a heatmap did not load: ' + f.querySelector('img').src);
-    await set(headSel, '1');
-    figs.forEach((f, r) => {
-      const box = f.querySelector('.crop'), img = f.querySelector('img');
-      check(box.dataset.head === '1' && box.classList.contains('cropped'),
-        `run ${r}: head 1 not cut out (picture ${img.naturalWidth}x${img.naturalHeight}, ` +
-        `layout predicts ${expect.runs[r].size})`);
-      check(box.getBoundingClientRect().width > 0 && box.getBoundingClientRect().height > 0, `run ${r}: empty crop`);
-    });
-    await set(headSel, '-1');
-    figs.forEach((f, r) => check(f.querySelector('.crop').dataset.head === '-1', `run ${r}: all heads not shown`));
-    await set(headSel, '0');
-    await set(slider, '0');
-    const first = srcs();
-    await set(slider, slider.max);
-    const last = srcs();
-    await set(layerSel, '1');
-    const layer1 = srcs();
-    info.srcs = { first, last, layer1 };
-    figs.forEach((f, r) => {
-      const run = expect.runs[r];
-      const steps = run.steps;
-      const pad = (s) => String(s).padStart(6, '0');
-      check(first[r] === `${run.href}attn/step_${pad(steps[0])}/layer_0.png`, `run ${r}: slider at 0 shows ${first[r]}`);
-      check(last[r] === `${run.href}attn/step_${pad(steps[steps.length - 1])}/layer_0.png`, `run ${r}: slider at the end shows ${last[r]}`);
-      check(layer1[r] === `${run.href}attn/step_${pad(steps[steps.length - 1])}/layer_1.png`, `run ${r}: layer 1 shows ${layer1[r]}`);
-      check(first[r] !== last[r], `run ${r}: the slider does not change the picture`);
-      check(f.querySelector('figcaption').textContent.includes('layer 1'), `run ${r}: caption not updated`);
-    });
-    check(Number(slider.max) + 1 === new Set(expect.runs.flatMap((x) => x.steps)).size, `slider has ${Number(slider.max) + 1} steps`);
-  }
-
-  // probe text
-  for (const [r, text] of Object.entries(expect.probes)) {
-    const el = document.getElementById('probe-r' + r);
-    const shown = el ? el.textContent.replace(/\u21b5/g, '\n').replace(/\u2192/g, '\t') : null;
-    check(shown === text, `run ${r}: probe shows ${JSON.stringify(shown)}, expected ${JSON.stringify(text)}`);
-  }
-
-  // compare command
-  const ckA = document.getElementById('ckpt-a'), ckB = document.getElementById('ckpt-b');
-  const cmd = document.getElementById('ckpt-cmd');
-  check(ckA && ckB && cmd, 'checkpoint selects missing');
-  if (ckA && ckB && cmd) {
-    const before = cmd.textContent;
-    check(before === `./qkscope compare ${ckA.value} ${ckB.value}`, 'command: ' + before);
-    await set(ckB, ckB.options[0].value);
-    await set(ckA, ckA.options[ckA.options.length - 1].value);
-    check(cmd.textContent === `./qkscope compare ${ckA.options[ckA.options.length - 1].value} ${ckB.options[0].value}`,
-      'command after the selects changed: ' + cmd.textContent);
-    check(cmd.textContent !== before, 'the command did not change');
-    info.command = cmd.textContent;
-    check([...document.querySelectorAll('a[href*="ckpt/step_"]')].length >= expect.ckptLinks,
-      'checkpoint links missing');
-  }
-  await set(layerSel, '0');
-  await set(slider, slider ? slider.max : 0);
-  const nav = performance.getEntriesByType('navigation')[0];
-  info.loadMs = Math.round(nav.loadEventEnd - nav.startTime);
-  info.points = points;
-  info.height = document.documentElement.scrollHeight;
-  return { problems, info };
-}
-
-// ---- the DevTools protocol over pipes ----
-
-class Browser {
-  constructor(bin) {
-    this.profile = fs.mkdtempSync(path.join(os.tmpdir(), 'qkscope-chromium-'));
-    this.proc = spawn(bin, ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-      '--no-first-run', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--disable-dev-shm-usage', '--hide-scrollbars', '--mute-audio',
-      `--user-data-dir=${this.profile}`, '--remote-debugging-pipe', 'about:blank'],
-    { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
-    this.stderr = '';
-    this.proc.stderr.on('data', (d) => { this.stderr += d; });
-    this.nextId = 1;
-    this.pending = new Map();
-    this.listeners = new Set();
-    let held = Buffer.alloc(0);
-    this.proc.stdio[4].on('data', (chunk) => {
-      held = Buffer.concat([held, chunk]);
-      for (let end; (end = held.indexOf(0)) >= 0; held = held.subarray(end + 1)) {
-        this.receive(JSON.parse(held.subarray(0, end).toString('utf8')));
-      }
-    });
-    this.exited = new Promise((resolve) => this.proc.on('exit', resolve));
-  }
-
-  receive(msg) {
-    if (msg.id !== undefined) {
-      const p = this.pending.get(msg.id);
-      this.pending.delete(msg.id);
-      if (msg.error) p.reject(new Error(`${p.method}: ${msg.error.message}`));
-      else p.resolve(msg.result);
-    } else {
-      for (const l of this.listeners) l(msg);
-    }
-  }
-
-  send(method, params = {}, sessionId = undefined) {
-    const id = this.nextId++;
-    const msg = { id, method, params };
-    if (sessionId) msg.sessionId = sessionId;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { method, resolve, reject });
-      this.proc.stdio[3].write(JSON.stringify(msg) + '\0');
-    });
-  }
-
-  event(method, sessionId) {
-    return new Promise((resolve) => {
-      const l = (msg) => {
-        if (msg.method === method && msg.sessionId === sessionId) {
-          this.listeners.delete(l);
-          resolve(msg.params);
-        }
-      };
-      this.listeners.add(l);
-    });
-  }
-
-  async close() {
-    await this.send('Browser.close').catch(() => {});
-    await this.exited;
-    fs.rmSync(this.profile, { recursive: true, force: true });
-  }
-}
-
-// ---- the screenshot: decoded with zlib, so blankness is measured ----
-
-function pngPixels(buf) {
-  let pos = 8, width = 0, height = 0, type = 0, depth = 0;
-  const idat = [];
-  while (pos < buf.length) {
-    const len = buf.readUInt32BE(pos), kind = buf.toString('ascii', pos + 4, pos + 8);
-    const body = buf.subarray(pos + 8, pos + 8 + len);
-    if (kind === 'IHDR') {
-      width = body.readUInt32BE(0);
-      height = body.readUInt32BE(4);
-      depth = body[8];
-      type = body[9];
-    } else if (kind === 'IDAT') idat.push(body);
-    pos += 12 + len;
-  }
-  if (depth !== 8 || (type !== 2 && type !== 6)) throw new Error(`screenshot PNG: depth ${depth}, colour type ${type}`);
-  const bpp = type === 6 ? 4 : 3, stride = width * bpp;
-  const raw = zlib.inflateSync(Buffer.concat(idat));
-  const out = Buffer.alloc(height * stride);
-  for (let y = 0; y < height; y++) {
-    const filter = raw[y * (stride + 1)];
-    for (let x = 0; x < stride; x++) {
-      const v = raw[y * (stride + 1) + 1 + x];
-      const a = x >= bpp ? out[y * stride + x - bpp] : 0;
-      const b = y > 0 ? out[(y - 1) * stride + x] : 0;
-      const c = x >= bpp && y > 0 ? out[(y - 1) * stride + x - bpp] : 0;
-      let p = 0;
-      if (filter === 1) p = a;
-      else if (filter === 2) p = b;
-      else if (filter === 3) p = (a + b) >> 1;
-      else if (filter === 4) {
-        const e = a + b - c, pa = Math.abs(e - a), pb = Math.abs(e - b), pc = Math.abs(e - c);
-        p = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
-      }
-      out[y * stride + x] = (v + p) & 255;
-    }
-  }
-  return { width, height, bpp, data: out };
-}
-
-function pixelStats(img) {
-  let inked = 0;
-  const colours = new Set();
-  for (let i = 0; i < img.width * img.height; i++) {
-    const o = i * img.bpp, r = img.data[o], g = img.data[o + 1], b = img.data[o + 2];
-    if (r < 240 || g < 240 || b < 240) inked++;
-    if (colours.size < 5000) colours.add((r << 16) | (g << 8) | b);
-  }
-  return { inked: inked / (img.width * img.height), colours: colours.size };
-}
-
-async function main() {
-  const args = parseArgs(process.argv.slice(2));
+function expectations(args) {
   const pair = args.runs.length > 1;
   const pageDir = path.dirname(path.resolve(args.page));
-  const expect = { charts: {}, runs: [], probes: args.probes, maxPoints: MAX_POINTS, ckptLinks: 0 };
+  const expect = { charts: {}, runs: [], probes: { ...args.probes }, ckptLinks: 0 };
   const loss = [], lr = [], accuracy = [];
   args.runs.forEach((dir, r) => {
-    const e = runExpectations(dir, r, pair);
+    Object.assign(expect.charts, runCharts(dir, r));
+    const metrics = csvRows(path.join(dir, 'metrics.csv')).length;
+    const evals = csvRows(path.join(dir, 'eval.csv')).length;
+    // the pair page leaves out the batch loss, whose noise would hide the comparison
+    loss.push(...(pair ? [evals, evals] : [metrics, evals, evals]));
+    lr.push(metrics);
+    accuracy.push(evals, evals);
     const recorded = path.join(dir, 'attn', 'probe.txt');
     if (!(r in expect.probes) && fs.existsSync(recorded)) {
       expect.probes[r] = fs.readFileSync(recorded, 'utf8');
     }
-    Object.assign(expect.charts, e.charts);
-    loss.push(...e.loss);
-    lr.push(...e.lr);
-    accuracy.push(...e.accuracy);
+    const attn = path.join(dir, 'attn');
+    const steps = (fs.existsSync(attn) ? fs.readdirSync(attn) : [])
+      .filter((d) => /^step_\d+$/.test(d)).map((d) => Number(d.slice(5))).sort((x, y) => x - y);
     let href = path.relative(pageDir, path.resolve(dir));
     href = href ? href.split(path.sep).map(encodeURIComponent).join('/') + '/' : '';
-    expect.runs.push({ href, steps: e.steps });
+    expect.runs.push({ href, steps });
     expect.ckptLinks += fs.readdirSync(path.join(dir, 'ckpt'))
       .filter((f) => /^step_\d+\.safetensors$/.test(f)).length;
   });
-  expect.charts.loss = loss;
-  expect.charts.lr = lr;
-  expect.charts.accuracy = accuracy;
+  Object.assign(expect.charts, { loss, lr, accuracy });
+  // the slider moves over every step that any run has a map of
+  expect.steps = [...new Set(expect.runs.flatMap((run) => run.steps))].sort((x, y) => x - y);
+  return expect;
+}
 
-  const browser = new Browser(args.chromium);
-  const timer = setTimeout(() => {
-    console.error('timed out; chromium said:\n' + browser.stderr.slice(-2000));
-    browser.proc.kill('SIGKILL');
-    process.exit(1);
-  }, 50000);
-  const problems = [];
-  let result;
-  try {
-    const { targetId } = await browser.send('Target.createTarget', { url: 'about:blank' });
-    const { sessionId } = await browser.send('Target.attachToTarget', { targetId, flatten: true });
-    browser.listeners.add((msg) => {
-      if (msg.sessionId !== sessionId) return;
-      const p = msg.params;
-      if (msg.method === 'Runtime.exceptionThrown') {
-        const d = p.exceptionDetails;
-        problems.push('exception: ' + ((d.exception && d.exception.description) || d.text));
-      } else if (msg.method === 'Runtime.consoleAPICalled' && (p.type === 'error' || p.type === 'assert')) {
-        problems.push('console.' + p.type + ': ' + p.args.map((x) => x.value ?? x.description).join(' '));
-      } else if (msg.method === 'Log.entryAdded' && p.entry.level === 'error') {
-        problems.push(`log (${p.entry.source}): ${p.entry.text} ${p.entry.url || ''}`);
+// The picture run `run` shows at slider step s: its newest map at or before
+// s, its first when all of them are later (the note under the viewer).
+function heatmapAt(run, s, layer) {
+  const earlier = run.steps.filter((t) => t <= s);
+  const t = earlier.length ? earlier[earlier.length - 1] : run.steps[0];
+  return `${run.href}attn/step_${String(t).padStart(6, '0')}/layer_${layer}.png`;
+}
+
+// ---- checking ----
+
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Collects the failed checks, so that one run names all of them.
+class Checks {
+  constructor() { this.problems = []; }
+  fail(what) { this.problems.push(what); }
+  ok(cond, what) {
+    if (!cond) this.fail(what);
+    return Boolean(cond);
+  }
+  equal(got, want, what) {
+    return this.ok(same(got, want), `${what}: ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
+  }
+  // The page follows a control through its events and image loads, not at
+  // once: ask again until the answer is the expected one or time is up.
+  async settles(get, want, what) {
+    const end = Date.now() + SETTLE_MS;
+    let got = await get();
+    while (!same(got, want) && Date.now() < end) {
+      await sleep(50);
+      got = await get();
+    }
+    return this.equal(got, want, what);
+  }
+}
+
+// Everything the page reports on its own: errors, failed loads, crashes and
+// any address that is not one of the local files.
+function watchPage(page, c) {
+  page.on('pageerror', (e) => c.fail('exception: ' + e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'assert') c.fail(`console.${m.type()}: ${m.text()}`);
+  });
+  page.on('requestfailed', (r) => c.fail(`failed load: ${r.url()} (${r.failure().errorText})`));
+  page.on('request', (r) => {
+    if (!/^(file|data):/.test(r.url())) c.fail('a request beyond the local files: ' + r.url());
+  });
+  page.on('crash', () => c.fail('the page crashed'));
+}
+
+async function checkCharts(page, expect, c, info) {
+  const drawn = await page.locator('svg.chart').evaluateAll((svgs) => svgs.map((svg) => ({
+    id: svg.id,
+    series: [...svg.querySelectorAll('polyline.s')].map((l) => ({
+      n: Number(l.dataset.n),
+      points: l.getAttribute('points').trim().split(/\s+/).length,
+    })),
+  })));
+  const wanted = Object.keys(expect.charts);
+  c.equal(drawn.length, wanted.length, 'number of charts');
+  c.equal(drawn.map((d) => d.id).filter((id) => !(id in expect.charts)), [], 'charts not expected');
+  const byId = new Map(drawn.map((d) => [d.id, d]));
+  info.points = 0;
+  for (const [id, want] of Object.entries(expect.charts)) {
+    const chart = byId.get(id);
+    if (!chart) {
+      c.fail(`no chart #${id}`);
+      continue;
+    }
+    const series = want.filter((n) => n > 0);
+    c.equal(chart.series.length, series.length, `#${id}: series`);
+    series.forEach((n, i) => {
+      const got = chart.series[i];
+      if (!got) return;
+      info.points += got.points;
+      c.equal(got.n, n, `#${id} series ${i}: data-n`);
+      if (n <= MAX_POINTS) c.equal(got.points, n, `#${id} series ${i}: points`);
+      else {
+        c.ok(got.points <= MAX_POINTS && got.points >= MAX_POINTS / 2,
+          `#${id} series ${i}: ${got.points} points from ${n}, expected ${MAX_POINTS / 2}..${MAX_POINTS}`);
       }
     });
-    for (const domain of ['Runtime', 'Log', 'Page']) await browser.send(domain + '.enable', {}, sessionId);
-    await browser.send('Emulation.setDeviceMetricsOverride',
-      { width: WIDTH, height: 1200, deviceScaleFactor: 1, mobile: false }, sessionId);
-    const load = browser.event('Page.loadEventFired', sessionId);
-    await browser.send('Page.navigate', { url: 'file://' + path.resolve(args.page) }, sessionId);
-    await load;
-    // the picture sizes the page predicts, for the message when a head
-    // cannot be cut out (the PNG differs from the documented layout)
-    const data = await browser.send('Runtime.evaluate', {
-      expression: "JSON.parse(document.getElementById('report-data').textContent)",
-      returnByValue: true,
-    }, sessionId);
-    data.result.value.runs.forEach((run, r) => { expect.runs[r].size = run.size; });
-    const r = await browser.send('Runtime.evaluate', {
-      expression: `(${pageChecks.toString()})(${JSON.stringify(expect)})`,
-      awaitPromise: true, returnByValue: true,
-    }, sessionId);
-    if (r.exceptionDetails) throw new Error('page checks threw: ' + JSON.stringify(r.exceptionDetails));
-    result = r.result.value;
-    problems.push(...result.problems);
-    const height = Math.min(result.info.height, 9000);
-    const shot = await browser.send('Page.captureScreenshot', {
-      format: 'png', captureBeyondViewport: true,
-      clip: { x: 0, y: 0, width: WIDTH, height, scale: 1 },
-    }, sessionId);
-    const png = Buffer.from(shot.data, 'base64');
-    fs.writeFileSync(args.shot, png);
-    const stats = pixelStats(pngPixels(png));
-    result.info.screenshot = { height, ...stats };
-    if (stats.inked < 0.01 || stats.colours < 50) {
-      problems.push(`screenshot looks blank: ${(stats.inked * 100).toFixed(2)}% inked, ${stats.colours} colours`);
-    }
-  } catch (e) {
-    problems.push(e.message);
   }
-  clearTimeout(timer);
-  await browser.close();
-  if (problems.length) {
-    console.error(args.page + ':\n  ' + problems.join('\n  '));
+}
+
+async function checkViewer(page, expect, c, info) {
+  const figs = page.locator('figure.att');
+  const slider = page.locator('#att-step');
+  const layerSel = page.locator('#att-layer'), headSel = page.locator('#att-head');
+  const nFigs = await figs.count(), nSliders = await slider.count();
+  if (!c.ok(nFigs === expect.runs.length && nSliders === 1,
+    `attention viewer missing: ${nFigs} pictures for ${expect.runs.length} runs, ${nSliders} step sliders`)) {
+    return;
+  }
+  const data = await page.evaluate(() => JSON.parse(document.getElementById('report-data').textContent));
+  c.equal(data.runs.map((run) => run.steps), expect.runs.map((run) => run.steps),
+    "the page's heatmap steps against the attn/ folders");
+  const srcs = () => figs.evaluateAll((fs) => fs.map((f) => f.querySelector('img').getAttribute('src')));
+  const captions = () => figs.evaluateAll((fs) => fs.map((f) => f.querySelector('figcaption').textContent));
+  const label = () => page.locator('#att-step-label').textContent();
+  const heads = () => figs.evaluateAll((fs) => fs.map((f) => {
+    const box = f.querySelector('.crop');
+    return { head: box.dataset.head, cropped: box.classList.contains('cropped') };
+  }));
+  // every picture shown has loaded, once the page has asked for it
+  const loaded = async (what) => {
+    await page.waitForFunction(() => [...document.querySelectorAll('figure.att img')]
+      .every((i) => i.hidden || i.complete), null, { timeout: SETTLE_MS }).catch(() => {});
+    const broken = await figs.evaluateAll((fs) => fs.map((f) => f.querySelector('img'))
+      .filter((i) => !i.hidden && !(i.complete && i.naturalWidth > 0)).map((i) => i.src));
+    c.equal(broken, [], `${what}: heatmaps that did not load`);
+  };
+  const steps = expect.steps, last = steps.length - 1;
+  const at = (s, layer) => expect.runs.map((run) => heatmapAt(run, s, layer));
+
+  await loaded('on opening');
+  c.equal(Number(await slider.getAttribute('max')) + 1, steps.length, 'slider steps');
+
+  // head 1 cut out of the layer picture; the message tells whether the
+  // picture's size differs from the layout the page predicts
+  await headSel.selectOption('1');
+  const oneHead = expect.runs.map(() => ({ head: '1', cropped: true }));
+  if (!await c.settles(heads, oneHead, 'head 1 cut out (data-head, cropped)')) {
+    const sizes = await figs.evaluateAll((fs) => fs.map((f) => {
+      const img = f.querySelector('img');
+      return `${img.naturalWidth}x${img.naturalHeight}`;
+    }));
+    c.fail(`pictures ${sizes.join(', ')}; layout predicts ${data.runs.map((run) => run.size.join('x')).join(', ')}`);
+  }
+  for (let r = 0; r < nFigs; r++) {
+    const box = await figs.nth(r).locator('.crop').boundingBox();
+    c.ok(box && box.width > 0 && box.height > 0, `run ${r}: empty crop ${JSON.stringify(box)}`);
+  }
+  await headSel.selectOption('-1');
+  await c.settles(heads, expect.runs.map(() => ({ head: '-1', cropped: false })), 'all heads shown');
+  await headSel.selectOption('0');
+
+  // the slider set at either end, then the layer picker
+  await slider.fill('0');
+  await loaded('slider at 0');
+  await c.settles(srcs, at(steps[0], 0), 'slider at 0');
+  await c.settles(label, 'step ' + steps[0], 'step label at 0');
+  const first = await srcs();
+  await slider.fill(String(last));
+  await loaded('slider at the end');
+  await c.settles(srcs, at(steps[last], 0), 'slider at the end');
+  await c.settles(label, 'step ' + steps[last], 'step label at the end');
+  const end = await srcs();
+  c.ok(!same(first, end), 'the slider does not change the picture');
+  await layerSel.selectOption('1');
+  await loaded('layer 1');
+  await c.settles(srcs, at(steps[last], 1), 'layer 1');
+  const layer1 = await srcs();
+  await c.settles(async () => (await captions()).every((t) => t.includes('layer 1')), true,
+    `captions name layer 1 (${JSON.stringify(await captions())})`);
+  info.srcs = { first, last: end, layer1 };
+
+  // the keyboard moves the slider as the mouse would
+  await slider.press('Home');
+  await c.settles(srcs, at(steps[0], 1), 'slider after Home');
+  await c.settles(label, 'step ' + steps[0], 'step label after Home');
+  if (steps.length > 1) {
+    await slider.press('ArrowRight');
+    await c.settles(srcs, at(steps[1], 1), 'slider after Home, ArrowRight');
+    await c.settles(label, 'step ' + steps[1], 'step label after Home, ArrowRight');
+  }
+  await slider.press('End');
+  await loaded('slider after End');
+  await c.settles(srcs, at(steps[last], 1), 'slider after End');
+  // each caption links to the picture above it
+  const links = await figs.evaluateAll((fs) => fs.map((f) => {
+    const a = f.querySelector('figcaption a');
+    return a && a.getAttribute('href');
+  }));
+  c.equal(links, await srcs(), 'caption links');
+
+  // the state the screenshot shows
+  await layerSel.selectOption('0');
+  await loaded('back at layer 0');
+}
+
+async function checkProbes(page, expect, c) {
+  for (const [r, text] of Object.entries(expect.probes)) {
+    const el = page.locator('#probe-r' + r);
+    // the page draws a newline as ↵ and a tab as →
+    const shown = (await el.count()) ?
+      (await el.textContent()).replace(/\u21b5/g, '\n').replace(/\u2192/g, '\t') : null;
+    c.equal(shown, text, `run ${r}: probe`);
+  }
+}
+
+async function checkCompare(page, expect, c, info) {
+  const ckA = page.locator('#ckpt-a'), ckB = page.locator('#ckpt-b'), cmd = page.locator('#ckpt-cmd');
+  if (!c.ok((await ckA.count()) === 1 && (await ckB.count()) === 1 && (await cmd.count()) === 1,
+    'checkpoint selects or command missing')) return;
+  const command = (a, b) => `./qkscope compare ${a} ${b}`;
+  const before = await cmd.textContent();
+  c.equal(before, command(await ckA.inputValue(), await ckB.inputValue()), 'compare command');
+  const values = (sel) => sel.locator('option').evaluateAll((os) => os.map((o) => o.value));
+  const optsA = await values(ckA), optsB = await values(ckB);
+  await ckB.selectOption(optsB[0]);
+  await ckA.selectOption(optsA[optsA.length - 1]);
+  const want = command(optsA[optsA.length - 1], optsB[0]);
+  await c.settles(() => cmd.textContent(), want, 'compare command after the selects changed');
+  info.command = await cmd.textContent();
+  c.ok(info.command !== before, 'the command did not change');
+  const ckptLinks = await page.locator('a[href*="ckpt/step_"]').count();
+  c.ok(ckptLinks >= expect.ckptLinks, `${ckptLinks} checkpoint links, expected ${expect.ckptLinks}`);
+}
+
+async function checkLinks(page, c) {
+  const hrefs = await page.locator('a[href]').evaluateAll((as) => as.map((a) => a.href));
+  const files = [...new Set(hrefs.filter((h) => h.startsWith('file:')).map((h) => h.replace(/#.*/, '')))];
+  c.equal(files.filter((f) => !fs.existsSync(fileURLToPath(f))), [], 'links to missing files');
+}
+
+// Blank means under 1% of the pixels darker than near-white, or under 50
+// colours; the PNG is decoded by the browser, on a page of its own.
+async function checkScreenshot(context, page, args, c, info) {
+  info.height = await page.evaluate(() => document.documentElement.scrollHeight);
+  const height = Math.min(info.height, SHOT_MAX_HEIGHT);
+  const png = await page.screenshot({ path: args.shot, fullPage: true,
+    clip: { x: 0, y: 0, width: WIDTH, height } });
+  const scratch = await context.newPage();
+  const stats = await scratch.evaluate(async (b64) => {
+    const img = new Image();
+    img.src = 'data:image/png;base64,' + b64;
+    await img.decode();
+    const canvas = document.createElement('canvas');
+    canvas.width = img.naturalWidth;
+    canvas.height = img.naturalHeight;
+    const ctx = canvas.getContext('2d', { willReadFrequently: true });
+    ctx.drawImage(img, 0, 0);
+    const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+    let inked = 0;
+    const colours = new Set();
+    for (let i = 0; i < px.length; i += 4) {
+      if (px[i] < 240 || px[i + 1] < 240 || px[i + 2] < 240) inked++;
+      if (colours.size < 5000) colours.add((px[i] << 16) | (px[i + 1] << 8) | px[i + 2]);
+    }
+    return { width: canvas.width, height: canvas.height, inked: inked / (px.length / 4), colours: colours.size };
+  }, png.toString('base64'));
+  await scratch.close();
+  info.screenshot = stats;
+  c.equal([stats.width, stats.height], [WIDTH, height], 'screenshot size');
+  c.ok(stats.inked >= 0.01 && stats.colours >= 50,
+    `screenshot looks blank: ${(stats.inked * 100).toFixed(2)}% inked, ${stats.colours} colours`);
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const expect = expectations(args);
+  const c = new Checks();
+  const report = () => console.error(args.page + ':\n  ' + c.problems.join('\n  '));
+  const watchdog = setTimeout(() => {
+    c.fail(`timed out after ${TOTAL_MS / 1000} s`);
+    report();
+    process.exit(1); // playwright-core ends the browser it started
+  }, TOTAL_MS);
+  const browser = await chromium.launch({ executablePath: args.chromium, args: CHROMIUM_ARGS });
+  const info = {};
+  try {
+    const context = await browser.newContext({ viewport: { width: WIDTH, height: 1200 }, deviceScaleFactor: 1 });
+    const page = await context.newPage();
+    page.setDefaultTimeout(2 * SETTLE_MS);
+    watchPage(page, c);
+    await page.goto(pathToFileURL(path.resolve(args.page)).href, { waitUntil: 'load' });
+    await checkCharts(page, expect, c, info);
+    await checkViewer(page, expect, c, info);
+    await checkProbes(page, expect, c);
+    await checkCompare(page, expect, c, info);
+    await checkLinks(page, c);
+    info.loadMs = await page.evaluate(() => {
+      const nav = performance.getEntriesByType('navigation')[0];
+      return Math.round(nav.loadEventEnd - nav.startTime);
+    });
+    await checkScreenshot(context, page, args, c, info);
+  } catch (e) {
+    // Playwright's message says what it waited for; the stack adds nothing
+    c.fail('check stopped: ' + e.message.split('\n').filter((l) => !/^\s+at /.test(l)).join('\n    '));
+  } finally {
+    await browser.close();
+  }
+  clearTimeout(watchdog);
+  if (c.problems.length) {
+    report();
     process.exit(1);
   }
-  console.log(JSON.stringify(result.info));
+  console.log(JSON.stringify(info));
 }
 
 main().catch((e) => {
-  console.error(e.stack || String(e));
+  console.error('report_check: ' + (e.stack || String(e)));
   process.exit(1);
 });

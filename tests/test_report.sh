@@ -2,16 +2,26 @@
 # The HTML report end to end: two tiny runs trained with the real trainer
 # (untied and tied qk), the report of one and the side-by-side page of both,
 # relative links, a run in progress and malformed input, then both pages in
-# headless Chromium (tests/report_check.js: console errors, chart series and
-# points against the CSVs, the attention viewer's controls, the compare
-# command, a screenshot that is not blank). Without chromium or node the test
-# is skipped (exit 77): it never passes without a browser.
+# headless Chromium driven by playwright-core (tests/report_check.js: console
+# errors and failed loads, chart series and points against the CSVs, the
+# attention viewer's controls, the compare command, links, a screenshot that
+# is not blank). Without chromium, node (20 or newer) or the node modules
+# (`npm ci`, run by scripts/test) the test is skipped (exit 77): it never
+# passes without a browser.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 . "$QK_SOURCE/tests/lib.sh"
 chromium=$(command -v chromium || true)
 if [ -z "$chromium" ]; then echo "SKIP: no chromium (apt-get install chromium)"; exit 77; fi
 if ! command -v node > /dev/null; then echo "SKIP: no node (apt-get install nodejs)"; exit 77; fi
+# 20: the oldest node playwright-core supports (its engines field)
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then
+    echo "SKIP: node $(node --version) is older than playwright-core needs (20)"; exit 77
+fi
+if [ ! -f "$QK_SOURCE/node_modules/playwright-core/package.json" ]; then
+    echo "SKIP: no node_modules/playwright-core (scripts/test runs npm ci; or run it in $QK_SOURCE)"
+    exit 77
+fi
 report() { "$build/qkscope-report" "$@"; }
 
 write_corpus corpus.txt 300 'row %d: the fox saw %d hens; the hens saw %d foxes.\n' 9 4
