@@ -78,15 +78,15 @@ static const KeyDesc keys[] = {
      .owner = TASK_KV, .doc = "kv: fewest defined keys in a record"},
     {KEY("task", "pairs_max", KEY_INT, task.pairs_max), .min = 1, .max = 26, .def = "6",
      .owner = TASK_KV, .doc = "kv: most defined keys in a record (<= keys)"},
-    {KEY("task", "queries", KEY_INT, task.queries), .min = 1, .max = 1000,
+    {KEY("task", "queries", KEY_INT, task.queries), .min = 1, .max = TASK_QUERIES_MAX,
      .def = "8", .owner = TASK_KV, .doc = "kv: queried keys in a record"},
     {KEY("task", "cross", KEY_BOOL, task.cross), .def = "false", .owner = TASK_KV,
      .doc = "kv: definitions in uppercase, queries in lowercase"},
     {KEY("task", "letters", KEY_INT, task.letters), .min = 1, .max = 26, .def = "26",
      .owner = TASK_REPEAT, .doc = "repeat: alphabet, the first `letters` lowercase letters"},
-    {KEY("task", "len_min", KEY_INT, task.len_min), .min = 2, .max = 1000, .def = "6",
+    {KEY("task", "len_min", KEY_INT, task.len_min), .min = 2, .max = TASK_LEN_MAX, .def = "6",
      .owner = TASK_REPEAT, .doc = "repeat: shortest string"},
-    {KEY("task", "len_max", KEY_INT, task.len_max), .min = 2, .max = 1000, .def = "14",
+    {KEY("task", "len_max", KEY_INT, task.len_max), .min = 2, .max = TASK_LEN_MAX, .def = "14",
      .owner = TASK_REPEAT, .doc = "repeat: longest string"},
 
     /* Size bounds keep every buffer size (the largest, attention weights
@@ -158,8 +158,6 @@ static const KeyDesc keys[] = {
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
-/* The table's literal bounds (tests read them from this file) are task.h's. */
-_Static_assert(TASK_QUERIES_MAX == 1000 && TASK_LEN_MAX == 1000, "[task] bounds");
 
 /* A config is a page of text; this stops e.g. /dev/zero being read forever. */
 #define FILE_MAX_BYTES (1u << 20)
@@ -741,6 +739,48 @@ void config_write(const Config *c, FILE *f) {
          * survive the trim and quote stripping of the reader. */
         const char *q = k->type == KEY_STRING ? "\"" : "";
         fprintf(f, "; %s\n%s = %s%s%s\n", k->doc, k->key, q, text, q);
+    }
+}
+
+/* words joined by sep, or "-" when there are none: one column of the dump. */
+static void words_write(FILE *f, const char *const *words, size_t n, char sep) {
+    if (n == 0) fputc('-', f);
+    for (size_t i = 0; i < n; i++) {
+        if (i) fputc(sep, f);
+        fputs(words[i], f);
+    }
+}
+
+void config_dump_keys(FILE *f) {
+    static const char *const type_names[] = {[KEY_INT] = "int", [KEY_U64] = "u64",
+                                             [KEY_DOUBLE] = "double", [KEY_BOOL] = "bool",
+                                             [KEY_STRING] = "string", [KEY_ENUM] = "enum"};
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } flag_names[] = {{MIN_OPEN, "min_open"}, {MAX_OPEN, "max_open"}, {NONEMPTY, "nonempty"},
+                      {FOLDER, "folder"}, {EMPTY_FIRST, "empty_first"}};
+    enum { N_FLAGS = sizeof flag_names / sizeof flag_names[0] };
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const KeyDesc *k = &keys[i];
+        char lo[32] = "-", hi[32] = "-";
+        if (k->type == KEY_INT) {
+            snprintf(lo, sizeof lo, "%lld", (long long)k->min);
+            snprintf(hi, sizeof hi, "%lld", (long long)k->max);
+        } else if (k->type == KEY_DOUBLE) {
+            format_double(k->min, lo, sizeof lo);
+            format_double(k->max, hi, sizeof hi);
+        }
+        fprintf(f, "%s %s %s %s %s ", k->section, k->key, type_names[k->type], lo, hi);
+        const char *flags[N_FLAGS];
+        size_t n = 0;
+        for (size_t b = 0; b < N_FLAGS; b++)
+            if (k->flags & flag_names[b].bit) flags[n++] = flag_names[b].name;
+        words_write(f, flags, n, '|');
+        fputc(' ', f);
+        words_write(f, k->names, k->type == KEY_ENUM ? enum_count(k) : 0, ',');
+        if (k->type == KEY_STRING) fprintf(f, " %zu\n", k->size - 1);
+        else fprintf(f, " -\n");
     }
 }
 

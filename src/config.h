@@ -78,6 +78,12 @@ int config_validate(const Config *c, const char *where, Error *err);
 /* Writes the resolved config as INI text (every key, in table order). */
 void config_write(const Config *c, FILE *f);
 
+/* Writes the key table, one line a key in table order: section, key, type
+ * (int u64 double bool enum string), min, max, flags ('|'-joined), enum
+ * names (','-joined), longest string in bytes; "-" where a column does not
+ * apply. The tests generate their per-key cases from it. */
+void config_dump_keys(FILE *f);
+
 /* The same text in a malloc'd string (for checkpoint metadata). */
 char *config_to_string(const Config *c);
 

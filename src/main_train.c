@@ -15,7 +15,10 @@ static void usage(FILE *f) {
             "  Outputs go to <run.out_dir>/<run.name>/ (config.ini, metrics.csv, eval.csv,\n"
             "  ckpt/).\n"
             "  --overwrite   same as run.overwrite=true (replace the run folder)\n"
-            "  --resume      same as run.resume=true (continue from ckpt/latest.safetensors)\n");
+            "  --resume      same as run.resume=true (continue from ckpt/latest.safetensors)\n"
+            "train --dump-keys\n"
+            "  Prints the config key table: section, key, type, min, max, flags, enum\n"
+            "  names, longest string in bytes (\"-\" where a column does not apply).\n");
 }
 
 /* First SIGINT/SIGTERM: finish the step, checkpoint, exit 130/143. A second
@@ -45,6 +48,15 @@ int main(int argc, char **argv) {
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--dump-keys") == 0) {
+        if (argc > 2) {
+            fprintf(stderr, "qkscope: train: unexpected argument '%s' after --dump-keys (see "
+                            "train --help)\n", argv[2]);
+            return EXIT_BADINPUT;
+        }
+        config_dump_keys(stdout);
         return 0;
     }
     if (argv[1][0] == '-') {

@@ -31,6 +31,7 @@ train | train: 0 arguments given, expected a CONFIG file (train CONFIG [section.
 train --resume a.ini | unknown option '--resume' (see train --help; the CONFIG file comes first)
 train a.ini --bogus | unknown option '--bogus' (see train --help)
 train a.ini -5 | unknown option '-5' (see train --help)
+train --dump-keys a.ini | train: unexpected argument 'a.ini' after --dump-keys (see train --help)
 train a.ini train.steps | override 'train.steps': expected section.key=value
 train a.ini train.steps=-5 | override 'train.steps=-5': [train] steps = '-5': expected an integer >= 1 and <= 1000000000
 train a.ini train.batch_size=-1 | override 'train.batch_size=-1': [train] batch_size = '-1': expected an integer >= 1 and <= 16384

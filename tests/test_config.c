@@ -1,7 +1,8 @@
 /* Unit tests of src/config.c: defaults, parsing of every type, ranges,
  * cross-key checks, overrides, the exact error messages, malformed files and
  * the config_to_string round trip. Config files are written to a fresh temp
- * directory. */
+ * directory. A message the golden cases of tests/bad_config/ hold is not
+ * asserted again here: those run the same inputs through the train binary. */
 #include "config.h"
 
 #include <errno.h>
@@ -237,7 +238,6 @@ static void test_bad_values(void) {
                  "D/x.ini:2: [run] name = 'a/b': expected a folder name (no '/', not '.' or '..')");
     EXPECT_ERROR_HAS("[run]\nname = ..\n", "[run] name = '..'", "expected a folder name");
     EXPECT_ERROR("[run]\nout_dir =\n", "D/x.ini:2: [run] out_dir = '': expected a non-empty value");
-    EXPECT_ERROR("[data]\npath = \"\"\n", "D/x.ini:2: [data] path is empty: expected a corpus file (or set [data] task)");
     EXPECT_ERROR_HAS("[log]\nprobe = a\x01z\n", "[log] probe", "expected text without control characters");
 }
 
@@ -282,20 +282,13 @@ static void test_ranges(void) {
 }
 
 static void test_duplicates_and_unknowns(void) {
-    EXPECT_ERROR("[model]\nn_layer = 3\nn_head = 2\nn_layer = 3\n",
-                 "D/x.ini:4: [model] n_layer set twice (first at line 2)");
-    EXPECT_ERROR("[model]\nn_layer = 3\n[train]\nsteps = 5\n[model]\nn_layer = 4\n",
-                 "D/x.ini:6: [model] n_layer set twice (first at line 2)");
-
     EXPECT_ERROR("[model]\n\n\n\nn_emb = 64\n",
                  "D/x.ini:5: unknown key 'n_emb' in [model] (did you mean 'n_embd'?)");
     EXPECT_ERROR("[train]\nwarmpu_steps = 5\n",
                  "D/x.ini:2: unknown key 'warmpu_steps' in [train] (did you mean 'warmup_steps'?)");
-    EXPECT_ERROR("[model]\nlr = 0.1\n", "D/x.ini:2: unknown key 'lr' in [model] (did you mean [train] lr?)");
     EXPECT_ERROR("[model]\nwidth = 64\n",
                  "D/x.ini:2: unknown key 'width' in [model] (valid keys: n_layer, n_head, n_embd, "
                  "block_size, bias, tie_embeddings, qk, qk_init, smear)");
-    EXPECT_ERROR("n_layer = 2\n", "D/x.ini:1: key 'n_layer' before any [section] line");
 
     EXPECT_ERROR("[run]\nseed = 1\n[modle]\nn_layer = 2\n",
                  "D/x.ini:3: unknown section [modle] (did you mean [model]?)");
@@ -304,11 +297,6 @@ static void test_duplicates_and_unknowns(void) {
     EXPECT_ERROR("[model]\nn_layer = 2\n[optimizer]\n",
                  "D/x.ini:3: unknown section [optimizer] (valid sections: [run], [data], [task], [model], "
                  "[train], [log])");
-
-    EXPECT_ERROR("[model]\nn_layer 2\n", "D/x.ini:2: syntax error (expected [section] or key = value)");
-    EXPECT_ERROR("[model\nn_layer = 2\n", "D/x.ini:1: syntax error (expected [section] or key = value)");
-    /* Continuation lines are off: an indented line after a key is not glued to its value. */
-    EXPECT_ERROR("[log]\nprobe = a\n    b\n", "D/x.ini:3: syntax error (expected [section] or key = value)");
 }
 
 static void test_cross_keys(void) {
@@ -318,12 +306,7 @@ static void test_cross_keys(void) {
     EXPECT_ERROR("[model]\nn_head = 3\n\nn_embd = 100\n",
                  "D/x.ini:4: n_embd (100) is not divisible by n_head (3)");
     EXPECT_ERROR("[model]\nn_head = 3\n", "D/x.ini:2: n_embd (128) is not divisible by n_head (3)");
-    EXPECT_ERROR("[train]\nlr = 1e-4\nmin_lr = 0.001\n", "D/x.ini:3: min_lr (0.001) must be <= lr (0.0001)");
     EXPECT_ERROR("[train]\nlr = 1e-5\n", "D/x.ini:2: min_lr (0.0001) must be <= lr (1e-05)");
-    EXPECT_ERROR("[train]\nsteps = 50\n", "D/x.ini:2: warmup_steps (100) must be <= steps (50)");
-    EXPECT_ERROR("[train]\nstop_after = 2001\n", "D/x.ini:2: stop_after (2001) must be <= steps (2000)");
-    EXPECT_ERROR("[model]\nqk_init = symmetric\nqk = tied\n",
-                 "D/x.ini:3: qk_init = symmetric requires qk = untied (qk is tied)");
 
     Config c;
     Error err;
@@ -358,9 +341,6 @@ static void test_overrides(void) {
     EXPECT_MSG(rc == 0, err.msg);
     REQUIRE(c.n_layer == 6 && c.lr == 3e-4 && !strcmp(c.probe, " hi "));
 
-    char *heads[] = {"model.n_head=3"};
-    EXPECT_ERROR_OVER("[model]\nn_layer = 3\n", 1, heads,
-                      "override 'model.n_head=3': n_embd (128) is not divisible by n_head (3)");
     /* The file's later key loses to the override in the report too. */
     char *embd[] = {"model.n_embd=96"};
     EXPECT_ERROR_OVER("[model]\nn_head = 5\n", 1, embd,
@@ -369,9 +349,6 @@ static void test_overrides(void) {
     EXPECT_ERROR_OVER("[model]\nn_layer = 3\n", 2, bad,
                       "override 'model.n_embd=abc': [model] n_embd = 'abc': expected an integer >= 1 "
                       "and <= 65536");
-    char *no_eq[] = {"model.n_embd"};
-    EXPECT_ERROR_OVER("[model]\nn_layer = 3\n", 1, no_eq,
-                      "override 'model.n_embd': expected section.key=value");
     char *no_dot[] = {"foo=1"};
     EXPECT_ERROR_OVER("[model]\nn_layer = 3\n", 1, no_dot, "override 'foo=1': expected section.key=value");
     char *dot_in_value[] = {"steps=1.5"};
@@ -383,10 +360,6 @@ static void test_overrides(void) {
     char *key[] = {"train.step=2"};
     EXPECT_ERROR_OVER("[model]\nn_layer = 3\n", 1, key,
                       "override 'train.step=2': unknown key 'step' in [train] (did you mean 'steps'?)");
-    char *ctl[] = {"log.probe=a\nb"};
-    EXPECT_ERROR_OVER("[model]\nn_layer = 3\n", 1, ctl,
-                      "override 'log.probe=a\\x0ab': [log] probe = 'a\\x0ab': expected text without control "
-                      "characters");
 
     /* config_set directly. */
     config_defaults(&c);
@@ -399,27 +372,10 @@ static void test_overrides(void) {
 static void test_malformed_files(void) {
     Config c;
     Error err;
-    char missing[700];
-    snprintf(missing, sizeof missing, "%s/none.ini", tmp_dir);
-    REQUIRE(config_load(&c, missing, 0, NULL, &err) == -1);
-    EXPECT_MSG(!strcmp(msg_of(&err), "D/none.ini: cannot open config: No such file or directory"), err.msg);
-    REQUIRE(config_load(&c, tmp_dir, 0, NULL, &err) == -1);
-    EXPECT_MSG(strstr(err.msg, "cannot read config: Is a directory"), err.msg);
-
-    const char *empty = "D/x.ini: empty config file (expected [section] and key = value lines)";
-    EXPECT_ERROR("", empty);
-    EXPECT_ERROR("\n   \n\t\n", empty);
-    EXPECT_ERROR("; only\n# comments\n", empty);
-    EXPECT_ERROR("[model]\n[train]\n", empty);
-
     static const char nul[] = "[model]\nn_layer = 3\0\n";
     REQUIRE(load_n(nul, sizeof nul - 1, 0, NULL, &c, &err) == -1);
     EXPECT_MSG(!strcmp(msg_of(&err), "D/x.ini:2: not a text file (NUL byte)"), err.msg);
-    REQUIRE(load_n("\x7f" "ELF\x02\x01\x01\0\0\0", 10, 0, NULL, &c, &err) == -1);
-    EXPECT_MSG(strstr(err.msg, "x.ini:1: not a text file"), err.msg);
     EXPECT_ERROR("[model]\nn_layer = 3\n[log]\nprobe = caf\xE9\n", "D/x.ini:4: not a text file (invalid UTF-8)");
-    EXPECT_ERROR("[log]\nprobe = \xED\xA0\x80\n", "D/x.ini:2: not a text file (invalid UTF-8)");
-    EXPECT_ERROR("[log]\nprobe = \xC0\xAF\n", "D/x.ini:2: not a text file (invalid UTF-8)");
 }
 
 static void test_long_lines(void) {
