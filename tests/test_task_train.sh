@@ -70,7 +70,7 @@ got=$("$build/qkscope-eval" "$ck" --json)
 [[ $got == "{\"loss\": $(echo "$last" | cut -d, -f3), \"acc\": $(echo "$last" | cut -d, -f5), "* ]] ||
     fail "eval $got vs eval.csv $last"
 
-# records written by hand, by the README's format; a bad one named by line
+# records written by hand, in the format of docs/tasks.md; a bad one named by line
 printf 'abcd|abcd\nhhgg|hhgg\ncabbage|cabbage\n' > recs.txt
 got=$("$build/qkscope-eval" "$ck" --records recs.txt --json)
 [[ $got == *'"tokens": 12, "windows": 3}' ]] || fail "eval --records: $got"
