@@ -106,7 +106,7 @@ def config_from_metadata(meta):
 
 
 def vocab_from_metadata(meta):
-    """Token id -> character; "" stands for U+0000 (see src/checkpoint.c)."""
+    """Token id -> character; "" stands for U+0000 (see src/formats/checkpoint.c)."""
     return [c if c else "\0" for c in json.loads(meta["vocab"])]
 
 

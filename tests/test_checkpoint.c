@@ -1,4 +1,4 @@
-/* Unit tests of src/checkpoint.c: byte-identical round trips for every model
+/* Unit tests of src/formats/checkpoint.c: byte-identical round trips for every model
  * variant, the file layout, every kind of malformed file (each refused with
  * the path and the problem), and atomic saving. Files live in a temp folder
  * that is removed at the end. */

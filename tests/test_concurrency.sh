@@ -99,7 +99,7 @@ start=$(date +%s%N)
 tree/scripts/setup
 elapsed=$((($(date +%s%N) - start) / 1000000))
 echo "set-up with nothing to do: $elapsed ms"
-touch tree/src/task.c
+touch tree/src/data/task.c
 tree/scripts/setup
-[ tree/build/src/train -nt tree/src/task.c ] || fail "a changed source was not rebuilt"
+[ tree/build/src/train -nt tree/src/data/task.c ] || fail "a changed source was not rebuilt"
 echo "concurrency: all checks passed"

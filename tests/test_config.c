@@ -1,4 +1,4 @@
-/* Unit tests of src/config.c: defaults, parsing of every type, ranges,
+/* Unit tests of src/formats/config.c: defaults, parsing of every type, ranges,
  * cross-key checks, overrides, the exact error messages, malformed files and
  * the config_to_string round trip. Config files are written to a fresh temp
  * directory. A message the golden cases of tests/bad_config/ hold is not

@@ -1,4 +1,4 @@
-/* Unit tests of src/data.c: UTF-8, corpus loading and its error messages,
+/* Unit tests of src/data/data.c: UTF-8, corpus loading and its error messages,
  * splits, batches, eval windows and the PRNG. Each test writes its own small
  * corpus to a temp file. */
 #include "data.h"

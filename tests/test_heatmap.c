@@ -1,4 +1,4 @@
-/* Unit tests of src/heatmap.c: pictures of known matrices are written to a
+/* Unit tests of src/observe/heatmap.c: pictures of known matrices are written to a
  * temp folder, decoded with stb_image and checked pixel by pixel against the
  * layout documented at the top of heatmap.c (the formulas are restated here
  * on purpose, so that a layout change has to change both). */

@@ -1,4 +1,4 @@
-/* libFuzzer harness: the safetensors checkpoint reader (src/checkpoint.c).
+/* libFuzzer harness: the safetensors checkpoint reader (src/formats/checkpoint.c).
  * The input is written to a file and read with checkpoint_read; a checkpoint
  * that loads is put into a model (model_create + checkpoint_to_model), run
  * forward on 2 tokens, saved again and read back.

@@ -1,4 +1,4 @@
-/* libFuzzer harness: the config parser (src/config.c, inih underneath).
+/* libFuzzer harness: the config parser (src/formats/config.c, inih underneath).
  *
  * Input: INI text, optionally followed by overrides, each introduced by a
  * 0xFF byte (which can never occur in valid UTF-8, so the INI part reaches the

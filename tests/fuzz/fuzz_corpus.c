@@ -1,5 +1,5 @@
 /* libFuzzer harness: the corpus loader and what reads a loaded corpus
- * (src/data.c): corpus_load on the input written to a file, then training
+ * (src/data/data.c): corpus_load on the input written to a file, then training
  * batches, every eval window of both splits and text_tokenize.
  *
  * Checks, beyond "no crash, no sanitizer report, no exit":

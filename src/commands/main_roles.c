@@ -1,5 +1,5 @@
 /* qkscope roles CKPT [--records N] [--seed S] [--json] [--out DIR]: what the
- * queries and keys of each head carry on a task checkpoint (src/roles.c). */
+ * queries and keys of each head carry on a task checkpoint (src/observe/roles.c). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
