@@ -49,7 +49,8 @@ grep -q "resuming at step" k.out || fail "no resume: $(cat k.out)"
 # 3. --overwrite, --resume and report against a running trainer: refused, its
 # run the same as an undisturbed one
 "$build/train" r.ini run.name=run train.steps=1500 > /dev/null & pr=$!
-for _ in $(seq 3000); do [ -e runs/run/metrics.csv ] && break; sleep 0.02; done
+# (the trainer names itself in the lock after creating its logs)
+for _ in $(seq 3000); do [ -e runs/run/metrics.csv ] && [ -s runs/run/.lock ] && break; sleep 0.02; done
 expect_exit 2 "runs/run $busy" "$build/train" r.ini run.name=run train.steps=1500 --overwrite
 expect_exit 2 "runs/run $busy" "$build/train" r.ini run.name=run train.steps=1500 run.resume=true
 expect_exit 2 "runs/run $busy" "$build/qkscope-report" runs/run

@@ -55,7 +55,9 @@ void runlock_announce(RunLock *l, const char *what) {
     char line[128];
     int len = snprintf(line, sizeof line, "%ld %s %lld\n", (long)getpid(), what,
                        (long long)time(NULL));
-    if (ftruncate(l->fd, 0) != 0 || pwrite(l->fd, line, (size_t)len, 0) != len)
+    /* written over the old line, then cut to length: a reader never sees an
+     * empty file between the two */
+    if (pwrite(l->fd, line, (size_t)len, 0) != len || ftruncate(l->fd, len) != 0)
         die("cannot write the run's lock file: %s", strerror(errno));
 }
 
