@@ -469,37 +469,6 @@ static void test_errors(void) {
     rmdir(taken);
 }
 
-/* A picture's buffers go back to the system once it is written, even after a
- * larger block was freed (from which on glibc by default keeps blocks up to
- * that size in its heap): a heatmap set then adds nothing to a run's
- * resident memory, whatever sizes came before. */
-static void test_memory(void) {
-    enum { NH = 4, T = 64 }; /* tiny's layer picture: 5.7 MB of pixels */
-    size_t big = (size_t)16 << 20;
-    char *block = xmalloc(big);
-    memset(block, 1, big);
-    free(block);
-    float *att = xmalloc(NH * T * T * sizeof(float));
-    uint32_t chars[T];
-    for (int i = 0; i < NH * T * T; i++) att[i] = (float)(i % 7) / 7;
-    for (int i = 0; i < T; i++) chars[i] = 'a' + i % 26;
-    const char *path = at("memory.png");
-    long before = resident_pages();
-    Error err = {{0}};
-    EXPECT(heatmap_write_layer(path, att, NH, T, chars, 0, &err) == 0, "%s", err.msg);
-    long after = resident_pages(), page = sysconf(_SC_PAGESIZE);
-    /* asks for the setting the writer made, to learn whether it took */
-    if (!memory_map_large((size_t)1 << 20))
-        printf("test_memory: the allocator has no mapping threshold, not checked\n");
-    else if (before < 0 || after < 0)
-        printf("test_memory: no /proc/self/statm, not checked\n");
-    else
-        EXPECT((after - before) * page < (2L << 20),
-               "resident set grew by %ld KiB over writing a picture", (after - before) * page >> 10);
-    free(att);
-    remove(path);
-}
-
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/qk_heatmap_XXXXXX");
     if (!mkdtemp(dir)) {
@@ -512,7 +481,6 @@ int main(void) {
     test_filmstrip();
     test_balance();
     test_errors();
-    test_memory();
     EXPECT(rmdir(dir) == 0, "%s not empty at the end", dir);
     CHECK_DONE("heatmap");
 }

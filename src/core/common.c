@@ -1,9 +1,8 @@
-#define _DEFAULT_SOURCE /* madvise's MADV_DONTNEED and MADV_HUGEPAGE */
+#define _DEFAULT_SOURCE /* madvise's MADV_DONTNEED */
 #include "common.h"
 
 #include <errno.h>
 #include <ftw.h>
-#include <limits.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -50,21 +49,11 @@ void *xcalloc_at(size_t count, size_t size, const char *file, int line) {
     return p;
 }
 
-#define HUGE_PAGE ((size_t)2 << 20)
-
 void *xcalloc_lines_at(size_t count, size_t size, const char *file, int line) {
     void *p = NULL;
     size_t n = count && size ? count * size : 1;
-    /* blocks of a huge page or more are aligned to one and advised for
-     * transparent huge pages: giving the activations' pages back and taking
-     * them again (model_release_activations) then costs a few faults, not
-     * thousands (23 -> 5 ms per heatmap set on tiny) */
-    int huge = n >= HUGE_PAGE;
-    if ((size && count > SIZE_MAX / size) || posix_memalign(&p, huge ? HUGE_PAGE : 64, n) != 0)
+    if ((size && count > SIZE_MAX / size) || posix_memalign(&p, 64, n) != 0)
         die_at(file, line, "out of memory allocating %zu x %zu bytes", count, size);
-#ifdef MADV_HUGEPAGE
-    if (huge) madvise(p, n, MADV_HUGEPAGE);
-#endif
     memset(p, 0, n);
     return p;
 }
@@ -82,15 +71,6 @@ void memory_release(void *p, size_t n) {
 void memory_trim(void) {
 #ifdef __GLIBC__
     malloc_trim(0);
-#endif
-}
-
-int memory_map_large(size_t bytes) {
-#ifdef __GLIBC__
-    return bytes <= INT_MAX && mallopt(M_MMAP_THRESHOLD, (int)bytes) == 1;
-#else
-    (void)bytes;
-    return 0;
 #endif
 }
 

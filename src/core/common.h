@@ -50,9 +50,8 @@ void *xcalloc_at(size_t count, size_t size, const char *file, int line);
 #define xmalloc(n) xmalloc_at((n), __FILE__, __LINE__)
 #define xcalloc(c, s) xcalloc_at((c), (s), __FILE__, __LINE__)
 /* Zeroed and aligned to a 64-byte cache line, for tensors: a vector load or
- * store of a row then never straddles two lines (the matmuls ran 1-3% slower
- * on rows 16 bytes off). Blocks of 2 MiB and more are aligned to a huge page
- * and advised for transparent huge pages. Freed with free(). */
+ * store of a row then never straddles two lines, which the matmuls notice.
+ * Freed with free(). */
 void *xcalloc_lines_at(size_t count, size_t size, const char *file, int line);
 #define xcalloc_lines(c, s) xcalloc_lines_at((c), (s), __FILE__, __LINE__)
 /* Reals per cache line; round_lines(n) is n rounded up to whole lines, for
@@ -67,10 +66,6 @@ void memory_release(void *p, size_t n);
  * (glibc's malloc_trim; elsewhere nothing happens), after a burst of large
  * short-lived buffers. */
 void memory_trim(void);
-/* Blocks of `bytes` and more get mappings of their own, which free() gives
- * back to the system at once (glibc's mallopt; elsewhere nothing happens).
- * Returns whether the allocator took the setting. */
-int memory_map_large(size_t bytes);
 /* A kernel's scratch memory, held by the caller's workspace (the model's), so
  * kernels keep no memory of their own and two models can run in one process.
  * It grows to the largest request (line-aligned) and keeps that size; the

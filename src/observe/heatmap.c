@@ -125,17 +125,10 @@ typedef struct {
 
 /* stb tries five PNG row filters on every row and searches long match chains:
  * on these flat-coloured pictures "no filter" and stb's shortest chains make
- * files about a fifth larger in a third of the time.
- * A picture and stb's filtered copy of it are megabytes each (5.7 MB for a
- * layer of tiny), freed within milliseconds: they get mappings of their own.
- * glibc's default raises its mapping threshold to the largest block freed so
- * far, after which they went to the threads' heaps, whose fragments put a
- * training run's peak RSS with the heatmap sets anywhere from 1.29x to 1.52x
- * of the need on tiny; now the sets add only the maps the filmstrips keep. */
+ * files a little larger in much less time. */
 static void png_settings(void) {
     stbi_write_force_png_filter = 0;
     stbi_write_png_compression_level = 5;
-    memory_map_large((size_t)1 << 20);
 }
 
 static int image_init(Image *im, size_t w, size_t h, const char *path, Error *err) {
