@@ -38,7 +38,7 @@ try {
   process.exit(1);
 }
 
-const MAX_POINTS = 500; // REPORT_MAX_POINTS in src/observe/report.h
+const MAX_POINTS = 500; // SVGPLOT_MAX_POINTS in src/observe/svgplot.h
 const WIDTH = 1400;
 const SHOT_MAX_HEIGHT = 9000;
 // As root Chromium starts only unsandboxed; the background services would

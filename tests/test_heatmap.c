@@ -183,6 +183,22 @@ static uint64_t key_glyph(const Png *p, const Panels *g, int j) {
     return bits;
 }
 
+/* heatmap_layer_grid, which the report page reads, against the picture and
+ * the documented layout. */
+static void check_layer_grid(const Png *p, int NH, int T, const Panels *g, int cols) {
+    HeatmapGrid hg = heatmap_layer_grid(NH, T);
+    EXPECT((int)hg.width == p->w && (int)hg.height == p->h,
+           "NH %d T %d: grid %zu x %zu, picture %d x %d", NH, T, hg.width, hg.height, p->w, p->h);
+    EXPECT((int)hg.panel_w == g->pitch_x - 14 && (int)hg.panel_h == g->pitch_y - 14,
+           "NH %d T %d: panel %zu x %zu", NH, T, hg.panel_w, hg.panel_h);
+    for (int h = 0; h < NH; h++) {
+        size_t x, y;
+        heatmap_layer_panel(&hg, h, &x, &y);
+        EXPECT((int)x == 10 + h % cols * g->pitch_x && (int)y == 10 + h / cols * g->pitch_y,
+               "NH %d T %d: head %d's panel at %zu, %zu", NH, T, h, x, y);
+    }
+}
+
 static void test_layer(void) {
     enum { NH = 3, T = 5 };
     float att[NH * T * T];
@@ -199,6 +215,7 @@ static void test_layer(void) {
     Png p = png_load(path);
     Panels g = panels(2, 2, T); /* 3 heads: 2 columns, 2 rows */
     EXPECT(p.w == g.w && p.h == g.h, "size %d x %d, want %d x %d", p.w, p.h, g.w, g.h);
+    check_layer_grid(&p, NH, T, &g, 2);
 
     /* head 0 (panel 0, 0): diagonal 1, below it 0, above it masked */
     for (int i = 0; i < T; i++)
@@ -251,6 +268,7 @@ static void test_layer(void) {
     p = png_load(path);
     g = panels(1, 1, 10);
     EXPECT(p.w == g.w && p.h == g.h, "size %d x %d, want %d x %d", p.w, p.h, g.w, g.h);
+    check_layer_grid(&p, 1, 10, &g, 1);
     check_viridis_bar(&p, g.bar_x, 36, g.bar_h, "one-head bar");
     png_free(&p, path);
 
@@ -268,6 +286,7 @@ static void test_layer(void) {
     g = panels(1, 1, TL);
     EXPECT(g.e == 2 && p.w == g.w && p.h == g.h, "T = %d: size %d x %d, want %d x %d", TL, p.w,
            p.h, g.w, g.h);
+    check_layer_grid(&p, 1, TL, &g, 1);
     for (int i = 0; i < TL; i += 51) {
         EXPECT_RGB(&p, cell_x(&g, 0, i) + 1, cell_y(&g, 0, i) + 1, VIRIDIS_TOP, "long diagonal");
         if (i > 0)

@@ -288,31 +288,42 @@ static const char *const unit_labels[3] = {"1", "0.5", "0"};
 
 /* ---- panel pictures (layer, compare) ------------------------------------ */
 
-typedef struct {
-    size_t cols, rows, T;
-    size_t pitch_x, pitch_y;
-    size_t bar_h;
-    size_t w, h;
-} PanelGrid;
-
-static PanelGrid panel_grid(size_t cols, size_t rows, size_t T) {
-    PanelGrid g = {.cols = cols, .rows = rows, .T = T};
+static HeatmapGrid panel_grid(size_t cols, size_t rows, size_t T) {
+    HeatmapGrid g = {.cols = cols, .rows = rows, .T = T};
     size_t side = T * panel_cell(T);
-    g.pitch_x = LABEL + max_size(side, PANEL_MIN) + GAP;
-    g.pitch_y = TITLE + LABEL + side + GAP;
+    g.panel_w = LABEL + max_size(side, PANEL_MIN);
+    g.panel_h = TITLE + LABEL + side;
+    g.pitch_x = g.panel_w + GAP;
+    g.pitch_y = g.panel_h + GAP;
     g.bar_h = max_size(side, BAR_MIN);
-    g.w = MARGIN + cols * g.pitch_x - GAP + BAR_GAP + bar_extent(unit_labels) + MARGIN;
-    g.h = 2 * MARGIN + max_size(rows * g.pitch_y - GAP, TITLE + LABEL + g.bar_h);
+    g.width = MARGIN + cols * g.pitch_x - GAP + BAR_GAP + bar_extent(unit_labels) + MARGIN;
+    g.height = 2 * MARGIN + max_size(rows * g.pitch_y - GAP, TITLE + LABEL + g.bar_h);
     return g;
 }
 
-static void panel_grid_draw(Image *im, const PanelGrid *g, size_t c, size_t r, const char *title,
-                            const float *m, const uint32_t *chars) {
-    draw_panel(im, (ptrdiff_t)(MARGIN + c * g->pitch_x), (ptrdiff_t)(MARGIN + r * g->pitch_y),
-               title, m, g->T, chars);
+static void panel_origin(const HeatmapGrid *g, size_t c, size_t r, size_t *x, size_t *y) {
+    *x = MARGIN + c * g->pitch_x;
+    *y = MARGIN + r * g->pitch_y;
 }
 
-static void panel_grid_bar(Image *im, const PanelGrid *g) {
+HeatmapGrid heatmap_layer_grid(int NH, int T) {
+    size_t nh = (size_t)NH, cols = 1;
+    while (cols * cols < nh) cols++;
+    return panel_grid(cols, (nh + cols - 1) / cols, (size_t)T);
+}
+
+void heatmap_layer_panel(const HeatmapGrid *g, int h, size_t *x, size_t *y) {
+    panel_origin(g, (size_t)h % g->cols, (size_t)h / g->cols, x, y);
+}
+
+static void panel_grid_draw(Image *im, const HeatmapGrid *g, size_t c, size_t r,
+                            const char *title, const float *m, const uint32_t *chars) {
+    size_t x, y;
+    panel_origin(g, c, r, &x, &y);
+    draw_panel(im, (ptrdiff_t)x, (ptrdiff_t)y, title, m, g->T, chars);
+}
+
+static void panel_grid_bar(Image *im, const HeatmapGrid *g) {
     draw_colour_bar(im, (ptrdiff_t)(MARGIN + g->cols * g->pitch_x - GAP + BAR_GAP),
                     MARGIN + TITLE + LABEL, g->bar_h, heatmap_viridis, unit_labels);
 }
@@ -329,15 +340,15 @@ int heatmap_write_layer(const char *path, const float *att, int NH, int T,
                         const uint32_t *chars, int layer, Error *err) {
     check_map_args(path, NH, T);
     CHECK(att && chars, "heatmap_write_layer: NULL attention or characters");
-    size_t nh = (size_t)NH, t = (size_t)T, cols = 1;
-    while (cols * cols < nh) cols++;
-    PanelGrid g = panel_grid(cols, (nh + cols - 1) / cols, t);
+    size_t t = (size_t)T;
+    HeatmapGrid g = heatmap_layer_grid(NH, T);
     Image im;
-    if (image_init(&im, g.w, g.h, path, err)) return -1;
-    for (size_t h = 0; h < nh; h++) {
+    if (image_init(&im, g.width, g.height, path, err)) return -1;
+    for (int h = 0; h < NH; h++) {
         char title[64];
-        snprintf(title, sizeof title, "L%d H%zu", layer, h);
-        panel_grid_draw(&im, &g, h % cols, h / cols, title, att + h * t * t, chars);
+        snprintf(title, sizeof title, "L%d H%d", layer, h);
+        panel_grid_draw(&im, &g, (size_t)h % g.cols, (size_t)h / g.cols, title,
+                        att + (size_t)h * t * t, chars);
     }
     panel_grid_bar(&im, &g);
     return image_write(&im, path, err);
@@ -348,9 +359,9 @@ int heatmap_write_compare(const char *path, const float *att_a, const float *att
     check_map_args(path, NH, T);
     CHECK(att_a && att_b && chars, "heatmap_write_compare: NULL attention or characters");
     size_t nh = (size_t)NH, t = (size_t)T;
-    PanelGrid g = panel_grid(3, nh, t);
+    HeatmapGrid g = panel_grid(3, nh, t);
     Image im;
-    if (image_init(&im, g.w, g.h, path, err)) return -1;
+    if (image_init(&im, g.width, g.height, path, err)) return -1;
     float *diff = xmalloc(t * t * sizeof *diff);
     for (size_t h = 0; h < nh; h++) {
         const float *a = att_a + h * t * t, *b = att_b + h * t * t;

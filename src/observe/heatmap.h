@@ -6,6 +6,7 @@
 #ifndef QK_HEATMAP_H
 #define QK_HEATMAP_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common.h"
@@ -18,6 +19,20 @@
  * characters drawn as readable glyphs), and a colour bar 0..1. */
 int heatmap_write_layer(const char *path, const float *att, int NH, int T,
                         const uint32_t *chars, int layer, Error *err);
+
+/* The grid of panels heatmap_write_layer draws, for readers of its pictures
+ * (the report page cuts one head's panel out of layer_L.png): the picture's
+ * width and height in px, the panels' size (title, labels and cells) and
+ * pitch, and heatmap_layer_panel's top-left corner of head h's panel. */
+typedef struct {
+    size_t cols, rows, T;
+    size_t panel_w, panel_h, pitch_x, pitch_y;
+    size_t bar_h;
+    size_t width, height;
+} HeatmapGrid;
+
+HeatmapGrid heatmap_layer_grid(int NH, int T);
+void heatmap_layer_panel(const HeatmapGrid *g, int h, size_t *x, size_t *y);
 
 /* Filmstrip of one layer: row h = head h, column s = its attention map at
  * steps[s] (maps[s] points to [NH, T, T]); columns labelled with the step,

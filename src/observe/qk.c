@@ -1,13 +1,15 @@
 #include "qk.h"
 
-#include <csv.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "csvtable.h"
+#include "data.h"
 #include "heatmap.h"
 
 const char *const qk_quantity_names[QK_NQ] = {"gq_norm", "gk_norm", "gv_norm", "go_norm",
@@ -107,81 +109,21 @@ void qk_csv_write_step(CsvLog *w, const QkNorms *q, int step) {
         }
 }
 
-/* libcsv callbacks: fields of the current row collected, checked at row end. */
-typedef struct {
-    const char *path;
-    Error *err;
-    long row, bad;
-    int col;
-    double vals[QK_CSV_NCOLS];
-    void (*cb)(void *, int, int, int, const double *);
-    void *ctx;
-} QkCsvReader;
-
-static void qkcsv_field(void *data, size_t len, void *p) {
-    QkCsvReader *r = p;
-    if (r->bad) return;
-    char buf[64];
-    if (r->col >= QK_CSV_NCOLS || len >= sizeof buf) {
-        r->bad = 1;
-        error_set(r->err, "%s: row %ld: expected %d fields", r->path, r->row + 1, QK_CSV_NCOLS);
-        return;
-    }
-    memcpy(buf, data, len);
-    buf[len] = '\0';
-    if (r->row == 0) {
-        if (strcmp(buf, qk_csv_columns[r->col]) != 0) {
-            r->bad = 1;
-            error_set(r->err, "%s: column %d is '%s', expected '%s'", r->path, r->col + 1, buf,
-                      qk_csv_columns[r->col]);
-        }
-    } else {
-        char *end;
-        r->vals[r->col] = strtod(buf, &end);
-        if (end == buf || *end) {
-            r->bad = 1;
-            error_set(r->err, "%s: row %ld: field %d '%s' is not a number", r->path, r->row + 1,
-                      r->col + 1, buf);
-        }
-    }
-    r->col++;
-}
-
-static void qkcsv_row(int c, void *p) {
-    (void)c;
-    QkCsvReader *r = p;
-    if (!r->bad && r->col != QK_CSV_NCOLS) {
-        r->bad = 1;
-        error_set(r->err, "%s: row %ld has %d fields, expected %d", r->path, r->row + 1, r->col,
-                  QK_CSV_NCOLS);
-    }
-    if (!r->bad && r->row > 0)
-        r->cb(r->ctx, (int)r->vals[0], (int)r->vals[1], (int)r->vals[2], r->vals + 3);
-    r->row++;
-    r->col = 0;
-}
-
 long qk_csv_read(const char *path, void (*row)(void *ctx, int step, int layer, int head,
                                                 const double *values),
                  void *ctx, Error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return error_set(err, "%s: cannot open: %s", path, strerror(errno));
-    struct csv_parser p;
-    CHECK(csv_init(&p, CSV_STRICT | CSV_APPEND_NULL) == 0, "csv_init failed");
-    QkCsvReader r = {.path = path, .err = err, .cb = row, .ctx = ctx};
-    char buf[65536];
-    size_t n;
-    while (!r.bad && (n = fread(buf, 1, sizeof buf, f)) > 0)
-        if (csv_parse(&p, buf, n, qkcsv_field, qkcsv_row, &r) != n && !r.bad) {
-            r.bad = 1;
-            error_set(err, "%s: not CSV: %s", path, csv_strerror(csv_error(&p)));
-        }
-    if (!r.bad) csv_fini(&p, qkcsv_field, qkcsv_row, &r);
-    csv_free(&p);
-    fclose(f);
-    if (r.bad) return -1;
-    if (r.row == 0) return error_set(err, "%s: empty, expected a header row", path);
-    return r.row - 1;
+    CsvTable t;
+    if (csvtable_read(&t, path, qk_csv_columns, QK_CSV_NCOLS, 0, err)) return -1;
+    long rows = (long)t.rows;
+    for (size_t r = 0; r < t.rows && rows >= 0; r++) {
+        const double *v = t.v + r * QK_CSV_NCOLS;
+        if (!(fabs(v[0]) < INT_MAX && fabs(v[1]) < INT_MAX && fabs(v[2]) < INT_MAX))
+            rows = error_set(err, "%s: row %zu: step, layer and head must be numbers", path, r + 2);
+        else
+            row(ctx, (int)v[0], (int)v[1], (int)v[2], v + 3);
+    }
+    csvtable_free(&t);
+    return rows;
 }
 
 void qk_probe_attention(Model *m, const int *tokens, int T, float *out) {
@@ -383,6 +325,19 @@ int qk_watch_snapshot(QkWatch *w, Model *m, const char *run_dir, int step, Error
     if (symlink(target, link_tmp) != 0 || rename(link_tmp, path) != 0)
         return error_set(err, "%s: cannot update link: %s", path, strerror(errno));
     return watch_write_balance(w, run_dir, err);
+}
+
+int qk_watch_write_probe(const QkWatch *w, const char *run_dir, Error *err) {
+    char path[1500];
+    snprintf(path, sizeof path, "%s/attn", run_dir);
+    if (dir_create(path, err)) return -1;
+    char *text = xmalloc(4 * (size_t)w->T + 1);
+    size_t len = 0;
+    for (int i = 0; i < w->T; i++) len += (size_t)utf8_encode(w->probe_chars[i], text + len);
+    snprintf(path, sizeof path, "%s/attn/probe.txt", run_dir);
+    int rc = file_write_atomic(path, text, len, err);
+    free(text);
+    return rc;
 }
 
 static void reload_row(void *ctx, int step, int layer, int head, const double *v) {

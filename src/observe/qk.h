@@ -45,10 +45,10 @@ extern const char *const qk_csv_columns[3 + QK_NQ];
 #define QK_CSV_NCOLS (3 + QK_NQ)
 void qk_csv_write_step(CsvLog *w, const QkNorms *q, int step);
 
-/* Reads qk.csv back (libcsv's parser): calls row(ctx, step, layer, head,
- * values[QK_NQ]) for each data row in order. Returns the row count, or -1
- * with a message for a file that is not a qk.csv (header, field count,
- * numbers). */
+/* Reads qk.csv back (csvtable_read): calls row(ctx, step, layer, head,
+ * values[QK_NQ]) for each complete data row in order. Returns the row count,
+ * or -1 with a message for a file that is not a qk.csv (a missing column, a
+ * field count, a field that is not a number). */
 long qk_csv_read(const char *path, void (*row)(void *ctx, int step, int layer, int head,
                                                 const double *values),
                  void *ctx, Error *err);
@@ -81,6 +81,11 @@ void qk_watch_record(QkWatch *w, const QkNorms *q, int step);
  * (plus the raw maps in attention.f32: [L, NH, T, T] little-endian float32),
  * attn/latest pointing at it, and the filmstrips and qk_balance.png redrawn. */
 int qk_watch_snapshot(QkWatch *w, Model *m, const char *run_dir, int step, Error *err);
+/* Records the probe's text as run_dir/attn/probe.txt (UTF-8, the probe's
+ * characters exactly), which the report page shows beside the attention maps;
+ * without it the page shows [log] probe, or says that the probe is the start
+ * of the validation split. */
+int qk_watch_write_probe(const QkWatch *w, const char *run_dir, Error *err);
 /* For a resumed run: the maps of earlier heatmap steps (<= upto) and the
  * ratios from qk.csv. */
 int qk_watch_reload(QkWatch *w, const char *run_dir, int upto, Error *err);

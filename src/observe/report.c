@@ -1,12 +1,11 @@
-/* The HTML report of a run folder: the CSV logs are read with libcsv (as
- * qk_csv_read does), the charts are inline SVG drawn here, and the attention
- * viewer is a little JavaScript over the heatmap PNGs the run already holds.
+/* The HTML report of a run folder: the CSV logs are read by csvtable, the
+ * charts drawn by svgplot, and the attention viewer is a little JavaScript
+ * (report/page.js) over the heatmap PNGs the run already holds.
  * The page needs no server and no network: everything but the PNGs and the
  * checkpoint links is in the one file. */
 #include "report.h"
 
 #include <cjson/cJSON.h>
-#include <csv.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -17,110 +16,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "config.h"
+#include "csvtable.h"
 #include "data.h"
+#include "heatmap.h"
 #include "report_page.h"
-
-/* ---- output text --------------------------------------------------------- */
-
-typedef struct {
-    char *s;
-    size_t len, cap;
-} Buf;
-
-static void buf_add(Buf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->s, cap);
-        CHECK(p, "out of memory building the report (%zu bytes)", cap);
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void buf_puts(Buf *b, const char *s) {
-    buf_add(b, s, strlen(s));
-}
-
-__attribute__((format(printf, 2, 3))) static void buf_printf(Buf *b, const char *fmt, ...) {
-    char small[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof small) {
-        buf_add(b, small, (size_t)n);
-        return;
-    }
-    char *big = xmalloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    buf_add(b, big, (size_t)n);
-    free(big);
-}
-
-/* Text in HTML content or a quoted attribute. */
-static void buf_html(Buf *b, const char *s) {
-    for (; *s; s++) switch (*s) {
-        case '&': buf_puts(b, "&amp;"); break;
-        case '<': buf_puts(b, "&lt;"); break;
-        case '>': buf_puts(b, "&gt;"); break;
-        case '"': buf_puts(b, "&quot;"); break;
-        case '\'': buf_puts(b, "&#39;"); break;
-        default: buf_add(b, s, 1);
-        }
-}
-
-/* A path as a relative URL: every byte but unreserved ones and '/' escaped. */
-static void buf_url(Buf *b, const char *s) {
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            strchr("-._~/", c))
-            buf_add(b, s, 1);
-        else
-            buf_printf(b, "%%%02X", c);
-    }
-}
-
-/* A JSON string; <, > and & escaped too, so the text can sit in a <script>. */
-static void buf_json_str(Buf *b, const char *s) {
-    buf_puts(b, "\"");
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            buf_add(b, "\\", 1);
-            buf_add(b, s, 1);
-        } else if (c < 0x20 || c == '<' || c == '>' || c == '&') {
-            buf_printf(b, "\\u%04x", c);
-        } else {
-            buf_add(b, s, 1);
-        }
-    }
-    buf_puts(b, "\"");
-}
-
-/* A word for a POSIX shell: bare when it is plainly safe, else single-quoted. */
-static void buf_shell(Buf *b, const char *s) {
-    if (*s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-+:=@,") ==
-                  strlen(s)) {
-        buf_puts(b, s);
-        return;
-    }
-    buf_puts(b, "'");
-    for (; *s; s++)
-        if (*s == '\'')
-            buf_puts(b, "'\\''");
-        else
-            buf_add(b, s, 1);
-    buf_puts(b, "'");
-}
+#include "svgplot.h"
 
 /* ---- files and paths ----------------------------------------------------- */
 
@@ -255,129 +157,6 @@ static long long ckpt_param_count(const char *path) {
 
 /* ---- CSV logs ------------------------------------------------------------ */
 
-/* The wanted columns of a CSV log, in file order; empty fields are NAN. */
-typedef struct {
-    size_t rows, cap;
-    int ncols;
-    double *v; /* [rows, ncols] */
-} Table;
-
-static double cell(const Table *t, size_t row, int col) {
-    return t->v[row * (size_t)t->ncols + (size_t)col];
-}
-
-#define TABLE_MAX_COLS 8
-
-typedef struct {
-    const char *path;
-    Error *err;
-    const char *const *want;
-    int nwant;
-    int *map;     /* header field -> wanted column, or -1 */
-    int nfields;  /* fields of the header row */
-    size_t row;   /* rows seen, the header included */
-    int col;
-    int bad;
-    int final;    /* csv_fini is delivering a last row that had no newline */
-    double cur[TABLE_MAX_COLS];
-    Table *t;
-} CsvRead;
-
-static void csvread_field(void *data, size_t len, void *p) {
-    CsvRead *r = p;
-    if (r->bad || r->final) return;
-    if (r->row == 0) {
-        int *grown = realloc(r->map, (size_t)(r->col + 1) * sizeof(int));
-        CHECK(grown, "out of memory reading %s", r->path);
-        r->map = grown;
-        r->map[r->col] = -1;
-        for (int k = 0; k < r->nwant; k++)
-            if (strlen(r->want[k]) == len && memcmp(r->want[k], data, len) == 0) r->map[r->col] = k;
-    } else if (r->col >= r->nfields) {
-        r->bad = 1;
-        error_set(r->err, "%s: row %zu has more than the header's %d fields", r->path, r->row + 1,
-                  r->nfields);
-    } else if (r->map[r->col] >= 0) {
-        double v = NAN;
-        char *end = data;
-        if (len > 0) v = strtod(data, &end); /* CSV_APPEND_NULL: data ends with a NUL */
-        if (end != (char *)data + len) {
-            r->bad = 1;
-            error_set(r->err, "%s: row %zu, column '%s': '%.*s' is not a number", r->path,
-                      r->row + 1, r->want[r->map[r->col]], len > 40 ? 40 : (int)len,
-                      (const char *)data);
-        }
-        r->cur[r->map[r->col]] = v;
-    }
-    r->col++;
-}
-
-static void csvread_row(int c, void *p) {
-    (void)c;
-    CsvRead *r = p;
-    if (r->bad || r->final) return;
-    if (r->row == 0) {
-        r->nfields = r->col;
-        for (int k = 0; k < r->nwant && !r->bad; k++) {
-            int found = 0;
-            for (int i = 0; i < r->col; i++) found |= r->map[i] == k;
-            if (!found) {
-                r->bad = 1;
-                error_set(r->err, "%s: no column '%s' in the header", r->path, r->want[k]);
-            }
-        }
-    } else if (r->col != r->nfields) {
-        r->bad = 1;
-        error_set(r->err, "%s: row %zu has %d fields, the header %d", r->path, r->row + 1, r->col,
-                  r->nfields);
-    } else {
-        Table *t = r->t;
-        if (t->rows == t->cap) {
-            t->cap = t->cap ? 2 * t->cap : 1024;
-            double *grown = realloc(t->v, t->cap * (size_t)t->ncols * sizeof(double));
-            CHECK(grown, "out of memory reading %s", r->path);
-            t->v = grown;
-        }
-        memcpy(t->v + t->rows++ * (size_t)t->ncols, r->cur, (size_t)t->ncols * sizeof(double));
-    }
-    r->row++;
-    r->col = 0;
-}
-
-/* Reads the wanted columns of a CSV log. A missing file is an empty table (the
- * run has not written it yet), and a last row without its newline is one being
- * written, so it is left out. */
-static int table_read(Table *t, const char *path, const char *const *want, int nwant,
-                      Error *err) {
-    memset(t, 0, sizeof *t);
-    t->ncols = nwant;
-    FILE *f = fopen(path, "rb");
-    if (!f) return errno == ENOENT ? 0 : error_set(err, "%s: cannot open: %s", path, strerror(errno));
-    struct csv_parser p;
-    CHECK(csv_init(&p, CSV_STRICT | CSV_APPEND_NULL) == 0, "csv_init failed");
-    CsvRead r = {.path = path, .err = err, .want = want, .nwant = nwant, .t = t};
-    char buf[1 << 16];
-    size_t n;
-    while (!r.bad && (n = fread(buf, 1, sizeof buf, f)) > 0)
-        if (csv_parse(&p, buf, n, csvread_field, csvread_row, &r) != n && !r.bad) {
-            r.bad = 1;
-            error_set(err, "%s: not CSV: %s", path, csv_strerror(csv_error(&p)));
-        }
-    if (!r.bad && ferror(f)) r.bad = error_set(err, "%s: cannot read: %s", path, strerror(errno));
-    r.final = 1;
-    csv_fini(&p, csvread_field, csvread_row, &r);
-    csv_free(&p);
-    fclose(f);
-    free(r.map);
-    if (r.bad) {
-        free(t->v);
-        t->v = NULL;
-        t->rows = 0;
-        return -1;
-    }
-    return 0;
-}
-
 enum { MT_STEP, MT_LR, MT_LOSS, MT_MS, MT_N };
 static const char *const metrics_cols[MT_N] = {"step", "lr", "loss", "ms"};
 enum { EV_STEP, EV_TRAIN, EV_VAL, EV_TRAIN_ACC, EV_VAL_ACC, EV_N };
@@ -421,8 +200,8 @@ static const struct {
 
 /* Head index l * NH + h of a row of qk.csv or qk_eval.csv, -1 for rows of no
  * head of this shape (qk_eval.csv's all-heads row). */
-static int head_of(const Table *t, size_t row, int L, int NH) {
-    double l = cell(t, row, HD_LAYER), h = cell(t, row, HD_HEAD);
+static int head_of(const CsvTable *t, size_t row, int L, int NH) {
+    double l = csvtable_at(t, row, HD_LAYER), h = csvtable_at(t, row, HD_HEAD);
     if (!(l >= 0 && l < L && h >= 0 && h < NH)) return -1;
     return (int)l * NH + (int)h;
 }
@@ -432,7 +211,7 @@ typedef struct {
     size_t *start, *idx;
 } Groups;
 
-static void groups_build(Groups *g, const Table *t, int L, int NH) {
+static void groups_build(Groups *g, const CsvTable *t, int L, int NH) {
     size_t nh = (size_t)L * NH;
     g->start = xcalloc(nh + 1, sizeof(size_t));
     g->idx = xmalloc(t->rows * sizeof(size_t));
@@ -457,7 +236,7 @@ typedef struct {
     char *href;            /* URL prefix from the page's folder to the run folder */
     Config cfg;
     char *config_text;
-    Table metrics, evals, norms, heval, roles;
+    CsvTable metrics, evals, norms, heval, roles;
     Groups norm_rows, heval_rows, roles_rows;
     int *maps, n_maps;     /* heatmap steps whose every layer_L.png exists */
     int *ckpts, n_ckpts;   /* ckpt/step_NNNNNN.safetensors steps */
@@ -525,7 +304,7 @@ static int run_load(Run *r, const char *dir, const char *page_dir, Error *err) {
     free(path);
     if (rc) return -1;
     const struct {
-        Table *t;
+        CsvTable *t;
         const char *file;
         const char *const *cols;
         int n;
@@ -536,7 +315,7 @@ static int run_load(Run *r, const char *dir, const char *page_dir, Error *err) {
                 {&r->roles, "roles_eval.csv", roles_cols, RO_N}};
     for (size_t i = 0; i < sizeof logs / sizeof logs[0] && !rc; i++) {
         path = path_join(dir, logs[i].file);
-        rc = table_read(logs[i].t, path, logs[i].cols, logs[i].n, err);
+        rc = csvtable_read(logs[i].t, path, logs[i].cols, logs[i].n, CSVTABLE_OPTIONAL, err);
         free(path);
     }
     if (rc) return -1;
@@ -579,8 +358,8 @@ static void run_free(Run *r) {
     free(r->label);
     free(r->href);
     free(r->config_text);
-    Table *tables[] = {&r->metrics, &r->evals, &r->norms, &r->heval, &r->roles};
-    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) free(tables[i]->v);
+    CsvTable *tables[] = {&r->metrics, &r->evals, &r->norms, &r->heval, &r->roles};
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) csvtable_free(tables[i]);
     free(r->norm_rows.start);
     free(r->norm_rows.idx);
     free(r->heval_rows.start);
@@ -590,243 +369,6 @@ static void run_free(Run *r) {
     free(r->maps);
     free(r->ckpts);
     free(r->probe);
-}
-
-/* ---- charts -------------------------------------------------------------- */
-
-enum { S_DASH = 1, S_FAINT = 2, S_DOTS = 4 };
-
-typedef struct {
-    char name[160];
-    const char *colour;
-    int style;
-    double *x, *y;
-    size_t n;
-} Series;
-
-/* Column ycol (divided by column over when over >= 0) against column xcol of
- * the given rows (rows NULL: all n rows). */
-static Series series_take(const char *name, const char *colour, int style, const Table *t,
-                          const size_t *rows, size_t n, int xcol, int ycol, int over) {
-    Series s = {.colour = colour, .style = style, .n = n};
-    snprintf(s.name, sizeof s.name, "%s", name);
-    s.x = xmalloc(n * sizeof(double));
-    s.y = xmalloc(n * sizeof(double));
-    for (size_t i = 0; i < n; i++) {
-        size_t r = rows ? rows[i] : i;
-        s.x[i] = cell(t, r, xcol);
-        s.y[i] = cell(t, r, ycol) / (over >= 0 ? cell(t, r, over) : 1.0);
-    }
-    return s;
-}
-
-static void series_free(Series *s) {
-    free(s->x);
-    free(s->y);
-}
-
-typedef struct {
-    double lo, hi; /* empty while lo > hi */
-} Range;
-
-#define RANGE_EMPTY ((Range){INFINITY, -INFINITY})
-
-static int drawable(double x, double y, int log_y) {
-    return isfinite(x) && isfinite(y) && (!log_y || y > 0);
-}
-
-static void range_add(Range *r, double v) {
-    if (v < r->lo) r->lo = v;
-    if (v > r->hi) r->hi = v;
-}
-
-static void range_add_series(Range *r, const Series *s, int log_y) {
-    for (size_t i = 0; i < s->n; i++)
-        if (drawable(s->x[i], s->y[i], log_y)) range_add(r, s->y[i]);
-}
-
-/* A y range with a little room around the data (on a log scale: in log
- * space); a single value gets a range around it, no data a default. */
-static Range range_finish(Range r, int log_y) {
-    if (!(r.lo <= r.hi)) return log_y ? (Range){1, 10} : (Range){0, 1};
-    double a = log_y ? log10(r.lo) : r.lo, b = log_y ? log10(r.hi) : r.hi;
-    double pad = (b - a) * 0.05;
-    if (!(pad > 1e-12 * fmax(1.0, fabs(b)))) pad = log_y ? 0.3 : (a != 0 ? fabs(a) * 0.1 : 1.0);
-    a -= pad;
-    b += pad;
-    return log_y ? (Range){pow(10, a), pow(10, b)} : (Range){a, b};
-}
-
-/* Round values (1, 2 or 5 times a power of ten) across r, at most max. */
-static int ticks_linear(Range r, double *out, int max) {
-    double raw = (r.hi - r.lo) / 5, mag = pow(10, floor(log10(raw))), f = raw / mag;
-    double step = (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * mag;
-    if (!(step > 0) || !isfinite(step)) return 0;
-    int n = 0;
-    for (double k = ceil(r.lo / step); k * step <= r.hi + step * 1e-9 && n < max; k++)
-        out[n++] = k == 0 ? 0 : k * step;
-    return n;
-}
-
-/* Powers of ten across r when two or more fall in it, else 1, 2 and 5 times
- * powers of ten, else round values as on a linear axis. */
-static int ticks_log(Range r, double *out, int max) {
-    if (!(r.lo > 0)) return 0;
-    double a = ceil(log10(r.lo) - 1e-9), b = floor(log10(r.hi) + 1e-9);
-    int n = 0;
-    if (b - a >= 1 && b - a <= 600) {
-        double stride = floor((b - a) / (max - 1)) + 1;
-        for (double k = a; k <= b && n < max; k += stride) out[n++] = pow(10, k);
-        return n;
-    }
-    static const double mantissas[3] = {1, 2, 5};
-    for (double k = a - 1; k <= b && n < max; k++)
-        for (int i = 0; i < 3 && n < max; i++) {
-            double v = mantissas[i] * pow(10, k);
-            if (v >= r.lo && v <= r.hi) out[n++] = v;
-        }
-    return n >= 2 ? n : ticks_linear(r, out, max);
-}
-
-/* Enough decimals to tell ticks `step` apart (step 0: as few as needed). */
-static void tick_label(char *out, size_t n, double v, double step) {
-    double a = fabs(v);
-    int decimals = step > 0 ? (int)ceil(-log10(step) - 1e-9) : 0;
-    if (v != 0 && (a < 1e-3 || a >= 1e6))
-        snprintf(out, n, "%.3g", v);
-    else if (step > 0)
-        snprintf(out, n, "%.*f", decimals < 0 ? 0 : decimals > 9 ? 9 : decimals, v);
-    else
-        snprintf(out, n, "%g", v);
-}
-
-/* Indices (ascending) of at most max of the n values: all of them when n <=
- * max, else the smallest and largest of each of max / 2 runs of consecutive
- * values (see REPORT_MAX_POINTS). */
-static size_t series_reduce(const double *v, size_t n, size_t max, size_t *keep) {
-    if (n <= max) {
-        for (size_t i = 0; i < n; i++) keep[i] = i;
-        return n;
-    }
-    size_t buckets = max / 2, k = 0;
-    for (size_t b = 0; b < buckets; b++) {
-        size_t lo = b * n / buckets, hi = (b + 1) * n / buckets, imin = lo, imax = lo;
-        for (size_t i = lo + 1; i < hi; i++) {
-            if (v[i] < v[imin]) imin = i;
-            if (v[i] > v[imax]) imax = i;
-        }
-        keep[k++] = imin < imax ? imin : imax;
-        if (imin != imax) keep[k++] = imin < imax ? imax : imin;
-    }
-    return k;
-}
-
-typedef struct {
-    char id[64];
-    const char *title, *ylabel; /* the x axis is always the training step */
-    int w, h, log_y;
-    double ref;                 /* dashed line at this y, NAN for none */
-    Range x, y;                 /* final ranges (shared between small multiples) */
-} Chart;
-
-#define M_LEFT 58
-#define M_RIGHT 16
-#define M_TOP 20
-#define M_BOTTOM 30
-#define DOTS_MAX 60 /* series this short get a dot per point: evals, not steps */
-
-static double axis_frac(double v, Range r, int log_scale) {
-    if (log_scale) return (log10(v) - log10(r.lo)) / (log10(r.hi) - log10(r.lo));
-    return (v - r.lo) / (r.hi - r.lo);
-}
-
-static void series_svg(Buf *b, const Chart *c, const Series *s) {
-    double pw = c->w - M_LEFT - M_RIGHT, ph = c->h - M_TOP - M_BOTTOM;
-    double *px = xmalloc((s->n + 1) * sizeof(double)), *py = xmalloc((s->n + 1) * sizeof(double));
-    size_t m = 0;
-    for (size_t i = 0; i < s->n; i++)
-        if (drawable(s->x[i], s->y[i], c->log_y)) {
-            px[m] = M_LEFT + pw * axis_frac(s->x[i], c->x, 0);
-            py[m++] = M_TOP + ph * (1 - axis_frac(s->y[i], c->y, c->log_y));
-        }
-    size_t *keep = xmalloc((m + 1) * sizeof(size_t));
-    size_t k = series_reduce(py, m, REPORT_MAX_POINTS, keep);
-    if (k > 0) {
-        buf_printf(b, "<polyline class=\"s%s\" data-n=\"%zu\" stroke=\"%s\"%s data-name=\"",
-                   s->style & S_FAINT ? " faint" : "", m, s->colour,
-                   s->style & S_DASH ? " stroke-dasharray=\"5 3\"" : "");
-        buf_html(b, s->name);
-        buf_puts(b, "\" points=\"");
-        for (size_t j = 0; j < k; j++) buf_printf(b, "%.1f,%.1f ", px[keep[j]], py[keep[j]]);
-        buf_puts(b, "\"><title>");
-        buf_html(b, s->name);
-        buf_puts(b, "</title></polyline>\n");
-        if ((s->style & S_DOTS) && k <= DOTS_MAX) {
-            buf_printf(b, "<g fill=\"%s\">", s->colour);
-            for (size_t j = 0; j < k; j++)
-                buf_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2\"/>", px[keep[j]], py[keep[j]]);
-            buf_puts(b, "</g>\n");
-        }
-    }
-    free(keep);
-    free(px);
-    free(py);
-}
-
-static void chart_svg(Buf *b, const Chart *c, const Series *s, int ns) {
-    double pw = c->w - M_LEFT - M_RIGHT, ph = c->h - M_TOP - M_BOTTOM;
-    buf_printf(b, "<svg class=\"chart\" id=\"%s\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\">"
-                  "<text class=\"title\" x=\"%d\" y=\"13\">",
-               c->id, c->w, c->h, c->w, c->h, M_LEFT);
-    buf_html(b, c->title);
-    buf_puts(b, "</text>\n");
-    double t[12];
-    char label[32];
-    int nt = c->log_y ? ticks_log(c->y, t, 8) : ticks_linear(c->y, t, 8);
-    double step = !c->log_y && nt > 1 ? t[1] - t[0] : 0;
-    for (int i = 0; i < nt; i++) {
-        double y = M_TOP + ph * (1 - axis_frac(t[i], c->y, c->log_y));
-        tick_label(label, sizeof label, t[i], step);
-        buf_printf(b, "<line class=\"grid\" x1=\"%d\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
-                      "<text class=\"ty\" x=\"%d\" y=\"%.1f\">%s</text>\n",
-                   M_LEFT, M_LEFT + pw, y, y, M_LEFT - 4, y + 3, label);
-    }
-    nt = ticks_linear(c->x, t, 6);
-    step = nt > 1 ? t[1] - t[0] : 0;
-    for (int i = 0; i < nt; i++) {
-        double x = M_LEFT + pw * axis_frac(t[i], c->x, 0);
-        tick_label(label, sizeof label, t[i], step);
-        buf_printf(b, "<line class=\"tick\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
-                      "<text class=\"tx\" x=\"%.1f\" y=\"%.1f\">%s</text>\n",
-                   x, x, M_TOP + ph, M_TOP + ph + 3, x, M_TOP + ph + 13, label);
-    }
-    buf_printf(b, "<rect class=\"frame\" x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\"/>\n",
-               M_LEFT, M_TOP, pw, ph);
-    if (isfinite(c->ref) && (!c->log_y || c->ref > 0) && c->ref >= c->y.lo && c->ref <= c->y.hi) {
-        double y = M_TOP + ph * (1 - axis_frac(c->ref, c->y, c->log_y));
-        buf_printf(b, "<line class=\"ref\" x1=\"%d\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n", M_LEFT,
-                   M_LEFT + pw, y, y);
-    }
-    for (int i = 0; i < ns; i++) series_svg(b, c, &s[i]);
-    buf_printf(b, "<text class=\"xl\" x=\"%.1f\" y=\"%d\">step</text>"
-                  "<text class=\"yl\" transform=\"translate(11 %.1f) rotate(-90)\">",
-               M_LEFT + pw / 2, c->h - 3, M_TOP + ph / 2);
-    buf_html(b, c->ylabel);
-    buf_puts(b, "</text></svg>\n");
-}
-
-/* One line per series: a stroke sample and the name. */
-static void legend_html(Buf *b, const Series *s, int ns) {
-    buf_puts(b, "<p class=\"legend\">");
-    for (int i = 0; i < ns; i++) {
-        buf_printf(b, "<span><svg width=\"22\" height=\"8\"><line x1=\"0\" y1=\"4\" x2=\"22\" "
-                      "y2=\"4\" stroke=\"%s\" stroke-width=\"2\"%s%s/></svg> ",
-                   s[i].colour, s[i].style & S_DASH ? " stroke-dasharray=\"5 3\"" : "",
-                   s[i].style & S_FAINT ? " stroke-opacity=\".4\"" : "");
-        buf_html(b, s[i].name);
-        buf_puts(b, "</span>");
-    }
-    buf_puts(b, "</p>\n");
 }
 
 /* ---- the page ------------------------------------------------------------ */
@@ -870,13 +412,13 @@ static const char *yes_no(int v) {
 /* The text of one summary cell of a run. */
 static void summary_cell(const Run *r, int row, char *out, size_t n) {
     const Config *c = &r->cfg;
-    const Table *m = &r->metrics, *e = &r->evals, *q = &r->heval;
+    const CsvTable *m = &r->metrics, *e = &r->evals, *q = &r->heval;
     size_t last_m = m->rows - 1, last_e = e->rows - 1;
     snprintf(out, n, "\xe2\x80\x94"); /* an em dash for what is not known yet */
     switch (row) {
     case SUM_FOLDER: snprintf(out, n, "%s", r->dir); break;
     case SUM_PROGRESS: {
-        double done = m->rows ? cell(m, last_m, MT_STEP) : 0;
+        double done = m->rows ? csvtable_at(m, last_m, MT_STEP) : 0;
         snprintf(out, n, "step %.0f of %d%s", done, c->steps,
                  done >= c->steps ? ", done" : ", in progress (or stopped)");
         break;
@@ -919,7 +461,7 @@ static void summary_cell(const Run *r, int row, char *out, size_t n) {
     case SUM_TIME: {
         double ms = 0;
         for (size_t i = 0; i < m->rows; i++)
-            if (isfinite(cell(m, i, MT_MS))) ms += cell(m, i, MT_MS);
+            if (isfinite(csvtable_at(m, i, MT_MS))) ms += csvtable_at(m, i, MT_MS);
         if (ms <= 0) break;
         if (row == SUM_TIME)
             snprintf(out, n, "%.1f s", ms / 1e3);
@@ -930,32 +472,34 @@ static void summary_cell(const Run *r, int row, char *out, size_t n) {
     case SUM_LAST_EVAL:
         if (e->rows)
             snprintf(out, n, "step %.0f: train %.4f, val %.4f, val accuracy %.4f",
-                     cell(e, last_e, EV_STEP), cell(e, last_e, EV_TRAIN), cell(e, last_e, EV_VAL),
-                     cell(e, last_e, EV_VAL_ACC));
+                     csvtable_at(e, last_e, EV_STEP), csvtable_at(e, last_e, EV_TRAIN),
+                     csvtable_at(e, last_e, EV_VAL), csvtable_at(e, last_e, EV_VAL_ACC));
         break;
     case SUM_BEST_VAL: {
         size_t best = 0;
         for (size_t i = 1; i < e->rows; i++)
-            if (cell(e, i, EV_VAL) < cell(e, best, EV_VAL)) best = i;
+            if (csvtable_at(e, i, EV_VAL) < csvtable_at(e, best, EV_VAL)) best = i;
         if (e->rows)
-            snprintf(out, n, "%.4f at step %.0f", cell(e, best, EV_VAL), cell(e, best, EV_STEP));
+            snprintf(out, n, "%.4f at step %.0f", csvtable_at(e, best, EV_VAL),
+                     csvtable_at(e, best, EV_STEP));
         break;
     }
     case SUM_LAST_BATCH:
         if (m->rows)
-            snprintf(out, n, "%.4f at step %.0f", cell(m, last_m, MT_LOSS), cell(m, last_m, MT_STEP));
+            snprintf(out, n, "%.4f at step %.0f", csvtable_at(m, last_m, MT_LOSS),
+                     csvtable_at(m, last_m, MT_STEP));
         break;
     case SUM_QK_EVAL: {
         if (!q->rows) break;
-        double step = cell(q, q->rows - 1, HD_STEP), sym = 0, all = NAN;
+        double step = csvtable_at(q, q->rows - 1, HD_STEP), sym = 0, all = NAN;
         int heads = 0;
         for (size_t i = 0; i < q->rows; i++) {
-            if (cell(q, i, HD_STEP) != step) continue;
+            if (csvtable_at(q, i, HD_STEP) != step) continue;
             if (head_of(q, i, c->n_layer, c->n_head) >= 0) {
-                sym += cell(q, i, QE_SYM);
+                sym += csvtable_at(q, i, QE_SYM);
                 heads++;
-            } else if (cell(q, i, HD_LAYER) == -1) {
-                all = cell(q, i, QE_SWAP);
+            } else if (csvtable_at(q, i, HD_LAYER) == -1) {
+                all = csvtable_at(q, i, QE_SWAP);
             }
         }
         snprintf(out, n, "step %.0f: mean symmetry %.3f, all-heads swap delta %+.4f", step,
@@ -1028,7 +572,7 @@ static void roles_rows_html(Buf *b, const Run *u, int r, int pair, Range steps) 
                 const Groups *g = &u->roles_rows;
                 char name[16];
                 snprintf(name, sizeof name, "H%d", h);
-                s[h] = series_take(name, head_colours[h % 10], S_DOTS, &u->roles, g->idx + g->start[i],
+                s[h] = series_take(name, head_colours[h % 10], SERIES_DOTS, &u->roles, g->idx + g->start[i],
                                    g->start[i + 1] - g->start[i], HD_STEP, roles_panels[p].col, -1);
             }
             char title[64];
@@ -1054,19 +598,19 @@ static void section_curves(Buf *b, const Run *runs, int n, Range steps) {
         const char *who = n > 1 ? u->label : "";
         const char *sep = n > 1 ? ": " : "";
         if (n == 1) /* beside another run the per-step noise would hide the comparison */
-            loss[nl++] = series_take("batch loss (every step)", "#888", S_FAINT, &u->metrics, NULL,
+            loss[nl++] = series_take("batch loss (every step)", "#888", SERIES_FAINT, &u->metrics, NULL,
                                      u->metrics.rows, MT_STEP, MT_LOSS, -1);
         snprintf(name, sizeof name, "%s%strain loss (eval)", who, sep);
-        loss[nl++] = series_take(name, run_colours[n > 1 ? r : 1], S_DASH | S_DOTS,
+        loss[nl++] = series_take(name, run_colours[n > 1 ? r : 1], SERIES_DASH | SERIES_DOTS,
                                  &u->evals, NULL, u->evals.rows, EV_STEP, EV_TRAIN, -1);
         snprintf(name, sizeof name, "%s%sval loss (eval)", who, sep);
-        loss[nl++] = series_take(name, run_colours[r], S_DOTS, &u->evals, NULL, u->evals.rows,
+        loss[nl++] = series_take(name, run_colours[r], SERIES_DOTS, &u->evals, NULL, u->evals.rows,
                                  EV_STEP, EV_VAL, -1);
         snprintf(name, sizeof name, "%s%strain accuracy (eval)", who, sep);
-        acc[na++] = series_take(name, run_colours[n > 1 ? r : 1], S_DASH | S_DOTS, &u->evals, NULL,
+        acc[na++] = series_take(name, run_colours[n > 1 ? r : 1], SERIES_DASH | SERIES_DOTS, &u->evals, NULL,
                                 u->evals.rows, EV_STEP, EV_TRAIN_ACC, -1);
         snprintf(name, sizeof name, "%s%sval accuracy (eval)", who, sep);
-        acc[na++] = series_take(name, run_colours[r], S_DOTS, &u->evals, NULL, u->evals.rows,
+        acc[na++] = series_take(name, run_colours[r], SERIES_DOTS, &u->evals, NULL, u->evals.rows,
                                 EV_STEP, EV_VAL_ACC, -1);
         snprintf(name, sizeof name, "%s%slearning rate", who, sep);
         lr[r] = series_take(name, run_colours[r], 0, &u->metrics, NULL, u->metrics.rows, MT_STEP,
@@ -1132,7 +676,7 @@ static void layer_series_build(LayerSeries *ls, const Run *u, int l) {
         char name[16];
         snprintf(name, sizeof name, "H%d", h);
         for (size_t p = 0; p < N_PANELS; p++)
-            ls->eval[p][h] = series_take(name, head_colours[h % 10], S_DOTS, &u->heval, rows,
+            ls->eval[p][h] = series_take(name, head_colours[h % 10], SERIES_DOTS, &u->heval, rows,
                                          count, HD_STEP, eval_panels[p].col, -1);
     }
 }
@@ -1216,8 +760,9 @@ static void section_layers(Buf *b, const Run *runs, int n, Range steps) {
                 "symmetry s of M_h = W_Q^T W_K (1 symmetric, &minus;1 antisymmetric), "
                 "directionality d (&gt; 0: a few key-side directions dominate), the swap delta "
                 "(val loss with W_Q and W_K of the head exchanged, minus the normal loss) and "
-                "the attention entropy (1 = uniform). The norms are not gauge invariant; see "
-                "the README.</p>\n");
+                "the attention entropy (1 = uniform). The norms are not gauge invariant: "
+                "<code>docs/qk-analysis.md</code> in qkscope's sources says why and what each "
+                "measure means.</p>\n");
     int maxL = 0;
     for (int r = 0; r < n; r++) maxL = runs[r].cfg.n_layer > maxL ? runs[r].cfg.n_layer : maxL;
     for (int l = 0; l < maxL; l++) {
@@ -1256,20 +801,17 @@ static void section_layers(Buf *b, const Run *runs, int n, Range steps) {
 
 /* ---- attention viewer ---- */
 
-/* Where heatmap_write_layer puts each head's panel (title, labels, cells) in
- * layer_L.png, after the layout documented at the top of heatmap.c; the page
- * cuts a head out only when the picture has exactly the size predicted here,
- * and shows the whole picture otherwise. */
+/* Where heatmap_write_layer puts each head's panel in layer_L.png; the page
+ * cuts a head out only when the picture has exactly the size given here, and
+ * shows the whole picture otherwise. */
 static void heatmap_layout_json(Buf *b, int NH, int T) {
-    int C = (int)ceil(sqrt((double)NH)), R = (NH + C - 1) / C;
-    int cells = 10 * T, panel_w = 12 + (cells > 84 ? cells : 84), panel_h = 26 + cells;
-    int pitch_x = panel_w + 14, pitch_y = 14 + panel_h;
-    int bar = cells > 80 ? cells : 80, grid_h = R * pitch_y - 14;
-    buf_printf(b, "\"size\":[%d,%d],\"rects\":[", C * pitch_x + 57,
-               20 + (grid_h > 26 + bar ? grid_h : 26 + bar));
-    for (int h = 0; h < NH; h++)
-        buf_printf(b, "%s[%d,%d,%d,%d]", h ? "," : "", 10 + (h % C) * pitch_x,
-                   10 + (h / C) * pitch_y, panel_w, panel_h);
+    HeatmapGrid g = heatmap_layer_grid(NH, T);
+    buf_printf(b, "\"size\":[%zu,%zu],\"rects\":[", g.width, g.height);
+    for (int h = 0; h < NH; h++) {
+        size_t x, y;
+        heatmap_layer_panel(&g, h, &x, &y);
+        buf_printf(b, "%s[%zu,%zu,%zu,%zu]", h ? "," : "", x, y, g.panel_w, g.panel_h);
+    }
     buf_puts(b, "]");
 }
 
@@ -1471,7 +1013,7 @@ static void page_write(Buf *b, const Run *runs, int n) {
     buf_printf(b, "<p class=\"note\">Series longer than %d points are drawn reduced: cut into "
                   "%d runs of consecutive steps, each keeping its smallest and largest value. "
                   "Points that are missing (or not positive on a log scale) are left out.</p>\n",
-               REPORT_MAX_POINTS, REPORT_MAX_POINTS / 2);
+               SVGPLOT_MAX_POINTS, SVGPLOT_MAX_POINTS / 2);
     page_data(b, runs, n);
     buf_printf(b, "<script>%s</script>\n</body></html>\n", page_js);
 }
@@ -1522,23 +1064,4 @@ char *report_default_path(const char *a_dir, const char *b_dir) {
     char *path = path_join(a_dir, file.s);
     free(file.s);
     return path;
-}
-
-int report_probe_write(const char *run_dir, const uint32_t *chars, int n, Error *err) {
-    char *dir = path_join(run_dir, "attn");
-    int rc = dir_create(dir, err);
-    if (rc == 0) {
-        Buf text = {0};
-        buf_add(&text, "", 0);
-        for (int i = 0; i < n; i++) {
-            char utf8[4];
-            buf_add(&text, utf8, (size_t)utf8_encode(chars[i], utf8));
-        }
-        char *path = path_join(dir, "probe.txt");
-        rc = file_write_atomic(path, text.s, text.len, err);
-        free(path);
-        free(text.s);
-    }
-    free(dir);
-    return rc;
 }

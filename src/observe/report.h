@@ -11,12 +11,6 @@
 
 #include "common.h"
 
-/* Series longer than this are drawn reduced: their points are cut into
- * REPORT_MAX_POINTS / 2 runs of consecutive points and each run keeps its
- * smallest and largest value (in step order), so spikes stay visible and the
- * page stays small however long the run. */
-#define REPORT_MAX_POINTS 500
-
 /* Writes the report of run_dir to out_path (NULL: run_dir/index.html)
  * atomically (a temp file in the same folder, then rename). Works on a run in
  * progress: missing CSVs, qk_eval.csv, attn/ or ckpt/ and a last CSV row
@@ -34,11 +28,5 @@ int report_write_pair(const char *a_dir, const char *b_dir, const char *out_path
 
 /* The page's default path for one run (b_dir NULL) or a pair; malloc'd. */
 char *report_default_path(const char *a_dir, const char *b_dir);
-
-/* Records the heatmaps' probe text as run_dir/attn/probe.txt (UTF-8, the
- * chars[0..n-1] exactly), which the report shows beside the attention maps.
- * Without it the report shows [log] probe, or says that the probe is the
- * start of the validation split. */
-int report_probe_write(const char *run_dir, const uint32_t *chars, int n, Error *err);
 
 #endif

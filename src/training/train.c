@@ -269,7 +269,7 @@ static int setup_outputs(Trainer *t, Error *err) {
     if (c->resume && qk_watch_reload(&t->watch, t->run_dir, t->step, err) != 0) return -1;
     /* the probe's text for the report page's attention viewer */
     if (c->heatmap_every > 0 &&
-        report_probe_write(t->run_dir, t->watch.probe_chars, t->watch.T, err) != 0)
+        qk_watch_write_probe(&t->watch, t->run_dir, err) != 0)
         return -1;
     run_path(path, sizeof path, t, "config.ini");
     Config rec = config_record(c, t->ranks);
