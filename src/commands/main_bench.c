@@ -36,7 +36,7 @@ typedef float vpeak __attribute__((vector_size(PEAK_BYTES)));
 
 /* fp32 FLOP/s of `threads` threads running independent vector FMA chains: the
  * best of several short trials, since other load on a shared machine only ever
- * makes a trial slower (one long trial could read 30% under the peak). */
+ * makes a trial slower (one long trial could read well under the peak). */
 #define PEAK_TRIALS 7
 static double fma_peak(int threads) {
     const long iters = 4000000;
@@ -201,8 +201,8 @@ int main(int argc, char **argv) {
     LoggingCost lc;
     run_steps(&t, 2 * (int)steps, &lc);
     /* the peak again after the steps, the best of both: all seven trials of
-     * one measurement can fall in a spell of other load (an MFU of 106% was
-     * printed once) */
+     * one measurement can fall in a spell of other load, and an MFU over 100%
+     * would follow */
     peak1 = fmax(peak1, fma_peak(1));
     peakn = nthreads > 1 ? fmax(peakn, fma_peak(nthreads)) : peak1;
     double rss_steps = peak_rss_mib();

@@ -265,8 +265,8 @@ void vec_exp(real *dst, const real *src, size_t n) {
  * of A stays in L1 across a column block, column blocks of at most NBP panels
  * so the packed k block of B stays in L2, row blocks of at most MBR
  * micro-rows; at least MIN_TILES tiles when the shape allows, so that the
- * guided schedule's last runs are short (tiny's products ran 5-10% faster with
- * 32 than with 8). All of it depends on the shape only. */
+ * guided schedule's last runs are short (docs/performance.md has the figures).
+ * All of it depends on the shape only. */
 #define KB 256
 #define NBP 16
 #define MBR 16
@@ -359,10 +359,10 @@ static int owner(double before, double w, double total, int nth) {
  * thread count. Tiles go by OpenMP's guided schedule: which thread computes a
  * tile changes nothing in its result, and on a shared machine a thread that is
  * slowed down takes fewer tiles instead of holding up the others at the
- * barrier (a fixed split left each thread waiting 4-14% of a small step). The
- * first runs are long and in order, so each thread's rows stay mostly those
- * of the fixed split, which the next op's threads find in their caches (tiny
- * was 6% slower with tiles handed out one at a time). */
+ * barrier, as they did with a fixed split. The first runs are long and in
+ * order, so each thread's rows stay mostly those of the fixed split, which the
+ * next op's threads find in their caches, as they would not with tiles handed
+ * out one at a time. */
 void gemm_run(GemmJob *jobs, int njobs, GemmScratch *s, void (*extra)(void *, int, int),
               void *ctx) {
     double work = 0, packw = 0;

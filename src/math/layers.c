@@ -196,8 +196,7 @@ void matmul_backward(real *dinp, real *dweight, real *dbias, const real *dout,
 #define GELU_BLOCK 4096
 
 /* The derivative is taken while u and e are at hand: the backward then only
- * multiplies (computing e again there made the backward cost 1.5x the
- * forward, for its exp and division). */
+ * multiplies, instead of paying for the exp and the division again. */
 void gelu_forward(real *out, real *deriv, const real *inp, size_t n) {
     size_t nb = (n + GELU_BLOCK - 1) / GELU_BLOCK;
 #pragma omp parallel for schedule(static) if (n > PARALLEL_MIN_ELEMS)

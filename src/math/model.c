@@ -266,7 +266,7 @@ void model_init_params(Model *m, Rng *r, int symmetric_qk) {
 }
 
 /* Adds the wall time of an op call to m->op_seconds (the benchmark's per-op
- * breakdown; a clock read costs ~20 ns against microseconds per op). */
+ * breakdown; a clock read is cheap against an op's work). */
 #define TIMED(op, call)                                  \
     do {                                                 \
         double t0_ = time_now();                         \

@@ -286,7 +286,7 @@ int qk_watch_snapshot(QkWatch *w, Model *m, const char *run_dir, int step, Error
     float *map = xmalloc(n * sizeof(float));
     qk_probe_attention(m, w->probe, w->T, map);
     /* the pictures' buffers take the activations' place instead of adding
-     * to the peak memory (about 2x the need on tiny otherwise) */
+     * to the peak memory (docs/performance.md, Memory) */
     model_release_activations(m);
     char dir[1400], path[1500];
     snprintf(dir, sizeof dir, "%s/attn/step_%06d", run_dir, step);
