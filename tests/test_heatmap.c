@@ -403,22 +403,23 @@ static const char balance_title[] =
 static void test_balance(void) {
     const float vals[8] = {1.0f, -1.0f, 0.0f, NAN, 0.5f, -0.5f, 2.0f, -2.0f};
     const char *const labels[2] = {"L0 H0", "L10 H3"};
-    const int steps[4] = {10, 20, 30, 40};
     Error err = {{0}};
     const char *path = at("balance.png");
-    EXPECT(heatmap_write_balance(path, vals, 2, 4, labels, steps, &err) == 0, "%s", err.msg);
+    /* 4 columns of 10 steps each, over the fixed 480 px: 120 px a column */
+    EXPECT(heatmap_write_balance(path, vals, 2, 4, labels, 40, &err) == 0, "%s", err.msg);
     Png p = png_load(path);
-    int x0 = 10 + text_w("L10 H3") + 6, y0 = 24, gw = 48, gh = 24;
+    int x0 = 10 + text_w("L10 H3") + 6, y0 = 24, gw = 480, gh = 24;
     int bar_x = x0 + gw + 16;
     int w = imax(bar_x + 18 + text_w("+2") + 10, text_w(balance_title) + 20);
-    int h = y0 + imax(gh + 16, 80) + 10;
+    int h = y0 + imax(gh + 30, 80) + 10;
     EXPECT(p.w == w && p.h == h, "size %d x %d, want %d x %d", p.w, p.h, w, h);
-#define BLOCK_AT(r, c) pixel(&p, x0 + 12 * (c) + 6, y0 + 12 * (r) + 6)
+#define BLOCK_AT(r, c) pixel(&p, x0 + 120 * (c) + 60, y0 + 12 * (r) + 6)
     const unsigned char *pos = BLOCK_AT(0, 0), *neg = BLOCK_AT(0, 1);
     EXPECT(pos[0] > pos[2] + 50, "+1 not reddish: %d %d %d", pos[0], pos[1], pos[2]);
     EXPECT(neg[2] > neg[0] + 50, "-1 not bluish: %d %d %d", neg[0], neg[1], neg[2]);
-    EXPECT_RGB(&p, x0 + 24 + 6, y0 + 6, 0xFFFFFF, "zero");
-    EXPECT_RGB(&p, x0 + 36 + 6, y0 + 6, HEATMAP_MASK_RGB, "NAN");
+    EXPECT_RGB(&p, x0 + 240, y0 + 6, 0xFFFFFF, "zero: first pixel of column 2");
+    EXPECT_RGB(&p, x0 + 359, y0 + 6, 0xFFFFFF, "zero: last pixel of column 2");
+    EXPECT_RGB(&p, x0 + 360, y0 + 6, HEATMAP_MASK_RGB, "NAN");
     const unsigned char *top = BLOCK_AT(1, 2), *bottom = BLOCK_AT(1, 3);
     EXPECT(top[0] > 150 && top[1] < 60 && top[2] < 60, "+R not saturated red: %d %d %d", top[0],
            top[1], top[2]);
@@ -426,9 +427,14 @@ static void test_balance(void) {
            bottom[1], bottom[2]);
     /* +1 is half way to +R = 2: paler than +2 */
     EXPECT(pos[1] > top[1], "+1 as saturated as +2");
-    EXPECT(has_text(&p, 0, 0, w, y0, balance_title), "title");
+    EXPECT(has_text(&p, 0, 0, w, 20, balance_title), "title"); /* above the bar's "+2" */
     EXPECT(has_text(&p, 0, y0 + 12, x0, 12, "L10 H3"), "row label");
-    EXPECT(ink_in(&p, x0, y0 + gh, gw, 16) > 0, "no step labels");
+    /* ticks every 5 steps, at x0 + 480 (2 v - 1) / 80: step 5 at +54, 40 at +474 */
+    EXPECT(ink_in(&p, x0 + 54, y0 + gh, 1, 3) == 3 && ink_in(&p, x0 + 474, y0 + gh, 1, 3) == 3,
+           "no ticks at steps 5 and 40");
+    EXPECT(ink_in(&p, x0 + 55, y0 + gh, 5, 3) == 0, "a tick beside step 5's");
+    EXPECT(has_text(&p, x0 + 474 - 12, y0 + gh + 5, 24, 10, "40"), "step 40's label");
+    EXPECT(has_text(&p, x0, y0 + gh + 16, gw, 12, "step"), "the axis title");
     EXPECT(ink_in(&p, bar_x + 18, y0 - 4, 12, 8) > 0, "no +R label");
     const unsigned char *bar_top = pixel(&p, bar_x + 7, y0);
     const unsigned char *bar_bottom = pixel(&p, bar_x + 7, y0 + 79);
@@ -436,27 +442,25 @@ static void test_balance(void) {
 #undef BLOCK_AT
     png_free(&p, path);
 
-    /* many columns: narrower blocks, the width stays bounded */
+    /* a short run and a long one make pictures of the same size */
     enum { MANY = 5000 };
     static float wide[MANY];
-    static int wide_steps[MANY];
-    for (int c = 0; c < MANY; c++) {
-        wide[c] = c < MANY / 2 ? 1.0f : -1.0f;
-        wide_steps[c] = 10 * (c + 1);
-    }
+    for (int c = 0; c < MANY; c++) wide[c] = c < MANY / 2 ? 1.0f : -1.0f;
     const char *const one_label[1] = {"L0 H0"};
-    EXPECT(heatmap_write_balance(path, wide, 1, MANY, one_label, wide_steps, &err) == 0, "%s",
-           err.msg);
-    p = png_load(path);
     x0 = 10 + text_w("L0 H0") + 6;
-    EXPECT(p.w == x0 + 1200 + 16 + 18 + text_w("+1") + 10 && p.w <= 1600, "width %d", p.w);
-    EXPECT(pixel(&p, x0 + 10, y0 + 6)[0] > 150 && pixel(&p, x0 + 1190, y0 + 6)[2] > 150,
+    int want_w = x0 + 480 + 16 + 18 + text_w("+1") + 10;
+    EXPECT(heatmap_write_balance(path, wide, 1, MANY, one_label, MANY, &err) == 0, "%s", err.msg);
+    p = png_load(path);
+    EXPECT(p.w == want_w, "5000 columns: width %d, want %d", p.w, want_w);
+    EXPECT(pixel(&p, x0 + 10, y0 + 6)[0] > 150 && pixel(&p, x0 + 470, y0 + 6)[2] > 150,
            "columns out of order");
     png_free(&p, path);
-    EXPECT(heatmap_write_balance(path, wide, 1, 150, one_label, wide_steps, &err) == 0, "%s",
+    EXPECT(heatmap_write_balance(path, wide + MANY / 2 - 1, 1, 2, one_label, 2, &err) == 0, "%s",
            err.msg);
     p = png_load(path);
-    EXPECT(p.w == x0 + 150 * 8 + 16 + 18 + text_w("+1") + 10, "150 columns: width %d", p.w);
+    EXPECT(p.w == want_w, "2 columns: width %d, want %d", p.w, want_w);
+    EXPECT(pixel(&p, x0 + 239, y0 + 6)[0] > 150 && pixel(&p, x0 + 240, y0 + 6)[2] > 150,
+           "2 columns: not 240 px each");
     png_free(&p, path);
 }
 

@@ -28,13 +28,14 @@
  *   height = y0 + max(NH (S + 8) - 8, S, 80) + 10
  *
  * Balance: x0 = 10 + max W(row label) + 6, y0 = 24; grid width
- *   GW = cols * min(12, floor(1200 / cols)) when cols <= 1200, else 1200
- *   (grid pixel column x shows value column floor(x cols / GW)); GH = 12 rows;
- *   value (r, c) fills x0 + [floor(c GW / cols), floor((c + 1) GW / cols)) x
- *   y0 + [12 r, 12 r + 12); step labels under the grid; colour bar
- *   (+R, 0, -R) at x = x0 + GW + 16, y = y0, height max(GH, 80)
+ *   GW = HEATMAP_BALANCE_COLS whatever the number of columns (grid pixel
+ *   column x shows value column floor(x cols / GW)); GH = 12 rows; value
+ *   (r, c) fills x0 + [ceil(c GW / cols), ceil((c + 1) GW / cols)) x
+ *   y0 + [12 r, 12 r + 12); under the grid a step axis (ticks, labels, and
+ *   "step" at y0 + GH + 16); colour bar (+R, 0, -R) at x = x0 + GW + 16,
+ *   y = y0, height max(GH, 80)
  *   width  = max(bar x + 18 + W(widest of "+R", "-R") + 10, W(title) + 20)
- *   height = y0 + max(GH + 16, 80) + 10 */
+ *   height = y0 + max(GH + 30, 80) + 10 */
 #include "heatmap.h"
 
 #include <errno.h>
@@ -66,8 +67,7 @@
 #define THUMB_MIN 96  /* filmstrip thumbnails are this wide at least */
 #define THUMB_GAP 8
 #define ROW_LABEL_PAD 6
-#define BLOCK 12      /* balance block height and widest width */
-#define BALANCE_MAX_W 1200
+#define BLOCK 12      /* balance row height */
 #define STEP_STRIP 16 /* below the balance grid: tick, gap, step labels */
 #define MAX_SIDE 30000
 
@@ -217,10 +217,6 @@ static int image_write(Image *im, const char *path, Error *err) {
 
 static size_t max_size(size_t a, size_t b) {
     return a > b ? a : b;
-}
-
-static size_t min_size(size_t a, size_t b) {
-    return a < b ? a : b;
 }
 
 /* A T x T attention map with its top-left cell at (x, y), cell px per entry;
@@ -420,31 +416,39 @@ int heatmap_write_filmstrip(const char *path, const float *const *maps, const in
 
 /* ---- Q/K balance -------------------------------------------------------- */
 
-/* Step labels under the grid, centred on their columns; a label that would
- * come closer than two glyphs to the previous one, or run into the colour
- * bar's column, is left out (with many columns only every k-th is drawn). */
-static void draw_step_labels(Image *im, ptrdiff_t x0, ptrdiff_t y, size_t gw, size_t cols,
-                             const int *col_steps, ptrdiff_t right_limit) {
+/* The step axis under the grid, whose columns cover steps 1 .. last in equal
+ * runs: ticks at round steps (1, 2 or 5 times a power of ten, five to ten of
+ * them) where their step lies, labelled unless the label would run into the
+ * previous one or the colour bar's column, and "step" under the labels. */
+static void draw_step_axis(Image *im, ptrdiff_t x0, ptrdiff_t y, size_t gw, long last,
+                           ptrdiff_t right_limit) {
+    long every = 1;
+    while (every * 10 <= last / 5 + 1) every *= 10;
+    if (every * 5 <= last / 5 + 1) every *= 5;
+    else if (every * 2 <= last / 5 + 1) every *= 2;
     ptrdiff_t next_free = 0;
-    for (size_t c = 0; c < cols; c++) {
+    for (long v = every; v <= last; v += every) {
         char label[32];
-        snprintf(label, sizeof label, "%d", col_steps[c]);
+        snprintf(label, sizeof label, "%ld", v);
         ptrdiff_t lw = (ptrdiff_t)font_text_width(label);
-        ptrdiff_t mid = x0 + (ptrdiff_t)(((2 * c + 1) * gw) / (2 * cols));
+        ptrdiff_t mid = x0 + (ptrdiff_t)((double)gw * (2 * v - 1) / (2.0 * (double)last));
         ptrdiff_t left = mid - lw / 2;
-        if ((c > 0 && left < next_free) || left + lw > right_limit) continue;
+        if (left < next_free || left + lw > right_limit) continue;
         image_fill(im, mid, y, 1, TICK, ink);
         image_text(im, left, y + TICK + 2, label);
         next_free = left + lw + 2 * FONT_ADVANCE;
     }
+    ptrdiff_t tw = (ptrdiff_t)font_text_width("step");
+    image_text(im, x0 + (ptrdiff_t)gw / 2 - tw / 2, y + STEP_STRIP, "step");
 }
 
 int heatmap_write_balance(const char *path, const float *vals, int rows, int cols,
-                          const char *const *row_labels, const int *col_steps, Error *err) {
-    CHECK(path && vals && row_labels && col_steps, "heatmap_write_balance: NULL argument");
+                          const char *const *row_labels, int last_step, Error *err) {
+    CHECK(path && vals && row_labels, "heatmap_write_balance: NULL argument");
     CHECK(rows >= 1 && rows <= MAX_SIDE, "heatmap_write_balance: rows = %d out of 1..%d", rows,
           MAX_SIDE);
-    CHECK(cols >= 1, "heatmap_write_balance: cols = %d < 1", cols);
+    CHECK(cols >= 1 && last_step >= cols, "heatmap_write_balance: %d columns of steps 1..%d", cols,
+          last_step);
     size_t nr = (size_t)rows, nc = (size_t)cols;
     static const char title[] =
         "log2(gq_norm / gk_norm): red = query gradient larger, blue = key larger";
@@ -465,10 +469,10 @@ int heatmap_write_balance(const char *path, const float *vals, int rows, int col
         rl = max_size(rl, font_text_width(row_labels[r]));
     }
     size_t x0 = MARGIN + rl + ROW_LABEL_PAD, y0 = MARGIN + TITLE;
-    size_t gw = nc > BALANCE_MAX_W ? BALANCE_MAX_W : nc * min_size(BLOCK, BALANCE_MAX_W / nc);
-    size_t gh = nr * BLOCK, bar_x = x0 + gw + BAR_GAP, bar_h = max_size(gh, BAR_MIN);
+    size_t gw = HEATMAP_BALANCE_COLS, gh = nr * BLOCK;
+    size_t bar_x = x0 + gw + BAR_GAP, bar_h = max_size(gh, BAR_MIN);
     size_t w = max_size(bar_x + bar_extent(scale) + MARGIN, font_text_width(title) + 2 * MARGIN);
-    size_t h = y0 + max_size(gh + STEP_STRIP, bar_h) + MARGIN;
+    size_t h = y0 + max_size(gh + STEP_STRIP + TITLE, bar_h) + MARGIN;
     Image im;
     if (image_init(&im, w, h, path, err)) return -1;
     image_text(&im, MARGIN, MARGIN + 1, title);
@@ -484,8 +488,8 @@ int heatmap_write_balance(const char *path, const float *vals, int rows, int col
             image_fill(&im, (ptrdiff_t)(x0 + x), (ptrdiff_t)(y0 + r * BLOCK), 1, BLOCK, c);
         }
     }
-    draw_step_labels(&im, (ptrdiff_t)x0, (ptrdiff_t)(y0 + gh), gw, nc, col_steps,
-                     (ptrdiff_t)bar_x - FONT_ADVANCE);
+    draw_step_axis(&im, (ptrdiff_t)x0, (ptrdiff_t)(y0 + gh), gw, last_step,
+                   (ptrdiff_t)bar_x - FONT_ADVANCE);
     draw_colour_bar(&im, (ptrdiff_t)bar_x, (ptrdiff_t)y0, bar_h, diverging, scale);
     return image_write(&im, path, err);
 }

@@ -41,12 +41,16 @@ int heatmap_write_filmstrip(const char *path, const float *const *maps, const in
                             int n_steps, int NH, int T, int layer, Error *err);
 
 /* Q/K balance over training: vals[rows * cols], row r labelled row_labels[r]
- * (e.g. "L0 H1"), column c labelled with col_steps[c]; value =
- * log2(gq_norm / gk_norm), diverging colour map centred at 0 (red: query side
- * larger, blue: key side larger), symmetric range +-max(|v|) (at least 0.25),
- * NAN drawn as the neutral colour; a labelled colour scale. */
+ * (e.g. "L0 H1"), the columns equal runs of the steps 1 .. last_step;
+ * value = log2(gq_norm / gk_norm), diverging colour map centred at 0 (red:
+ * query side larger, blue: key side larger), symmetric range +-max(|v|) (at
+ * least 0.25), NAN drawn as the neutral colour; a step axis and a labelled
+ * colour scale. The grid is HEATMAP_BALANCE_COLS px wide whatever cols is, so
+ * a short run reads as well as a long one; more columns than that are not
+ * told apart. */
+#define HEATMAP_BALANCE_COLS 480
 int heatmap_write_balance(const char *path, const float *vals, int rows, int cols,
-                          const char *const *row_labels, const int *col_steps, Error *err);
+                          const char *const *row_labels, int last_step, Error *err);
 
 /* Comparison of one layer on the same text: for each head a row of three
  * panels A | B | |A - B| (same colour map 0..1 for all three), labelled like

@@ -208,45 +208,40 @@ static void watch_add_map(QkWatch *w, int step, float *map) {
 
 /* qk_balance.png: one column per heatmap step after 0, each the mean of
  * log2(gq/gk) over the steps since the previous column. */
+/* qk_balance.png: steps 1 .. the latest heatmap step, resampled to at most
+ * HEATMAP_BALANCE_COLS columns, each the mean of its steps' log2(gq/gk). */
 static int watch_write_balance(const QkWatch *w, const char *run_dir, Error *err) {
-    int rows = w->L * w->NH, cols = 0;
-    float *vals = xmalloc((size_t)rows * (w->n_maps ? w->n_maps : 1) * sizeof(float));
-    int *col_steps = xmalloc((size_t)(w->n_maps ? w->n_maps : 1) * sizeof(int));
-    for (int i = 0; i < w->n_maps; i++) {
-        int hi = w->map_steps[i], lo = i ? w->map_steps[i - 1] + 1 : 1;
-        if (hi < 1) continue;
+    int last = w->n_maps ? w->map_steps[w->n_maps - 1] : 0;
+    if (last > w->steps) last = w->steps;
+    if (last < 1) return 0;
+    int rows = w->L * w->NH, cols = last < HEATMAP_BALANCE_COLS ? last : HEATMAP_BALANCE_COLS;
+    float *vals = xmalloc((size_t)rows * cols * sizeof(float));
+    for (int c = 0; c < cols; c++) {
+        int lo = 1 + (int)((long)c * last / cols), hi = (int)((long)(c + 1) * last / cols);
         for (int r = 0; r < rows; r++) {
             double sum = 0;
             int n = 0;
-            for (int s = lo; s <= hi && s <= w->steps; s++) {
+            for (int s = lo; s <= hi; s++) {
                 float v = w->log2_ratio[(size_t)s * rows + r];
                 if (!isnan(v)) {
                     sum += v;
                     n++;
                 }
             }
-            vals[(size_t)r * w->n_maps + cols] = n ? (float)(sum / n) : NAN;
+            vals[(size_t)r * cols + c] = n ? (float)(sum / n) : NAN;
         }
-        col_steps[cols++] = hi;
     }
-    int rc = 0;
-    if (cols > 0) {
-        /* vals was filled with row stride n_maps; compact to stride cols */
-        for (int r = 0; r < rows; r++)
-            memmove(vals + (size_t)r * cols, vals + (size_t)r * w->n_maps, (size_t)cols * sizeof(float));
-        char **labels = xmalloc((size_t)rows * sizeof(char *));
-        for (int r = 0; r < rows; r++) {
-            labels[r] = xmalloc(32);
-            snprintf(labels[r], 32, "L%d H%d", r / w->NH, r % w->NH);
-        }
-        char path[1500];
-        snprintf(path, sizeof path, "%s/qk_balance.png", run_dir);
-        rc = heatmap_write_balance(path, vals, rows, cols, (const char *const *)labels, col_steps, err);
-        for (int r = 0; r < rows; r++) free(labels[r]);
-        free(labels);
+    char **labels = xmalloc((size_t)rows * sizeof(char *));
+    for (int r = 0; r < rows; r++) {
+        labels[r] = xmalloc(32);
+        snprintf(labels[r], 32, "L%d H%d", r / w->NH, r % w->NH);
     }
+    char path[1500];
+    snprintf(path, sizeof path, "%s/qk_balance.png", run_dir);
+    int rc = heatmap_write_balance(path, vals, rows, cols, (const char *const *)labels, last, err);
+    for (int r = 0; r < rows; r++) free(labels[r]);
+    free(labels);
     free(vals);
-    free(col_steps);
     return rc;
 }
 
