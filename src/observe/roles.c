@@ -398,71 +398,96 @@ static double head_target_attn(const Work *w, int first, const Case *e, size_t l
                        w->hs, (size_t)w->C);
 }
 
-/* A counterfactual row: the record of case ci with one token changed. */
+/* A counterfactual: case ci's record with the token at pos changed to rep
+ * (rep < 0: the token has no replacement and the case keeps its original
+ * attention in the measure's mean). */
 typedef struct {
-    int ci, measure;
+    int ci, measure, pos, rep;
 } CfJob;
 
-/* Runs the changed rows and adds, per head, the attention on the target when
- * the changed run's query at t (or key at j) replaces the original one and
- * every other query and key is the original run's. */
-static void cf_flush(Work *w, double (*sums)[N_CF], int (*counts)[N_CF], const CfJob *jobs,
-                     int nj, int first, const int *inputs) {
+/* Runs the changed rows jobs[order[0..n-1]] (rows up to the latest query
+ * they score: the model is causal, and a shorter row computes the same
+ * values at its positions) and puts in val[job][lh] the attention on the
+ * target when the changed run's query at t (or key at j) replaces the
+ * original one and every other query and key is the original run's. */
+static void cf_flush(Work *w, const CfJob *jobs, const int *order, int n, int first,
+                     int *inputs, double *val) {
     Model *m = w->m;
-    int T = w->T, C = w->C, hs = w->hs;
-    size_t stride = (size_t)w->B * T * C, per = (size_t)nj * T * C;
-    model_forward_qk(m, inputs, nj, T);
-    for (int x = 0; x < nj; x++) {
-        const Case *e = &w->cases[jobs[x].ci];
-        int ob = e->rec - first, ms = jobs[x].measure, qside = ms == CF_Q_CUR || ms == CF_Q_PREV;
+    int C = w->C, hs = w->hs, T = 1;
+    for (int x = 0; x < n; x++) {
+        const Case *e = &w->cases[jobs[order[x]].ci];
+        if (e->t + 1 > T) T = e->t + 1;
+    }
+    for (int x = 0; x < n; x++) {
+        const CfJob *job = &jobs[order[x]];
+        memcpy(inputs + (size_t)x * T, w->recs[w->cases[job->ci].rec].inputs,
+               (size_t)T * sizeof(int));
+        inputs[(size_t)x * T + job->pos] = job->rep;
+    }
+    size_t stride = (size_t)w->B * w->T * C, per = (size_t)n * T * C;
+    model_forward_qk(m, inputs, n, T);
+    for (int x = 0; x < n; x++) {
+        const CfJob *job = &jobs[order[x]];
+        const Case *e = &w->cases[job->ci];
+        int ob = e->rec - first, qside = job->measure == CF_Q_CUR || job->measure == CF_Q_PREV;
         for (int l = 0; l < w->L; l++)
             for (int h = 0; h < w->NH; h++) {
                 const real *qo = head_vec(w->qk_orig, w, l, ob, e->t, h);
                 const real *ko = head_vec(w->qk_orig + w->L * stride, w, l, ob, 0, h);
                 const real *qn = m->acts.q + l * per + ((size_t)x * T + e->t) * C + h * hs;
                 const real *kn = m->acts.k + l * per + ((size_t)x * T + e->j) * C + h * hs;
-                sums[l * w->NH + h][ms] +=
+                val[(size_t)order[x] * w->LH + (size_t)l * w->NH + h] =
                     attn_weight(qside ? qn : qo, ko, e->t, e->j, qside ? NULL : kn, hs, (size_t)C);
-                counts[l * w->NH + h][ms]++;
             }
     }
 }
 
+typedef struct {
+    int t, job;
+} CfRun;
+
+/* Runs by their query position, then in job order. */
+static int cf_by_position(const void *a, const void *b) {
+    const CfRun *x = a, *y = b;
+    return x->t != y->t ? (x->t > y->t) - (x->t < y->t) : (x->job > y->job) - (x->job < y->job);
+}
+
 /* The counterfactuals of a chunk (its original q and k kept): per case and
- * measure the token at t, t - 1, j or j - 1 replaced, B rows a run. A case
- * whose token has no replacement ('|', or an alphabet with no letter left)
- * keeps its original attention in that measure's mean, so that every
- * measure averages the same cases as target_attn. */
+ * measure the token at t, t - 1, j or j - 1 replaced. The changed rows run B
+ * at a time in the order of their query position, so that a run is as short
+ * as its latest query allows; the means add the jobs in case order, which
+ * keeps them independent of how the rows were grouped. */
 static void pass_counterfactual(Work *w, double (*sums)[N_CF], int (*counts)[N_CF], int first,
                                 int nb, const int *case_lo, const int *case_hi, int *inputs) {
-    int T = w->T;
-    CfJob *jobs = xmalloc((size_t)w->B * sizeof(CfJob));
-    int nj = 0;
-    for (int b = 0; b < nb; b++) {
-        const Record *rec = &w->recs[first + b];
-        for (int ci = case_lo[first + b]; ci < case_hi[first + b]; ci++) {
-            const Case *e = &w->cases[ci];
-            const int pos[N_CF] = {e->t, e->t - 1, e->j, e->j - 1};
-            for (int ms = 0; ms < N_CF; ms++) {
-                int rep = pos[ms] >= 0 ? replacement(rec, w->c, pos[ms]) : -1;
-                if (rep < 0) {
-                    for (size_t lh = 0; lh < w->LH; lh++) {
-                        sums[lh][ms] += head_target_attn(w, first, e, lh);
-                        counts[lh][ms]++;
-                    }
-                    continue;
-                }
-                memcpy(inputs + (size_t)nj * T, rec->inputs, (size_t)T * sizeof(int));
-                inputs[(size_t)nj * T + pos[ms]] = rep;
-                jobs[nj++] = (CfJob){ci, ms};
-                if (nj == w->B) {
-                    cf_flush(w, sums, counts, jobs, nj, first, inputs);
-                    nj = 0;
-                }
-            }
+    int n = 0, nrun = 0, lo = case_lo[first], hi = case_hi[first + nb - 1];
+    CfJob *jobs = xmalloc((size_t)(hi - lo) * N_CF * sizeof(CfJob) + 1);
+    CfRun *runs = xmalloc((size_t)(hi - lo) * N_CF * sizeof(CfRun) + 1);
+    int *order = xmalloc((size_t)(hi - lo) * N_CF * sizeof(int) + 1);
+    for (int ci = lo; ci < hi; ci++) {
+        const Case *e = &w->cases[ci];
+        const int pos[N_CF] = {e->t, e->t - 1, e->j, e->j - 1};
+        for (int ms = 0; ms < N_CF; ms++) {
+            int rep = pos[ms] >= 0 ? replacement(&w->recs[e->rec], w->c, pos[ms]) : -1;
+            if (rep >= 0) runs[nrun++] = (CfRun){e->t, n};
+            jobs[n++] = (CfJob){ci, ms, pos[ms], rep};
         }
     }
-    if (nj) cf_flush(w, sums, counts, jobs, nj, first, inputs);
+    double *val = xmalloc((size_t)n * w->LH * sizeof(double) + 1);
+    qsort(runs, (size_t)nrun, sizeof(CfRun), cf_by_position);
+    for (int x = 0; x < nrun; x++) order[x] = runs[x].job;
+    for (int x = 0; x < nrun; x += w->B)
+        cf_flush(w, jobs, order + x, nrun - x < w->B ? nrun - x : w->B, first, inputs, val);
+    for (int x = 0; x < n; x++) {
+        const Case *e = &w->cases[jobs[x].ci];
+        for (size_t lh = 0; lh < w->LH; lh++) {
+            sums[lh][jobs[x].measure] +=
+                jobs[x].rep >= 0 ? val[(size_t)x * w->LH + lh] : head_target_attn(w, first, e, lh);
+            counts[lh][jobs[x].measure]++;
+        }
+    }
+    free(val);
+    free(order);
+    free(runs);
     free(jobs);
 }
 
@@ -786,7 +811,7 @@ int roles_measure(Roles *r, Model *m, const Corpus *c, int n, uint64_t base, int
             r->layer_patch_q_pred[l] = npq[w.LH + l] ? r->layer_patch_q_pred[l] / npq[w.LH + l] : NAN;
         free(npq), free(npk);
     }
-    composition(r, m);
+    if (full) composition(r, m);
     free(train), free(lab), free(X), free(cf_sum), free(cf_n), free(inputs), free(targets);
     free(w.recs), free(rows), free(w.cases), free(case_lo), free(case_hi), free(w.feat), free(w.proj);
     free(w.qmean), free(w.kmean), free(w.qn), free(w.kn), free(w.qk_orig);
