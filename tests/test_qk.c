@@ -223,6 +223,12 @@ static void test_csv_roundtrip(void) {
     fclose(f);
     EXPECT(qk_csv_read(path, on_row, &rb, &err) < 0 && strstr(err.msg, "is not a number"),
            "a non-number is refused: %s", err.msg);
+    f = fopen(path, "w");
+    fprintf(f, "step,layer,head,gq_norm,gk_norm,gv_norm,go_norm,wq_norm,wk_norm,uq_ratio,"
+               "uk_ratio\n,0,0,1,1,1,1,1,1,1,1\n");
+    fclose(f);
+    EXPECT(qk_csv_read(path, on_row, &rb, &err) < 0 && strstr(err.msg, "row 2: step, layer"),
+           "an empty step is refused: %s", err.msg);
     remove(path);
     qk_norms_free(&q);
     model_free(&m);

@@ -206,8 +206,6 @@ static void watch_add_map(QkWatch *w, int step, float *map) {
     w->n_maps++;
 }
 
-/* qk_balance.png: one column per heatmap step after 0, each the mean of
- * log2(gq/gk) over the steps since the previous column. */
 /* qk_balance.png: steps 1 .. the latest heatmap step, resampled to at most
  * HEATMAP_BALANCE_COLS columns, each the mean of its steps' log2(gq/gk). */
 static int watch_write_balance(const QkWatch *w, const char *run_dir, Error *err) {
