@@ -185,6 +185,14 @@ static void on_row(void *ctx, int step, int layer, int head, const double *v) {
     }
 }
 
+/* Whether qk_csv_read refuses a file holding text, with want in the message. */
+static int refused(const char *path, ReadBack *rb, Error *err, const char *text,
+                   const char *want) {
+    FILE *f = fopen(path, "w");
+    CHECK(f && fputs(text, f) >= 0 && fclose(f) == 0, "cannot write %s", path);
+    return qk_csv_read(path, on_row, rb, err) < 0 && strstr(err->msg, want);
+}
+
 static void test_csv_roundtrip(void) {
     Rng r;
     rng_seed(&r, 5);
@@ -212,22 +220,17 @@ static void test_csv_roundtrip(void) {
     EXPECT(rb.bad == 0, "%d bad values read back", rb.bad);
     EXPECT(rb.last_step == 3, "last step %d", rb.last_step);
 
-    FILE *f = fopen(path, "w");
-    fprintf(f, "step,layer,head,gq\n1,0,0,1\n");
-    fclose(f);
-    EXPECT(qk_csv_read(path, on_row, &rb, &err) < 0 && strstr(err.msg, "no column 'gq_norm'"),
+    EXPECT(refused(path, &rb, &err, "step,layer,head,gq\n1,0,0,1\n", "no column 'gq_norm'"),
            "a foreign header is refused: %s", err.msg);
-    f = fopen(path, "w");
-    fprintf(f, "\"step\",\"layer\",\"head\",\"gq_norm\",\"gk_norm\",\"gv_norm\",\"go_norm\","
-               "\"wq_norm\",\"wk_norm\",\"uq_ratio\",\"uk_ratio\"\n1,0,0,x,1,1,1,1,1,1,1\n");
-    fclose(f);
-    EXPECT(qk_csv_read(path, on_row, &rb, &err) < 0 && strstr(err.msg, "is not a number"),
+    EXPECT(refused(path, &rb, &err,
+                   "\"step\",\"layer\",\"head\",\"gq_norm\",\"gk_norm\",\"gv_norm\",\"go_norm\","
+                   "\"wq_norm\",\"wk_norm\",\"uq_ratio\",\"uk_ratio\"\n1,0,0,x,1,1,1,1,1,1,1\n",
+                   "is not a number"),
            "a non-number is refused: %s", err.msg);
-    f = fopen(path, "w");
-    fprintf(f, "step,layer,head,gq_norm,gk_norm,gv_norm,go_norm,wq_norm,wk_norm,uq_ratio,"
-               "uk_ratio\n,0,0,1,1,1,1,1,1,1,1\n");
-    fclose(f);
-    EXPECT(qk_csv_read(path, on_row, &rb, &err) < 0 && strstr(err.msg, "row 2: step, layer"),
+    EXPECT(refused(path, &rb, &err,
+                   "step,layer,head,gq_norm,gk_norm,gv_norm,go_norm,wq_norm,wk_norm,uq_ratio,"
+                   "uk_ratio\n,0,0,1,1,1,1,1,1,1,1\n",
+                   "row 2: step, layer"),
            "an empty step is refused: %s", err.msg);
     remove(path);
     qk_norms_free(&q);
