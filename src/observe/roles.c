@@ -405,43 +405,7 @@ typedef struct {
     int ci, measure, pos, rep;
 } CfJob;
 
-/* Runs the changed rows jobs[order[0..n-1]] (rows up to the latest query
- * they score: the model is causal, and a shorter row computes the same
- * values at its positions) and puts in val[job][lh] the attention on the
- * target when the changed run's query at t (or key at j) replaces the
- * original one and every other query and key is the original run's. */
-static void cf_flush(Work *w, const CfJob *jobs, const int *order, int n, int first,
-                     int *inputs, double *val) {
-    Model *m = w->m;
-    int C = w->C, hs = w->hs, T = 1;
-    for (int x = 0; x < n; x++) {
-        const Case *e = &w->cases[jobs[order[x]].ci];
-        if (e->t + 1 > T) T = e->t + 1;
-    }
-    for (int x = 0; x < n; x++) {
-        const CfJob *job = &jobs[order[x]];
-        memcpy(inputs + (size_t)x * T, w->recs[w->cases[job->ci].rec].inputs,
-               (size_t)T * sizeof(int));
-        inputs[(size_t)x * T + job->pos] = job->rep;
-    }
-    size_t stride = (size_t)w->B * w->T * C, per = (size_t)n * T * C;
-    model_forward_qk(m, inputs, n, T);
-    for (int x = 0; x < n; x++) {
-        const CfJob *job = &jobs[order[x]];
-        const Case *e = &w->cases[job->ci];
-        int ob = e->rec - first, qside = job->measure == CF_Q_CUR || job->measure == CF_Q_PREV;
-        for (int l = 0; l < w->L; l++)
-            for (int h = 0; h < w->NH; h++) {
-                const real *qo = head_vec(w->qk_orig, w, l, ob, e->t, h);
-                const real *ko = head_vec(w->qk_orig + w->L * stride, w, l, ob, 0, h);
-                const real *qn = m->acts.q + l * per + ((size_t)x * T + e->t) * C + h * hs;
-                const real *kn = m->acts.k + l * per + ((size_t)x * T + e->j) * C + h * hs;
-                val[(size_t)order[x] * w->LH + (size_t)l * w->NH + h] =
-                    attn_weight(qside ? qn : qo, ko, e->t, e->j, qside ? NULL : kn, hs, (size_t)C);
-            }
-    }
-}
-
+/* A changed row to run: its case's query position and its job. */
 typedef struct {
     int t, job;
 } CfRun;
@@ -450,6 +414,40 @@ typedef struct {
 static int cf_by_position(const void *a, const void *b) {
     const CfRun *x = a, *y = b;
     return x->t != y->t ? (x->t > y->t) - (x->t < y->t) : (x->job > y->job) - (x->job < y->job);
+}
+
+/* Runs the changed rows of runs[0..n-1] (sorted by position: the last scores
+ * the latest query, and rows stop there, as the model is causal and a shorter
+ * row computes the same values at its positions) and puts in val[job][lh]
+ * the attention on the target when the changed run's query at t (or key at
+ * j) replaces the original one and every other query and key is the
+ * original run's. */
+static void cf_flush(Work *w, const CfJob *jobs, const CfRun *runs, int n, int first,
+                     int *inputs, double *val) {
+    Model *m = w->m;
+    int C = w->C, hs = w->hs, T = runs[n - 1].t + 1;
+    for (int x = 0; x < n; x++) {
+        const CfJob *job = &jobs[runs[x].job];
+        memcpy(inputs + (size_t)x * T, w->recs[w->cases[job->ci].rec].inputs,
+               (size_t)T * sizeof(int));
+        inputs[(size_t)x * T + job->pos] = job->rep;
+    }
+    size_t stride = (size_t)w->B * w->T * C, per = (size_t)n * T * C;
+    model_forward_qk(m, inputs, n, T);
+    for (int x = 0; x < n; x++) {
+        const CfJob *job = &jobs[runs[x].job];
+        const Case *e = &w->cases[job->ci];
+        int ob = e->rec - first, qside = job->measure == CF_Q_CUR || job->measure == CF_Q_PREV;
+        for (int l = 0; l < w->L; l++)
+            for (int h = 0; h < w->NH; h++) {
+                const real *qo = head_vec(w->qk_orig, w, l, ob, e->t, h);
+                const real *ko = head_vec(w->qk_orig + w->L * stride, w, l, ob, 0, h);
+                const real *qn = m->acts.q + l * per + ((size_t)x * T + e->t) * C + h * hs;
+                const real *kn = m->acts.k + l * per + ((size_t)x * T + e->j) * C + h * hs;
+                val[(size_t)runs[x].job * w->LH + (size_t)l * w->NH + h] =
+                    attn_weight(qside ? qn : qo, ko, e->t, e->j, qside ? NULL : kn, hs, (size_t)C);
+            }
+    }
 }
 
 /* The counterfactuals of a chunk (its original q and k kept): per case and
@@ -462,7 +460,6 @@ static void pass_counterfactual(Work *w, double (*sums)[N_CF], int (*counts)[N_C
     int n = 0, nrun = 0, lo = case_lo[first], hi = case_hi[first + nb - 1];
     CfJob *jobs = xmalloc((size_t)(hi - lo) * N_CF * sizeof(CfJob) + 1);
     CfRun *runs = xmalloc((size_t)(hi - lo) * N_CF * sizeof(CfRun) + 1);
-    int *order = xmalloc((size_t)(hi - lo) * N_CF * sizeof(int) + 1);
     for (int ci = lo; ci < hi; ci++) {
         const Case *e = &w->cases[ci];
         const int pos[N_CF] = {e->t, e->t - 1, e->j, e->j - 1};
@@ -474,9 +471,8 @@ static void pass_counterfactual(Work *w, double (*sums)[N_CF], int (*counts)[N_C
     }
     double *val = xmalloc((size_t)n * w->LH * sizeof(double) + 1);
     qsort(runs, (size_t)nrun, sizeof(CfRun), cf_by_position);
-    for (int x = 0; x < nrun; x++) order[x] = runs[x].job;
     for (int x = 0; x < nrun; x += w->B)
-        cf_flush(w, jobs, order + x, nrun - x < w->B ? nrun - x : w->B, first, inputs, val);
+        cf_flush(w, jobs, runs + x, nrun - x < w->B ? nrun - x : w->B, first, inputs, val);
     for (int x = 0; x < n; x++) {
         const Case *e = &w->cases[jobs[x].ci];
         for (size_t lh = 0; lh < w->LH; lh++) {
@@ -486,7 +482,6 @@ static void pass_counterfactual(Work *w, double (*sums)[N_CF], int (*counts)[N_C
         }
     }
     free(val);
-    free(order);
     free(runs);
     free(jobs);
 }
