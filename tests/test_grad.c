@@ -423,13 +423,28 @@ static void test_model_masked(void) {
     }
     inp[4] = inp[5] = pad;
     tgt[1] = all[1], tgt[3] = all[3], tgt[11] = all[11];
+    const int scored[3] = {1, 3, 11};
+    real full_logits[3][7];
     model_forward(&m, inp, all, B, T);
     double want = ((double)m.acts.losses[1] + m.acts.losses[3] + m.acts.losses[11]) / 3;
+    for (int r = 0; r < 3; r++)
+        memcpy(full_logits[r], model_logits_at(&m, (size_t)scored[r]), sizeof full_logits[r]);
     double got = model_forward(&m, inp, tgt, B, T);
     EXPECT(m.n_scored == 3 && fabs(got - want) < 1e-12,
            "masked loss %.15g, mean of the scored positions' losses %.15g (%zu scored)", got, want,
            m.n_scored);
     EXPECT(m.acts.losses[0] == 0 && m.acts.losses[4] == 0, "unscored positions' losses are 0");
+    /* the last block ran past its attention on the scored positions alone:
+     * theirs are the logits of the forward that scores every position, to
+     * the bit, and the others have none */
+    EXPECT(m.n_rows == 3 && m.rows[0] == 1 && m.rows[1] == 3 && m.rows[2] == 11,
+           "the masked forward's rows: %zu", m.n_rows);
+    for (int i = 0, r = 0; i < B * T; i++) {
+        const real *lg = model_logits_at(&m, (size_t)i);
+        if (tgt[i] == TARGET_NONE) EXPECT(!lg, "unscored position %d has logits", i);
+        else EXPECT(lg && !memcmp(lg, full_logits[r++], sizeof full_logits[0]),
+                    "scored position %d: logits differ from the unmasked forward's", i);
+    }
     ModelCtx c = {&m, inp, tgt, B, T};
     model_backward(&m);
     real *grads = xmalloc(m.n_params * sizeof(real));
@@ -445,12 +460,10 @@ static void test_model_masked(void) {
     double pad_grad = 0;
     for (int j = 0; j < s.C; j++) pad_grad += fabs(grads[m.views[0].offset + (size_t)pad * s.C + j]);
     EXPECT(pad_grad == 0, "the pad's embedding gets gradient %g", pad_grad);
-    for (int i = 0; i < B * T; i++) {
-        size_t row = (size_t)i * s.V;
+    for (int r = 0; r < 3; r++) {
         double d = 0;
-        for (int v = 0; v < s.V; v++) d += fabs(m.scr.dlogits[row + v]);
-        if (tgt[i] == TARGET_NONE) EXPECT(d == 0, "unscored position %d has dlogits %g", i, d);
-        else EXPECT(d > 0, "scored position %d has no dlogits", i);
+        for (int v = 0; v < s.V; v++) d += fabs(m.scr.dlogits[(size_t)r * s.V + v]);
+        EXPECT(d > 0, "scored position %d has no dlogits", scored[r]);
     }
     /* other values at the unscored targets: the same loss and gradients */
     int other[12];

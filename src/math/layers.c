@@ -275,3 +275,21 @@ size_t crossentropy_correct(const real *logits, const int *targets, size_t N, in
     }
     return correct;
 }
+
+void rows_gather(real *out, const real *inp, const int *rows, size_t n, int C) {
+    for (size_t r = 0; r < n; r++) {
+        const real *src = inp + (size_t)rows[r] * C;
+        if (src != out + r * C) memmove(out + r * C, src, (size_t)C * sizeof(real));
+    }
+}
+
+void rows_scatter(real *x, const int *rows, size_t n, size_t N, int C) {
+    size_t next = N; /* rows >= next hold their final values */
+    for (size_t r = n; r-- > 0;) {
+        size_t to = (size_t)rows[r];
+        memset(x + (to + 1) * C, 0, (next - to - 1) * C * sizeof(real));
+        if (to != r) memcpy(x + to * C, x + r * C, (size_t)C * sizeof(real));
+        next = to;
+    }
+    memset(x, 0, next * C * sizeof(real));
+}

@@ -221,6 +221,8 @@ void model_create(Model *m, const ModelShape *s, int maxB) {
     m->n_scr = scratch_point(&m->scr, s, maxB, s->maxT, NULL);
     m->scr_mem = xcalloc_lines(m->n_scr, sizeof(real));
     scratch_point(&m->scr, s, maxB, s->maxT, m->scr_mem);
+    m->rows = xcalloc((size_t)2 * maxB * s->maxT, sizeof(int));
+    m->row_targets = m->rows + (size_t)maxB * s->maxT;
 }
 
 void model_release_activations(Model *m) {
@@ -236,6 +238,7 @@ void model_free(Model *m) {
     free(m->views);
     free(m->acts_mem);
     free(m->scr_mem);
+    free(m->rows);
     gemm_scratch_free(&m->kernel.gemm);
     scratch_free(&m->kernel.attention);
     scratch_free(&m->kernel.ln_partials);
@@ -292,7 +295,9 @@ static real forward_blocks(Model *m, int from, int qk_only, const int *targets, 
     KernelScratch *ks = &m->kernel;
 
     const real *resid = from ? a->res3 + (size_t)(from - 1) * BTC : a->encoded;
+    size_t R = m->n_rows; /* rows of the last block past its attention */
     for (int l = from; l < s->L; l++) {
+        size_t Rl = l == s->L - 1 ? R : BT, RlC = Rl * C;
         real *ln1 = a->ln1 + l * BTC, *q = a->q + l * BTC, *k = a->k + l * BTC;
         real *v = a->v + l * BTC, *atty = a->atty + l * BTC, *res2 = a->res2 + l * BTC;
         real *ln2 = a->ln2 + l * BTC, *res3 = a->res3 + l * BTC;
@@ -316,23 +321,32 @@ static real forward_blocks(Model *m, int from, int qk_only, const int *targets, 
         TIMED(OP_MATMUL,
               matmul_forward(v, ln1, p->wv + l * CC, at(p->bv, l, C), NULL, BT, C, C, &ks->gemm));
         TIMED(OP_ATTENTION, attention_forward(atty, att, q, k, v, B, T, C, NH, &ks->attention));
-        TIMED(OP_MATMUL, matmul_forward(res2, atty, p->wo + l * CC, at(p->bo, l, C), resid, BT, C,
+        const real *skip = resid; /* the residual the W_O product starts from */
+        if (Rl < BT) { /* attention output and residual of the scored rows */
+            TIMED(OP_OTHER, rows_gather(atty, atty, m->rows, Rl, C));
+            TIMED(OP_OTHER, rows_gather(res2, resid, m->rows, Rl, C));
+            skip = res2;
+        }
+        TIMED(OP_MATMUL, matmul_forward(res2, atty, p->wo + l * CC, at(p->bo, l, C), skip, Rl, C,
                                         C, &ks->gemm));
 
         TIMED(OP_LAYERNORM, layernorm_forward(ln2, a->ln2_mean + l * BT, a->ln2_rstd + l * BT, res2,
-                                              p->ln2w + l * C, p->ln2b + l * C, BT, C));
+                                              p->ln2w + l * C, p->ln2b + l * C, Rl, C));
         TIMED(OP_MATMUL, matmul_forward(fch, ln2, p->fcw + l * 4 * CC, at(p->fcb, l, 4 * (size_t)C),
-                                        NULL, BT, C, 4 * C, &ks->gemm));
-        TIMED(OP_GELU, gelu_forward(fchg, fch, fch, BTC * 4));
+                                        NULL, Rl, C, 4 * C, &ks->gemm));
+        TIMED(OP_GELU, gelu_forward(fchg, fch, fch, RlC * 4));
         TIMED(OP_MATMUL, matmul_forward(res3, fchg, p->projw + l * 4 * CC, at(p->projb, l, C),
-                                        res2, BT, 4 * C, C, &ks->gemm));
+                                        res2, Rl, 4 * C, C, &ks->gemm));
         resid = res3;
     }
+    const int *row_targets = R < BT ? m->row_targets : targets;
     TIMED(OP_LAYERNORM,
-          layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, resid, p->lnfw, p->lnfb, BT, C));
+          layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, resid, p->lnfw, p->lnfb, R, C));
     TIMED(OP_MATMUL,
-          matmul_forward(a->logits, a->lnf, p->lm_head, NULL, NULL, BT, C, V, &ks->gemm));
-    TIMED(OP_CROSSENTROPY, crossentropy_forward(a->probs, a->losses, a->logits, targets, BT, V));
+          matmul_forward(a->logits, a->lnf, p->lm_head, NULL, NULL, R, C, V, &ks->gemm));
+    TIMED(OP_CROSSENTROPY,
+          crossentropy_forward(a->probs, a->losses, a->logits, row_targets, R, V));
+    if (R < BT) TIMED(OP_OTHER, rows_scatter(a->losses, m->rows, R, BT, 1));
 
     m->grad_count = 0;
     if (!targets) return 0;
@@ -360,6 +374,14 @@ static void forward_embed(Model *m, const int *inputs, const int *targets, int B
     m->T = T;
     m->inputs = inputs;
     m->targets = targets;
+    size_t BT = (size_t)B * T, n = 0;
+    for (size_t i = 0; targets && i < BT; i++)
+        if (targets[i] != TARGET_NONE) {
+            m->rows[n] = (int)i;
+            m->row_targets[n++] = targets[i];
+        }
+    /* no target scored: the whole forward, as without targets */
+    m->n_rows = n > 0 ? n : BT;
     TIMED(OP_OTHER, encoder_forward(m->acts.encoded, inputs, m->p.wte, m->p.wpe, B, T, s->C));
 }
 
@@ -438,20 +460,23 @@ void model_backward(Model *m) {
         }
     }
 
-    size_t count = m->grad_count ? m->grad_count : m->n_scored * (size_t)m->grad_shards;
-    TIMED(OP_CROSSENTROPY, crossentropy_backward(d->dlogits, a->probs, m->targets, BT, V,
+    /* the head and the last block down to its attention on the forward's rows */
+    size_t R = m->n_rows, count = m->grad_count ? m->grad_count : m->n_scored * (size_t)m->grad_shards;
+    const int *row_targets = R < BT ? m->row_targets : m->targets;
+    TIMED(OP_CROSSENTROPY, crossentropy_backward(d->dlogits, a->probs, row_targets, R, V,
                                                  count ? (real)(1.0 / (double)count) : 0));
     TIMED(OP_MATMUL, matmul_backward(d->dln, s->tie_embeddings ? g->wte : g->lm_head, NULL,
-                                     d->dlogits, a->lnf, p->lm_head, BT, C, V, 0, &ks->gemm));
-    zero_fill(d->dres, BTC);
+                                     d->dlogits, a->lnf, p->lm_head, R, C, V, 0, &ks->gemm));
+    zero_fill(d->dres, R * C);
     TIMED(OP_LAYERNORM,
           layernorm_backward(d->dres, g->lnfw, g->lnfb, d->dln, a->res3 + (s->L - 1) * BTC, p->lnfw,
-                             a->lnf_mean, a->lnf_rstd, BT, C, &ks->ln_partials));
+                             a->lnf_mean, a->lnf_rstd, R, C, &ks->ln_partials));
     grad_ready(m, g->lnfw, (size_t)C);
     grad_ready(m, g->lnfb, (size_t)C);
     grad_ready(m, g->lm_head, (size_t)V * C); /* NULL when tied: wte is final only at the end */
 
     for (int l = s->L - 1; l >= 0; l--) {
+        size_t Rl = l == s->L - 1 ? R : BT, RlC = Rl * C;
         const real *resid = l == 0 ? a->encoded : a->res3 + (l - 1) * BTC;
         real *ln1 = a->ln1 + l * BTC, *q = a->q + l * BTC, *k = a->k + l * BTC;
         real *v = a->v + l * BTC, *atty = a->atty + l * BTC, *res2 = a->res2 + l * BTC;
@@ -463,18 +488,22 @@ void model_backward(Model *m) {
          * contribution so that afterwards dres = dL/d(res2). */
         TIMED(OP_MATMUL,
               matmul_backward(d->dfch_gelu, g->projw + l * 4 * CC, at(g->projb, l, C), d->dres,
-                              fchg, p->projw + l * 4 * CC, BT, 4 * C, C, 0, &ks->gemm));
-        TIMED(OP_GELU, gelu_backward(d->dfch, fch, d->dfch_gelu, BTC * 4));
+                              fchg, p->projw + l * 4 * CC, Rl, 4 * C, C, 0, &ks->gemm));
+        TIMED(OP_GELU, gelu_backward(d->dfch, fch, d->dfch_gelu, RlC * 4));
         TIMED(OP_MATMUL,
               matmul_backward(d->dln, g->fcw + l * 4 * CC, at(g->fcb, l, 4 * (size_t)C), d->dfch,
-                              ln2, p->fcw + l * 4 * CC, BT, C, 4 * C, 0, &ks->gemm));
+                              ln2, p->fcw + l * 4 * CC, Rl, C, 4 * C, 0, &ks->gemm));
         TIMED(OP_LAYERNORM, layernorm_backward(d->dres, g->ln2w + l * C, g->ln2b + l * C, d->dln,
                                                res2, p->ln2w + l * C, a->ln2_mean + l * BT,
-                                               a->ln2_rstd + l * BT, BT, C, &ks->ln_partials));
+                                               a->ln2_rstd + l * BT, Rl, C, &ks->ln_partials));
 
         /* Attention: afterwards dres = dL/d(block input). */
         TIMED(OP_MATMUL, matmul_backward(d->datty, g->wo + l * CC, at(g->bo, l, C), d->dres, atty,
-                                         p->wo + l * CC, BT, C, C, 0, &ks->gemm));
+                                         p->wo + l * CC, Rl, C, C, 0, &ks->gemm));
+        if (Rl < BT) { /* back to every position: the unscored ones' gradients are 0 */
+            TIMED(OP_OTHER, rows_scatter(d->datty, m->rows, Rl, BT, C));
+            TIMED(OP_OTHER, rows_scatter(d->dres, m->rows, Rl, BT, C));
+        }
         TIMED(OP_ATTENTION, attention_backward(d->dq, d->dk, d->dv, d->datty, q, k, v, att,
                                                B, T, C, NH, &ks->attention));
         /* smeared: dq or dk through the mix, onto the projection (in place) */
@@ -524,7 +553,25 @@ const real *model_grad_key_path(const Model *m, int l) {
 
 size_t model_count_correct(const Model *m) {
     CHECK(m->targets, "model_count_correct: the last forward had no targets");
-    return crossentropy_correct(m->acts.logits, m->targets, (size_t)m->B * m->T, m->shape.V);
+    size_t BT = (size_t)m->B * m->T;
+    return crossentropy_correct(m->acts.logits, m->n_rows < BT ? m->row_targets : m->targets,
+                                m->n_rows, m->shape.V);
+}
+
+const real *model_logits_at(const Model *m, size_t pos) {
+    size_t BT = (size_t)m->B * m->T, r = pos;
+    if (pos >= BT) return NULL;
+    if (m->n_rows < BT) { /* rows ascend: the first one at or past pos */
+        size_t lo = 0, hi = m->n_rows;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if ((size_t)m->rows[mid] < pos) lo = mid + 1;
+            else hi = mid;
+        }
+        if (lo == m->n_rows || (size_t)m->rows[lo] != pos) return NULL;
+        r = lo;
+    }
+    return m->acts.logits + r * m->shape.V;
 }
 
 void model_eval_add(EvalSums *s, const Model *m, int per_target) {

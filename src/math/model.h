@@ -156,6 +156,16 @@ typedef struct Model {
     int B, T;              /* shape of the last forward */
     const int *inputs;     /* [B, T] tokens of the last forward */
     const int *targets;    /* [B, T] its targets (NULL = none; TARGET_NONE = not scored) */
+    /* A forward with targets that leaves positions unscored runs the last
+     * block past its attention, the final LayerNorm and the logits on the
+     * scored positions alone: nothing reads the others' outputs, and their
+     * gradients are zero. Those rows of acts (res2 .. res3 of the last block,
+     * lnf, logits, probs) and of the backward's scratch then hold the scored
+     * positions in order, rows[r] being row r's position (b T + t) and
+     * row_targets[r] its target; otherwise n_rows = B T and rows is unused. */
+    int *rows;             /* [maxB * maxT] */
+    int *row_targets;      /* [maxB * maxT] */
+    size_t n_rows;
     real loss;             /* mean loss over the scored targets of the last forward */
     double loss_sum;       /* their sum */
     size_t n_scored;       /* their count */
@@ -199,8 +209,13 @@ void model_init_params(Model *m, Rng *r, int symmetric_qk);
 /* Forward over B sequences of T tokens (B <= maxB, T <= maxT). With targets
  * it returns the mean cross-entropy over the scored targets (those not
  * TARGET_NONE) and keeps what backward needs; without, returns 0 and only
- * logits/probs are meaningful. */
+ * logits/probs are meaningful. Read a position's logits with
+ * model_logits_at: with targets, only the scored positions have them. */
 real model_forward(Model *m, const int *inputs, const int *targets, int B, int T);
+
+/* The logits [V] of position pos (b T + t) in the last forward, or NULL for
+ * a position it did not compute (unscored, in a forward with targets). */
+const real *model_logits_at(const Model *m, size_t pos);
 
 /* The forward without targets only as far as every layer's queries and keys
  * (acts.q and acts.k; the last block's attention and everything after it

@@ -330,8 +330,12 @@ static void keep_qk(Work *w, int nb) {
     }
 }
 
-static int argmax_row(const real *logits, int V) {
-    int best = 0;
+/* The model's prediction at position pos of the last forward (a case's
+ * position: scored, so its logits were computed). */
+static int predicted(const Model *m, size_t pos) {
+    const real *logits = model_logits_at(m, pos);
+    CHECK(logits, "roles: no logits at position %zu", pos);
+    int best = 0, V = m->shape.V;
     for (int i = 1; i < V; i++)
         if (logits[i] > logits[best]) best = i;
     return best;
@@ -347,7 +351,7 @@ static void pass_observe(Work *w, Roles *r, int first, int nb, const int *case_l
     for (int b = 0; b < nb; b++)
         for (int ci = case_lo[first + b]; ci < case_hi[first + b]; ci++) {
             const Case *e = &w->cases[ci];
-            *acc_right += argmax_row(m->acts.logits + ((size_t)b * T + e->t) * w->V, w->V) ==
+            *acc_right += predicted(m, (size_t)b * T + e->t) ==
                           w->recs[first + b].targets[e->t];
             for (int l = 0; l < w->L; l++) {
                 const real *att = m->acts.att + (size_t)l * nb * w->NH * T * T;
@@ -511,7 +515,7 @@ static void patch_flush(Work *w, Roles *r, const RowPatch *rows, const int *who,
     m->qk_hook_ctx = NULL;
     for (int x = 0; x < nr; x++) {
         const Case *e = &w->cases[who[x]];
-        int pred = argmax_row(m->acts.logits + ((size_t)x * T + e->t) * w->V, w->V);
+        int pred = predicted(m, (size_t)x * T + e->t);
         if (rows[x].head < 0) { /* the whole layer at once */
             r->layer_patch_q_pred[rows[x].layer] += pred == e->alt_answer;
             npq[w->LH + (size_t)rows[x].layer]++;
