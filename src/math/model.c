@@ -367,7 +367,9 @@ static real forward_blocks(Model *m, int from, int qk_only, const int *targets, 
  * layer strides stay dense. */
 static void forward_embed(Model *m, const int *inputs, const int *targets, int B, int T) {
     const ModelShape *s = &m->shape;
-    CHECK(B >= 1 && B <= m->maxB && T >= 1 && T <= s->maxT,
+    /* every buffer holds B T rows (the attention's B T T entries, T <= maxT):
+     * shorter rows may come more at a time */
+    CHECK(B >= 1 && T >= 1 && T <= s->maxT && (size_t)B * T <= (size_t)m->maxB * s->maxT,
           "model_forward: B=%d T=%d outside the allocated %dx%d", B, T, m->maxB, s->maxT);
     acts_point(&m->acts, s, B, T, m->acts_mem);
     m->B = B;

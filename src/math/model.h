@@ -206,7 +206,8 @@ void model_free(Model *m);
  * LayerNorm weight 1. symmetric_qk copies W_Q into W_K (untied only). */
 void model_init_params(Model *m, Rng *r, int symmetric_qk);
 
-/* Forward over B sequences of T tokens (B <= maxB, T <= maxT). With targets
+/* Forward over B sequences of T tokens (T <= maxT, B T <= maxB maxT: shorter
+ * rows may come more at a time than maxB). With targets
  * it returns the mean cross-entropy over the scored targets (those not
  * TARGET_NONE) and keeps what backward needs; without, returns 0 and only
  * logits/probs are meaningful. Read a position's logits with

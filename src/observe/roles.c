@@ -409,36 +409,45 @@ typedef struct {
     int ci, measure, pos, rep;
 } CfJob;
 
-/* A changed row to run: its case's query position and its job. */
+/* A job's changed row: the position it reads (the query's t, or the key's j),
+ * the record, the changed position, and the job. */
 typedef struct {
-    int t, job;
+    int t, rec, pos, job;
 } CfRun;
 
-/* Runs by their query position, then in job order. */
+/* Runs by the position they read, then by row: equal rows come together. */
 static int cf_by_position(const void *a, const void *b) {
     const CfRun *x = a, *y = b;
-    return x->t != y->t ? (x->t > y->t) - (x->t < y->t) : (x->job > y->job) - (x->job < y->job);
+    if (x->t != y->t) return (x->t > y->t) - (x->t < y->t);
+    if (x->rec != y->rec) return (x->rec > y->rec) - (x->rec < y->rec);
+    if (x->pos != y->pos) return (x->pos > y->pos) - (x->pos < y->pos);
+    return (x->job > y->job) - (x->job < y->job);
 }
 
-/* Runs the changed rows of runs[0..n-1] (sorted by position: the last scores
- * the latest query, and rows stop there, as the model is causal and a shorter
- * row computes the same values at its positions) and puts in val[job][lh]
- * the attention on the target when the changed run's query at t (or key at
- * j) replaces the original one and every other query and key is the
- * original run's. */
-static void cf_flush(Work *w, const CfJob *jobs, const CfRun *runs, int n, int first,
+static int cf_same_row(const CfRun *x, const CfRun *y) {
+    return x->t == y->t && x->rec == y->rec && x->pos == y->pos;
+}
+
+/* Runs the changed rows of runs[0..n-1] (sorted; equal rows once, nrow of
+ * them) and puts in val[job][lh] the attention on the target when the
+ * changed row's query at t (or key at j) replaces the original one and every
+ * other query and key is the original run's. A row stops at the position it
+ * reads, the last run's being the latest: the model is causal, and a shorter
+ * row computes the same values at its positions. */
+static void cf_flush(Work *w, const CfJob *jobs, const CfRun *runs, int n, int nrow, int first,
                      int *inputs, double *val) {
     Model *m = w->m;
     int C = w->C, hs = w->hs, T = runs[n - 1].t + 1;
-    for (int x = 0; x < n; x++) {
-        const CfJob *job = &jobs[runs[x].job];
-        memcpy(inputs + (size_t)x * T, w->recs[w->cases[job->ci].rec].inputs,
-               (size_t)T * sizeof(int));
-        inputs[(size_t)x * T + job->pos] = job->rep;
+    for (int x = 0, row = -1; x < n; x++) {
+        if (x > 0 && cf_same_row(&runs[x - 1], &runs[x])) continue;
+        int *in = inputs + (size_t)++row * T;
+        memcpy(in, w->recs[runs[x].rec].inputs, (size_t)T * sizeof(int));
+        in[runs[x].pos] = jobs[runs[x].job].rep;
     }
-    size_t stride = (size_t)w->B * w->T * C, per = (size_t)n * T * C;
-    model_forward_qk(m, inputs, n, T);
-    for (int x = 0; x < n; x++) {
+    size_t stride = (size_t)w->B * w->T * C, per = (size_t)nrow * T * C;
+    model_forward_qk(m, inputs, nrow, T);
+    for (int x = 0, row = -1; x < n; x++) {
+        if (x == 0 || !cf_same_row(&runs[x - 1], &runs[x])) row++;
         const CfJob *job = &jobs[runs[x].job];
         const Case *e = &w->cases[job->ci];
         int ob = e->rec - first, qside = job->measure == CF_Q_CUR || job->measure == CF_Q_PREV;
@@ -446,8 +455,8 @@ static void cf_flush(Work *w, const CfJob *jobs, const CfRun *runs, int n, int f
             for (int h = 0; h < w->NH; h++) {
                 const real *qo = head_vec(w->qk_orig, w, l, ob, e->t, h);
                 const real *ko = head_vec(w->qk_orig + w->L * stride, w, l, ob, 0, h);
-                const real *qn = m->acts.q + l * per + ((size_t)x * T + e->t) * C + h * hs;
-                const real *kn = m->acts.k + l * per + ((size_t)x * T + e->j) * C + h * hs;
+                const real *qn = m->acts.q + l * per + ((size_t)row * T + e->t) * C + h * hs;
+                const real *kn = m->acts.k + l * per + ((size_t)row * T + e->j) * C + h * hs;
                 val[(size_t)runs[x].job * w->LH + (size_t)l * w->NH + h] =
                     attn_weight(qside ? qn : qo, ko, e->t, e->j, qside ? NULL : kn, hs, (size_t)C);
             }
@@ -455,10 +464,11 @@ static void cf_flush(Work *w, const CfJob *jobs, const CfRun *runs, int n, int f
 }
 
 /* The counterfactuals of a chunk (its original q and k kept): per case and
- * measure the token at t, t - 1, j or j - 1 replaced. The changed rows run B
- * at a time in the order of their query position, so that a run is as short
- * as its latest query allows; the means add the jobs in case order, which
- * keeps them independent of how the rows were grouped. */
+ * measure the token at t, t - 1, j or j - 1 replaced. The changed rows run in
+ * the order of the position they read, each as short as that position allows
+ * and as many at a time as the model's B x T rows hold; cases that change
+ * the same token and read the same key share a row. The means add the jobs
+ * in case order, which keeps them independent of how the rows were grouped. */
 static void pass_counterfactual(Work *w, double (*sums)[N_CF], int (*counts)[N_CF], int first,
                                 int nb, const int *case_lo, const int *case_hi, int *inputs) {
     int n = 0, nrun = 0, lo = case_lo[first], hi = case_hi[first + nb - 1];
@@ -469,14 +479,25 @@ static void pass_counterfactual(Work *w, double (*sums)[N_CF], int (*counts)[N_C
         const int pos[N_CF] = {e->t, e->t - 1, e->j, e->j - 1};
         for (int ms = 0; ms < N_CF; ms++) {
             int rep = pos[ms] >= 0 ? replacement(&w->recs[e->rec], w->c, pos[ms]) : -1;
-            if (rep >= 0) runs[nrun++] = (CfRun){e->t, n};
+            int reads = ms == CF_Q_CUR || ms == CF_Q_PREV ? e->t : e->j;
+            if (rep >= 0) runs[nrun++] = (CfRun){reads, e->rec, pos[ms], n};
             jobs[n++] = (CfJob){ci, ms, pos[ms], rep};
         }
     }
     double *val = xmalloc((size_t)n * w->LH * sizeof(double) + 1);
     qsort(runs, (size_t)nrun, sizeof(CfRun), cf_by_position);
-    for (int x = 0; x < nrun; x += w->B)
-        cf_flush(w, jobs, runs + x, nrun - x < w->B ? nrun - x : w->B, first, inputs, val);
+    size_t cells = (size_t)w->B * w->T; /* the model's rows times positions */
+    for (int x = 0; x < nrun;) {
+        int end = x, nrow = 0;
+        while (end < nrun) {
+            int fresh = end == x || !cf_same_row(&runs[end - 1], &runs[end]);
+            if (fresh && (size_t)(nrow + 1) * (runs[end].t + 1) > cells) break;
+            nrow += fresh;
+            end++;
+        }
+        cf_flush(w, jobs, runs + x, end - x, nrow, first, inputs, val);
+        x = end;
+    }
     for (int x = 0; x < n; x++) {
         const Case *e = &w->cases[jobs[x].ci];
         for (size_t lh = 0; lh < w->LH; lh++) {
