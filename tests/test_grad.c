@@ -514,6 +514,38 @@ static void test_model_short_rows(void) {
     model_free(&m);
 }
 
+/* A batch cut after its last scored position: the same loss, to the bit (the
+ * model is causal), and the same gradients but for the order LayerNorm's
+ * partial sums take. */
+static void test_model_trimmed(void) {
+    ModelShape s = {.V = 7, .L = 2, .NH = 2, .C = 8, .maxT = 6, .bias = 1, .tie_embeddings = 1};
+    int B = 3, T = 6, inp[18], tgt[18];
+    Model m;
+    model_create(&m, &s, B);
+    params_randomize(&m);
+    for (int i = 0; i < B * T; i++) {
+        inp[i] = (int)rng_below(&rng, s.V);
+        tgt[i] = i % T < 4 && i % 2 ? (int)rng_below(&rng, s.V) : TARGET_NONE;
+    }
+    real whole = model_forward(&m, inp, tgt, B, T);
+    model_backward(&m);
+    real *grads = xmalloc(m.n_params * sizeof(real));
+    memcpy(grads, m.grads, m.n_params * sizeof(real));
+    int kept = batch_trim(inp, tgt, B, T);
+    real cut = model_forward(&m, inp, tgt, B, kept);
+    model_backward(&m);
+    EXPECT(kept == 4 && cut == whole, "cut to %d positions: loss %.9g, whole rows %.9g", kept,
+           (double)cut, (double)whole);
+    double worst = 0;
+    for (size_t i = 0; i < m.n_params; i++) {
+        double d = fabs((double)m.grads[i] - grads[i]) / (fabs((double)grads[i]) + 1e-6);
+        worst = d > worst ? d : worst;
+    }
+    EXPECT(worst < 1e-4, "cut rows' gradients differ by %g (relative)", worst);
+    free(grads);
+    model_free(&m);
+}
+
 int main(void) {
     rng_seed(&rng, 42);
     test_layernorm();
@@ -534,5 +566,6 @@ int main(void) {
     test_tied_paths();
     test_model_masked();
     test_model_short_rows();
+    test_model_trimmed();
     CHECK_DONE("test_grad");
 }

@@ -194,6 +194,27 @@ static void test_rows(void) {
     corpus_free(&c);
 }
 
+/* batch_trim: rows cut after the last scored position of the batch, moved
+ * in place; nothing to cut, or nothing scored, leaves T. */
+static void test_trim(void) {
+    enum { B = 3, T = 8 };
+    int in[B * T], tg[B * T], want_in[B * T], want_tg[B * T];
+    for (int i = 0; i < B * T; i++) in[i] = i, tg[i] = TARGET_NONE;
+    tg[0 * T + 2] = 7, tg[1 * T + 5] = 8, tg[2 * T + 1] = 9; /* latest: row 1, position 5 */
+    memcpy(want_in, in, sizeof in);
+    memcpy(want_tg, tg, sizeof tg);
+    int kept = batch_trim(in, tg, B, T);
+    EXPECT(kept == 6, "kept %d positions, want 6", kept);
+    for (int b = 0; b < B; b++)
+        EXPECT(!memcmp(in + b * 6, want_in + b * T, 6 * sizeof(int)) &&
+                   !memcmp(tg + b * 6, want_tg + b * T, 6 * sizeof(int)),
+               "row %d is not its first 6 positions", b);
+    for (int i = 0; i < B * T; i++) tg[i] = TARGET_NONE;
+    EXPECT(batch_trim(in, tg, B, T) == T, "nothing scored: rows kept whole");
+    tg[B * T - 1] = 1;
+    EXPECT(batch_trim(in, tg, B, T) == T, "the last position scored: rows kept whole");
+}
+
 static int parse_text(const TaskSpec *t, const char *text) {
     uint32_t rec[TASK_RECORD_MAX];
     unsigned char scored[TASK_RECORD_MAX];
@@ -248,6 +269,7 @@ int main(void) {
     test_determinism();
     test_disjoint();
     test_rows();
+    test_trim();
     test_parse_refuses();
     CHECK_DONE("test_task");
 }

@@ -41,7 +41,7 @@ static int eval_rows(Model *m, long W, RowFill fill, void *ctx, int per_target, 
         for (int b = 0; b < nb && rc == 0; b++)
             rc = fill(ctx, k + b, inp + (size_t)b * T, tgt + (size_t)b * T, err);
         if (rc) break;
-        model_forward(m, inp, tgt, nb, T);
+        model_forward(m, inp, tgt, nb, batch_trim(inp, tgt, nb, T));
         model_eval_add(s, m, per_target);
     }
     free(inp);

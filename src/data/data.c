@@ -341,6 +341,22 @@ void batch_sample_train(const Corpus *c, Rng *r, int B, int T, int *inputs, int 
     batch_sample_train_shard(c, r, B, T, 0, 1, inputs, targets);
 }
 
+int batch_trim(int *inputs, int *targets, int B, int T) {
+    int keep = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = T - 1; t >= keep; t--)
+            if (targets[(size_t)b * T + t] != TARGET_NONE) {
+                keep = t + 1;
+                break;
+            }
+    if (keep == 0 || keep == T) return T;
+    for (int b = 1; b < B; b++) {
+        memmove(inputs + (size_t)b * keep, inputs + (size_t)b * T, (size_t)keep * sizeof(int));
+        memmove(targets + (size_t)b * keep, targets + (size_t)b * T, (size_t)keep * sizeof(int));
+    }
+    return keep;
+}
+
 void batch_eval_window(const Corpus *c, int val, int i, int count, int T, int *inputs, int *targets) {
     if (c->task.kind != TASK_NONE) {
         uint32_t rec[TASK_RECORD_MAX];

@@ -77,6 +77,13 @@ void batch_sample_train(const Corpus *c, Rng *r, int B, int T, int *inputs, int 
 size_t batch_sample_train_shard(const Corpus *c, Rng *r, int B, int T, int shard, int n_shards,
                                 int *inputs, int *targets);
 
+/* Cuts the B rows of T positions after the last position whose target is
+ * scored in any row, moving them into rows of that length in place, and
+ * returns the length (T when nothing is scored). The model is causal: what
+ * it computes at the positions kept, it computes the same in the rows cut,
+ * and nothing past them reaches a scored target. */
+int batch_trim(int *inputs, int *targets, int B, int T);
+
 /* Fixed eval windows: window i of `count` spread evenly over the split
  * (val = 1 for validation, 0 for train), the same at every eval. For a task,
  * record i of the validation stream (val = 1) or of the train-split

@@ -597,7 +597,8 @@ EvalSums model_eval_range(Model *m, const Corpus *c, int val, int first, int n, 
         for (int b = 0; b < nb; b++)
             batch_eval_window(c, val, i + b, count, T, inputs + (size_t)b * T,
                               targets + (size_t)b * T);
-        model_forward(m, inputs, targets, nb, T);
+        /* the hook's statistics see every position */
+        model_forward(m, inputs, targets, nb, each ? T : batch_trim(inputs, targets, nb, T));
         model_eval_add(&s, m, c->task.kind != TASK_NONE);
         if (each) each(ctx, m, nb);
     }

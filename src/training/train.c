@@ -433,7 +433,10 @@ int train_step(Trainer *t, Error *err) {
     double lr = optim_lr(&t->opt, t->step);
     size_t scored = batch_sample_train_shard(&t->corpus, &t->batch_rng, B, T, t->rank, t->ranks,
                                              t->inputs, t->targets);
-    double loss = model_forward(&t->model, t->inputs, t->targets, B, T);
+    /* a task's trailing pads: nothing to compute there (the logs count the
+     * block's positions, as MFU does) */
+    int kept = batch_trim(t->inputs, t->targets, B, T);
+    double loss = model_forward(&t->model, t->inputs, t->targets, B, kept);
     int task = t->corpus.task.kind != TASK_NONE;
     /* a task's ranks score different numbers of targets: each divides by the
      * global count, so the gradients and losses add up to the global mean */
