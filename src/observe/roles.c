@@ -455,10 +455,12 @@ static void cf_flush(Work *w, const CfJob *jobs, const CfRun *runs, int n, int n
             for (int h = 0; h < w->NH; h++) {
                 const real *qo = head_vec(w->qk_orig, w, l, ob, e->t, h);
                 const real *ko = head_vec(w->qk_orig + w->L * stride, w, l, ob, 0, h);
-                const real *qn = m->acts.q + l * per + ((size_t)row * T + e->t) * C + h * hs;
-                const real *kn = m->acts.k + l * per + ((size_t)row * T + e->j) * C + h * hs;
+                /* the changed row's vector at the position it reads */
+                const real *changed = (qside ? m->acts.q : m->acts.k) + l * per +
+                                      ((size_t)row * T + (qside ? e->t : e->j)) * C + h * hs;
                 val[(size_t)runs[x].job * w->LH + (size_t)l * w->NH + h] =
-                    attn_weight(qside ? qn : qo, ko, e->t, e->j, qside ? NULL : kn, hs, (size_t)C);
+                    attn_weight(qside ? changed : qo, ko, e->t, e->j, qside ? NULL : changed, hs,
+                                (size_t)C);
             }
     }
 }
