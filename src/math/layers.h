@@ -49,15 +49,15 @@ void crossentropy_forward(real *probs, real *losses, const real *logits,
  * scored. */
 void crossentropy_backward(real *dlogits, const real *probs, const int *targets,
                            size_t N, int V, real scale);
+/* Scored rows (target >= 0) whose largest logit, the first of equals, is at
+ * the target. */
+size_t crossentropy_correct(const real *logits, const int *targets, size_t N, int V);
+
 /* Row selection (rows ascending, n of them): rows_gather sets out[r] =
  * inp[rows[r]] for r < n (out may be inp: the rows move down in place);
  * rows_scatter is its inverse in place, x[rows[r]] = x[r], and zeroes the
  * other rows of x[N, C]. */
 void rows_gather(real *out, const real *inp, const int *rows, size_t n, int C);
 void rows_scatter(real *x, const int *rows, size_t n, size_t N, int C);
-
-/* Scored rows (target >= 0) whose largest logit, the first of equals, is at
- * the target. */
-size_t crossentropy_correct(const real *logits, const int *targets, size_t N, int V);
 
 #endif
