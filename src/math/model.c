@@ -277,6 +277,12 @@ void model_init_params(Model *m, Rng *r, int symmetric_qk) {
         m->op_seconds[op] += time_now() - t0_;           \
     } while (0)
 
+/* The targets of the forward's rows past the last attention: the scored
+ * ones in order when it kept only those, else every position's (or NULL). */
+static const int *kept_targets(const Model *m) {
+    return m->n_rows < (size_t)m->B * m->T ? m->row_targets : m->targets;
+}
+
 /* Layer l's slice of a stacked tensor, or NULL when the tensor is absent. */
 static real *at(real *base, int l, size_t stride) {
     return base ? base + (size_t)l * stride : NULL;
@@ -339,13 +345,12 @@ static real forward_blocks(Model *m, int from, int qk_only, const int *targets, 
                                         res2, Rl, 4 * C, C, &ks->gemm));
         resid = res3;
     }
-    const int *row_targets = R < BT ? m->row_targets : targets;
     TIMED(OP_LAYERNORM,
           layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, resid, p->lnfw, p->lnfb, R, C));
     TIMED(OP_MATMUL,
           matmul_forward(a->logits, a->lnf, p->lm_head, NULL, NULL, R, C, V, &ks->gemm));
     TIMED(OP_CROSSENTROPY,
-          crossentropy_forward(a->probs, a->losses, a->logits, row_targets, R, V));
+          crossentropy_forward(a->probs, a->losses, a->logits, kept_targets(m), R, V));
     if (R < BT) TIMED(OP_OTHER, rows_scatter(a->losses, m->rows, R, BT, 1));
 
     m->grad_count = 0;
@@ -464,8 +469,7 @@ void model_backward(Model *m) {
 
     /* the head and the last block down to its attention on the forward's rows */
     size_t R = m->n_rows, count = m->grad_count ? m->grad_count : m->n_scored * (size_t)m->grad_shards;
-    const int *row_targets = R < BT ? m->row_targets : m->targets;
-    TIMED(OP_CROSSENTROPY, crossentropy_backward(d->dlogits, a->probs, row_targets, R, V,
+    TIMED(OP_CROSSENTROPY, crossentropy_backward(d->dlogits, a->probs, kept_targets(m), R, V,
                                                  count ? (real)(1.0 / (double)count) : 0));
     TIMED(OP_MATMUL, matmul_backward(d->dln, s->tie_embeddings ? g->wte : g->lm_head, NULL,
                                      d->dlogits, a->lnf, p->lm_head, R, C, V, 0, &ks->gemm));
@@ -555,9 +559,7 @@ const real *model_grad_key_path(const Model *m, int l) {
 
 size_t model_count_correct(const Model *m) {
     CHECK(m->targets, "model_count_correct: the last forward had no targets");
-    size_t BT = (size_t)m->B * m->T;
-    return crossentropy_correct(m->acts.logits, m->n_rows < BT ? m->row_targets : m->targets,
-                                m->n_rows, m->shape.V);
+    return crossentropy_correct(m->acts.logits, kept_targets(m), m->n_rows, m->shape.V);
 }
 
 const real *model_logits_at(const Model *m, size_t pos) {

@@ -52,9 +52,8 @@ typedef struct {
 /* Records base .. base + n - 1 of the roles stream (TASK_STREAM_ROLES) of the
  * corpus's task, B = m->maxB at a time. full = 0 leaves out the
  * interventions and the composition scores (comp NULL), the cheaper set that
- * training logs at every eval. The
- * model's weights are unchanged afterwards. -1 with a message when the
- * corpus is not a task. */
+ * training logs at every eval. The model's weights are unchanged afterwards.
+ * -1 with a message when the corpus is not a task. */
 int roles_measure(Roles *r, Model *m, const Corpus *c, int n, uint64_t base, int full,
                   Error *err);
 void roles_free(Roles *r);
