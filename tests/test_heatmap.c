@@ -29,11 +29,57 @@ typedef struct {
     int w, h;
 } Png;
 
-/* Loads path (NULL pixels if it cannot be read) and checks that the writer
- * left no temp file behind. */
+/* CRC-32 as the PNG specification gives it, bit by bit (the writer uses a
+ * table). */
+static uint32_t crc_bits(const unsigned char *p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1)));
+    }
+    return ~c;
+}
+
+static uint32_t be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The file's structure, which stb's decoder does not check: the signature,
+ * IHDR first (8-bit RGB, no interlace), every chunk's CRC, IEND last. */
+static void png_check_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    EXPECT(f, "%s: cannot open", path);
+    if (!f) return;
+    static unsigned char d[1 << 22];
+    size_t n = fread(d, 1, sizeof d, f);
+    fclose(f);
+    static const unsigned char sig[8] = {137, 'P', 'N', 'G', '\r', '\n', 26, '\n'};
+    EXPECT(n >= 8 && n < sizeof d && memcmp(d, sig, 8) == 0, "%s: no PNG signature", path);
+    size_t at = 8;
+    int chunks = 0, ended = 0;
+    while (!ended && at + 12 <= n) {
+        size_t len = be32(d + at);
+        const unsigned char *type = d + at + 4;
+        if (at + 12 + len > n) break;
+        EXPECT(be32(type + 4 + len) == crc_bits(type, 4 + len), "%s: chunk %.4s: bad CRC", path,
+               (const char *)type);
+        if (chunks++ == 0) {
+            static const unsigned char rgb8[5] = {8, 2, 0, 0, 0};
+            EXPECT(memcmp(type, "IHDR", 4) == 0 && len == 13 && !memcmp(type + 12, rgb8, 5),
+                   "%s: does not start with an 8-bit RGB IHDR", path);
+        }
+        ended = memcmp(type, "IEND", 4) == 0;
+        at += 12 + len;
+    }
+    EXPECT(ended && at == n, "%s: does not end with IEND", path);
+}
+
+/* Loads path (NULL pixels if it cannot be read), checks its chunks and that
+ * the writer left no temp file behind. */
 static Png png_load(const char *path) {
     Png p = {0};
     int n;
+    png_check_file(path);
     p.px = stbi_load(path, &p.w, &p.h, &n, 3);
     EXPECT(p.px, "%s: %s", path, stbi_failure_reason());
     char tmp[600];

@@ -1,4 +1,5 @@
-/* PNG pictures of attention, drawn pixel by pixel into an RGB buffer.
+/* PNG pictures of attention, drawn pixel by pixel into an RGB buffer and
+ * written as PNG files around stb_image_write's deflate.
  *
  * Layout in px (the constants below; W(s) = 6 * strlen(s) - 1 is the width of
  * text s). A colour bar's top row is the map's colour at 1, its bottom row at
@@ -39,14 +40,13 @@
 #include "heatmap.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <stb_image_write.h>
 
 #include "font.h"
 
@@ -117,30 +117,31 @@ static void diverging(float t, uint8_t rgb[3]) {
 /* ---- raster ------------------------------------------------------------- */
 
 /* Drawing coordinates are signed so that text centred near an edge can start
- * left of it; every pixel is clipped to the image. */
+ * left of it; every pixel is clipped to the image. The pixels are laid out as
+ * PNG's image data before compression: each row is its filter-type byte (0,
+ * none) and then its RGB triples, so the encoder deflates the buffer itself
+ * instead of a filtered copy as large as the picture. */
 typedef struct {
     uint8_t *px;
     size_t w, h;
 } Image;
 
-/* stb tries five PNG row filters on every row and searches long match chains:
- * on these flat-coloured pictures "no filter" and stb's shortest chains make
- * files a little larger in much less time. */
-static void png_settings(void) {
-    stbi_write_force_png_filter = 0;
-    stbi_write_png_compression_level = 5;
+static size_t image_stride(const Image *im) {
+    return 1 + 3 * im->w;
 }
 
 static int image_init(Image *im, size_t w, size_t h, const char *path, Error *err) {
-    if (w > MAX_SIDE || h > MAX_SIDE)
-        return error_set(err, "%s: cannot write PNG: it would be %zu x %zu px (at most %d a side)",
-                         path, w, h, MAX_SIDE);
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, png_settings);
+    if (w > MAX_SIDE || h > MAX_SIDE || h * (1 + 3 * w) > INT_MAX)
+        return error_set(err,
+                         "%s: cannot write PNG: it would be %zu x %zu px (at most %d a side and "
+                         "%d bytes of pixels)",
+                         path, w, h, MAX_SIDE, INT_MAX);
     im->w = w;
     im->h = h;
-    im->px = xmalloc(w * h * 3);
-    memset(im->px, 255, w * h * 3); /* white background */
+    size_t stride = image_stride(im);
+    im->px = xmalloc(h * stride);
+    memset(im->px, 255, h * stride); /* white background */
+    for (size_t y = 0; y < h; y++) im->px[y * stride] = 0;
     return 0;
 }
 
@@ -151,9 +152,10 @@ static void image_fill(Image *im, ptrdiff_t x, ptrdiff_t y, size_t w, size_t h,
     if (y < 0) y = 0;
     if (x1 > (ptrdiff_t)im->w) x1 = (ptrdiff_t)im->w;
     if (y1 > (ptrdiff_t)im->h) y1 = (ptrdiff_t)im->h;
+    size_t stride = image_stride(im);
     for (ptrdiff_t yy = y; yy < y1; yy++)
         for (ptrdiff_t xx = x; xx < x1; xx++)
-            memcpy(im->px + ((size_t)yy * im->w + (size_t)xx) * 3, c, 3);
+            memcpy(im->px + (size_t)yy * stride + 1 + (size_t)xx * 3, c, 3);
 }
 
 static void image_glyph(Image *im, ptrdiff_t x, ptrdiff_t y, const uint8_t *glyph) {
@@ -173,19 +175,79 @@ static void image_text_mid(Image *im, ptrdiff_t x, ptrdiff_t y, const char *s) {
     image_text(im, x, y - FONT_CAP / 2, s);
 }
 
+/* ---- PNG file ----------------------------------------------------------- */
+
+/* The deflate of stb's PNG writer. Debian's libstb exports it, but
+ * stb_image_write.h declares it only in its implementation part. */
+unsigned char *stbi_zlib_compress(unsigned char *data, int data_len, int *out_len, int quality);
+
+/* stb's shortest match chains: on these flat-coloured pictures a file a
+ * little larger in much less time than its default. */
+#define DEFLATE_QUALITY 5
+
+static uint32_t crc_table[256];
+
+/* PNG's CRC-32 (ISO 3309, reflected polynomial 0xEDB88320), a byte at a time. */
+static void crc_table_init(void) {
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[n] = c;
+    }
+}
+
+static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++) crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return crc;
+}
+
+static void put_be32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
 typedef struct {
     FILE *f;
     int failed;
 } PngSink;
 
-static void png_sink_write(void *ctx, void *data, int size) {
-    PngSink *s = ctx;
-    if (fwrite(data, 1, (size_t)size, s->f) != (size_t)size) s->failed = 1;
+static void png_put(PngSink *s, const void *data, size_t n) {
+    if (n && fwrite(data, 1, n, s->f) != n) s->failed = 1;
+}
+
+/* One chunk: data length, type, data, and the CRC of type and data. */
+static void png_chunk(PngSink *s, const char type[4], const uint8_t *data, size_t n) {
+    uint8_t head[8], crc[4];
+    put_be32(head, (uint32_t)n);
+    memcpy(head + 4, type, 4);
+    put_be32(crc, ~crc_update(crc_update(~0u, head + 4, 4), data, n));
+    png_put(s, head, 8);
+    png_put(s, data, n);
+    png_put(s, crc, 4);
+}
+
+/* An 8-bit RGB PNG of the image: signature, IHDR, one IDAT, IEND. */
+static void png_encode(PngSink *s, const Image *im) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, crc_table_init);
+    static const uint8_t signature[8] = {137, 'P', 'N', 'G', '\r', '\n', 26, '\n'};
+    uint8_t ihdr[13] = {0};
+    put_be32(ihdr, (uint32_t)im->w);
+    put_be32(ihdr + 4, (uint32_t)im->h);
+    ihdr[8] = 8; /* bits per sample; compression, filter and interlace methods stay 0 */
+    ihdr[9] = 2; /* colour type: RGB */
+    int len;
+    uint8_t *z = stbi_zlib_compress(im->px, (int)(im->h * image_stride(im)), &len, DEFLATE_QUALITY);
+    CHECK(z, "out of memory compressing a %zu x %zu picture", im->w, im->h);
+    png_put(s, signature, 8);
+    png_chunk(s, "IHDR", ihdr, sizeof ihdr);
+    png_chunk(s, "IDAT", z, (size_t)len);
+    png_chunk(s, "IEND", NULL, 0);
+    free(z);
 }
 
 /* Writes <path>.tmp and renames it over path, so a reader never sees half a
- * picture. stb's own file writer ignores write errors (a full disk); the
- * callback variant lets us check every write and the close. Frees the image. */
+ * picture; every write and the close are checked (a full disk). Frees the
+ * image. */
 static int image_write(Image *im, const char *path, Error *err) {
     size_t n = strlen(path) + 5;
     char *tmp = xmalloc(n);
@@ -194,8 +256,8 @@ static int image_write(Image *im, const char *path, Error *err) {
     int ok = f != NULL, saved = errno;
     if (ok) {
         PngSink sink = {f, 0};
-        ok = stbi_write_png_to_func(png_sink_write, &sink, (int)im->w, (int)im->h, 3, im->px,
-                                    (int)(im->w * 3)) && !sink.failed;
+        png_encode(&sink, im);
+        ok = !sink.failed;
         saved = errno;
         if (fclose(f) != 0 && ok) {
             ok = 0;
