@@ -68,6 +68,15 @@ void memory_release(void *p, size_t n) {
 #endif
 }
 
+/* glibc's own starting value: smaller buffers come from the heap. */
+#define MEMORY_MAP_MIN (128 * 1024)
+
+void memory_init(void) {
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, MEMORY_MAP_MIN);
+#endif
+}
+
 void memory_trim(void) {
 #ifdef __GLIBC__
     malloc_trim(0);

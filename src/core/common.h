@@ -62,6 +62,12 @@ static inline size_t round_lines(size_t n) { return (n + LINE_REALS - 1) / LINE_
  * zeros when next touched (Linux's MADV_DONTNEED; elsewhere nothing happens).
  * For memory whose contents are dead, so a transient peak can reuse it. */
 void memory_release(void *p, size_t n);
+/* Gives every buffer from 128 KiB up a mapping of its own, which goes back to
+ * the system when it is freed (glibc's M_MMAP_THRESHOLD; elsewhere nothing
+ * happens). glibc otherwise raises that threshold to the largest buffer freed
+ * so far; a picture freed later then stays at the top of its thread's arena,
+ * where malloc_trim cannot return it. Called once, before the buffers. */
+void memory_init(void);
 /* Gives the freed memory the allocator keeps for reuse back to the system
  * (glibc's malloc_trim; elsewhere nothing happens), after a burst of large
  * short-lived buffers. */

@@ -301,6 +301,9 @@ static void setup_share_state(Trainer *t) {
 }
 
 int train_setup(Trainer *t, const Config *cfg, Error *err) {
+    /* the pictures' buffers go back to the system between heatmap sets
+     * (docs/performance.md, Memory) */
+    memory_init();
     memset(t, 0, sizeof *t);
     t->lock.fd = -1;
     t->cfg = *cfg;
