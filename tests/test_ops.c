@@ -196,9 +196,11 @@ static void test_thread_independence(void) {
 }
 
 /* A step reads nothing in the activations or scratch that it has not
- * written: a second step over what the first left, and a step after
+ * written: a second step over what the first left, a step after
  * model_release_activations gave their pages back (the resident set shrinks
- * by most of them), compute the first step's loss and gradients to the bit. */
+ * by most of them), and a step after the spare scratch was filled with other
+ * bytes compute the first step's loss and gradients to the bit; the forward
+ * leaves the spare scratch as it found it. */
 static void test_release_activations(void) {
     ModelShape s = {.V = 17, .L = 2, .NH = 4, .C = 64, .maxT = 64, .bias = 1, .qk_tied = 1};
     int B = 8, T = 64;
@@ -216,8 +218,14 @@ static void test_release_activations(void) {
     model_backward(&m);
     real *g0 = xmalloc(m.n_params * sizeof(real));
     memcpy(g0, m.grads, m.n_params * sizeof(real));
-    for (int release = 0; release < 2; release++) {
-        if (release) {
+    for (int release = 0; release < 3; release++) {
+        size_t n_spare;
+        real *spare = model_spare_scratch(&m, &n_spare);
+        if (release == 2) {
+            memset(spare, 0x5a, n_spare * sizeof(real));
+            model_forward_qk(&m, inp, B, T);
+        }
+        if (release == 1) {
             long before = resident_pages();
             model_release_activations(&m);
             long after = resident_pages(), page = sysconf(_SC_PAGESIZE);
@@ -229,6 +237,12 @@ static void test_release_activations(void) {
                 printf("test_release_activations: no /proc/self/statm, resident set not checked\n");
         }
         real loss = model_forward(&m, inp, tgt, B, T);
+        if (release == 2) {
+            size_t kept = 0;
+            while (kept < n_spare * sizeof(real) && ((unsigned char *)spare)[kept] == 0x5a) kept++;
+            EXPECT(kept == n_spare * sizeof(real), "the forward wrote the spare scratch at byte %zu",
+                   kept);
+        }
         model_backward(&m);
         EXPECT(loss == loss0, "loss %.9g (release %d), first step %.9g", loss, release, loss0);
         EXPECT(memcmp(g0, m.grads, m.n_params * sizeof(real)) == 0,

@@ -230,6 +230,11 @@ void model_release_activations(Model *m) {
     memory_release(m->scr_mem, m->n_scr * sizeof(real));
 }
 
+real *model_spare_scratch(Model *m, size_t *n) {
+    *n = m->n_scr;
+    return m->scr_mem;
+}
+
 void model_free(Model *m) {
     free(m->params);
     free(m->grads);

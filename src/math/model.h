@@ -200,6 +200,10 @@ void model_create(Model *m, const ModelShape *s, int maxB);
  * system, so work done meanwhile, such as encoding the heatmaps, does not
  * raise the process's peak memory above training's. */
 void model_release_activations(Model *m);
+/* The backward's scratch, dead between steps as above and untouched by the
+ * forwards: an analysis that runs only forwards may keep its own buffers in
+ * these *n reals until the next backward, instead of adding to the peak. */
+real *model_spare_scratch(Model *m, size_t *n);
 void model_free(Model *m);
 
 /* GPT-2 init: N(0, 0.02); wo and proj scaled by 1/sqrt(2L); biases 0;

@@ -307,7 +307,22 @@ typedef struct {
     double *kmean;  /* [L*NH, V, hs] mean key at targets by the token before them */
     int *qn, *kn;   /* [V] counts (the same for every head) */
     real *qk_orig;  /* [2, L, B, T, C] a chunk's original q and k */
+    char *spare;    /* what is left of the model's spare scratch */
+    size_t spare_bytes;
 } Work;
+
+/* A zeroed buffer of n bytes: from the model's spare scratch while it has
+ * room (memory the run holds already), else from the heap, and then *heap
+ * points at it for free(). */
+static void *work_buffer(Work *w, size_t n, void **heap) {
+    size_t whole = (n + 63) / 64 * 64; /* the next buffer starts on a cache line */
+    *heap = NULL;
+    if (whole > w->spare_bytes) return *heap = xcalloc(n, 1);
+    void *p = w->spare;
+    w->spare += whole;
+    w->spare_bytes -= whole;
+    return memset(p, 0, n);
+}
 
 static const real *head_vec(const real *base, const Work *w, int l, int b, int t, int h) {
     return base + ((((size_t)l * w->B + b) * w->T + t) * w->C) + (size_t)h * w->hs;
@@ -753,7 +768,14 @@ int roles_measure(Roles *r, Model *m, const Corpus *c, int n, uint64_t base, int
         case_hi[i] = w.n_cases;
     }
     r->cases = w.n_cases;
-    w.feat = xcalloc((size_t)w.n_cases * w.LH * N_FEAT * w.hs, sizeof(double));
+    /* the two largest buffers, in the backward's scratch (only forwards run
+     * here) when they fit */
+    size_t n_spare;
+    w.spare = (char *)model_spare_scratch(m, &n_spare);
+    w.spare_bytes = n_spare * sizeof(real);
+    void *feat_heap, *qk_heap;
+    w.feat = work_buffer(&w, (size_t)w.n_cases * w.LH * N_FEAT * w.hs * sizeof(double), &feat_heap);
+    w.qk_orig = work_buffer(&w, (size_t)2 * w.L * w.B * w.T * w.C * sizeof(real), &qk_heap);
     w.proj = xmalloc((size_t)w.L * w.hs * w.C * sizeof(real));
     Rng pr;
     rng_seed(&pr, 0x70726f6a); /* the control's projection is fixed, not the run's */
@@ -763,7 +785,6 @@ int roles_measure(Roles *r, Model *m, const Corpus *c, int n, uint64_t base, int
     w.kmean = xcalloc(w.LH * w.V * w.hs, sizeof(double));
     w.qn = xcalloc((size_t)w.V, sizeof(int));
     w.kn = xcalloc((size_t)w.V, sizeof(int));
-    w.qk_orig = xmalloc((size_t)2 * w.L * w.B * w.T * w.C * sizeof(real));
     int *inputs = xmalloc((size_t)w.B * w.T * sizeof(int)), *targets = xmalloc((size_t)w.B * w.T * sizeof(int));
     double (*cf_sum)[N_CF] = xcalloc(w.LH, sizeof *cf_sum);
     int (*cf_n)[N_CF] = xcalloc(w.LH, sizeof *cf_n);
@@ -835,8 +856,8 @@ int roles_measure(Roles *r, Model *m, const Corpus *c, int n, uint64_t base, int
     }
     if (full) composition(r, m);
     free(train), free(lab), free(X), free(cf_sum), free(cf_n), free(inputs), free(targets);
-    free(w.recs), free(rows), free(w.cases), free(case_lo), free(case_hi), free(w.feat), free(w.proj);
-    free(w.qmean), free(w.kmean), free(w.qn), free(w.kn), free(w.qk_orig);
+    free(w.recs), free(rows), free(w.cases), free(case_lo), free(case_hi), free(feat_heap), free(w.proj);
+    free(w.qmean), free(w.kmean), free(w.qn), free(w.kn), free(qk_heap);
     return 0;
 }
 
