@@ -66,7 +66,7 @@ void memory_release(void *p, size_t n);
  * the system when it is freed (glibc's M_MMAP_THRESHOLD; elsewhere nothing
  * happens). glibc otherwise raises that threshold to the largest buffer freed
  * so far; a picture freed later then stays at the top of its thread's arena,
- * where malloc_trim cannot return it. Called once, before the buffers. */
+ * where malloc_trim cannot return it. Call it before allocating them. */
 void memory_init(void);
 /* Gives the freed memory the allocator keeps for reuse back to the system
  * (glibc's malloc_trim; elsewhere nothing happens), after a burst of large
