@@ -50,6 +50,49 @@ static void test_attention_rows(void) {
     free(q); free(k); free(v); free(out); free(att);
 }
 
+/* Attention at a subset of query rows equals the whole attention's at those
+ * rows to the bit, forward and backward (with dout 0 at the other rows), for
+ * a shape whose T and head size are not multiples of the kernels' tiles and
+ * a batch row with no listed row; dq is 0 at the other rows. */
+static void test_attention_at_rows(void) {
+    int B = 3, T = 21, C = 40, NH = 2;
+    size_t n = (size_t)B * T * C, na = (size_t)B * NH * T * T;
+    real *q = randn(n, 4), *k = randn(n, 5), *v = randn(n, 6), *dsel = randn(n, 7);
+    int rows[3 * 21], R = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            if (b != 1 && (t == 0 || t == T - 1 || t % 3 == 1)) rows[R++] = b * T + t;
+    real *out = xmalloc(n * sizeof(real)), *att = xmalloc(na * sizeof(real));
+    real *out_r = xmalloc(n * sizeof(real)), *att_r = xmalloc(na * sizeof(real));
+    attention_forward(out, att, q, k, v, B, T, C, NH, &attention_work);
+    attention_forward_rows(out_r, att_r, q, k, v, rows, R, B, T, C, NH, &attention_work);
+    real *dout = xcalloc(n, sizeof(real)), *dout_r = xmalloc((size_t)R * C * sizeof(real));
+    for (int r = 0; r < R; r++) {
+        int b = rows[r] / T, t = rows[r] % T;
+        EXPECT(memcmp(out_r + (size_t)r * C, out + (size_t)rows[r] * C, C * sizeof(real)) == 0,
+               "out of row %d (b %d, t %d) differs", r, b, t);
+        for (int h = 0; h < NH; h++)
+            EXPECT(memcmp(att_r + ((size_t)r * NH + h) * T, att + (((size_t)b * NH + h) * T + t) * T,
+                          T * sizeof(real)) == 0,
+                   "att of row %d head %d differs", r, h);
+        memcpy(dout + (size_t)rows[r] * C, dsel + (size_t)rows[r] * C, C * sizeof(real));
+        memcpy(dout_r + (size_t)r * C, dsel + (size_t)rows[r] * C, C * sizeof(real));
+    }
+    real *g = xmalloc(3 * n * sizeof(real)), *g_r = xmalloc(3 * n * sizeof(real));
+    for (size_t i = 0; i < 3 * n; i++) g_r[i] = NAN; /* every entry must be written */
+    attention_backward(g, g + n, g + 2 * n, dout, q, k, v, att, B, T, C, NH, &attention_work);
+    attention_backward_rows(g_r, g_r + n, g_r + 2 * n, dout_r, q, k, v, att_r, rows, R, B, T, C,
+                            NH, &attention_work);
+    static const char *const name[3] = {"dq", "dk", "dv"};
+    for (size_t i = 0; i < 3 * n; i++)
+        EXPECT(memcmp(&g_r[i], &g[i], sizeof(real)) == 0, "%s[%zu] = %.9g, whole attention's %.9g",
+               name[i / n], i % n, g_r[i], g[i]);
+    for (size_t i = (size_t)T * C; i < 2 * (size_t)T * C; i++)
+        EXPECT(g_r[i] == 0, "dq of batch row 1, which has no listed row, is %g", g_r[i]);
+    free(q), free(k), free(v), free(dsel), free(out), free(att), free(out_r), free(att_r);
+    free(dout), free(dout_r), free(g), free(g_r);
+}
+
 static void test_layernorm_moments(void) {
     size_t N = 5;
     int C = 64;
@@ -257,6 +300,7 @@ static void test_release_activations(void) {
 int main(void) {
     rng_seed(&rng, 1);
     test_attention_rows();
+    test_attention_at_rows();
     test_layernorm_moments();
     test_crossentropy_uniform();
     test_adamw_step();

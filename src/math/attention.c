@@ -118,6 +118,18 @@ static void softmax_row(real *row, int n, int T, real scale) {
     if (end < T) memset(row + end, 0, (size_t)(T - end) * sizeof(real));
 }
 
+/* Through the row softmax, in place: dr[0..n) = a * (da - sum(a * da)) *
+ * scale from da in dr[0..n), and dr[n..end) = 0. */
+static void softmax_backward_row(real *dr, const real *ar, size_t n, size_t end, real scale) {
+    size_t i = 0;
+    vreal vs = {0};
+    for (; i + VL <= n; i += VL) vs += vload(ar + i) * vload(dr + i);
+    real dot = vhsum(vs);
+    for (; i < n; i++) dot += ar[i] * dr[i];
+    for (i = 0; i < n; i++) dr[i] = ar[i] * (dr[i] - dot) * scale;
+    for (; i < end; i++) dr[i] = 0;
+}
+
 /* The calling thread's block of the scratch. */
 static real *thread_scratch(real *base, const HeadScratch *L) {
     int tid = 0;
@@ -186,20 +198,10 @@ void attention_backward(real *dq, real *dk, real *dv, const real *dout, const re
             if (nk > (size_t)T) nk = T;
             gemm_strip((size_t)hs, dout + off + (size_t)t0 * C, (size_t)C, 1, mr, vt,
                        NR * (size_t)hs, nk, ds + (size_t)t0 * T, (size_t)T, 0);
-            for (size_t t = t0; t < last; t++) {
-                /* through the row softmax: ds = a * (da - sum(a * da)) * scale */
-                const real *ar = a + t * T;
-                real *dr = ds + t * T;
-                size_t n = t + 1, i = 0;
-                vreal vs = {0};
-                for (; i + VL <= n; i += VL) vs += vload(ar + i) * vload(dr + i);
-                real dot = vhsum(vs);
-                for (; i < n; i++) dot += ar[i] * dr[i];
-                for (i = 0; i < n; i++) dr[i] = ar[i] * (dr[i] - dot) * scale;
-                /* zeros above the diagonal up to the tile's edge: the products
-                 * below read them */
-                for (; i < last; i++) dr[i] = 0;
-            }
+            /* zeros above the diagonal up to the tile's edge: the products
+             * below read them */
+            for (size_t t = t0; t < last; t++)
+                softmax_backward_row(ds + t * T, a + t * T, t + 1, last, scale);
         }
         for (int t0 = 0; t0 < T; t0 += MR) {
             size_t mr = T - t0 < MR ? (size_t)(T - t0) : MR;
@@ -215,6 +217,157 @@ void attention_backward(real *dq, real *dk, real *dv, const real *dout, const re
             gemm_strip(T - t0, a + (size_t)t0 * T + t0, 1, (size_t)T, mr, dop + (size_t)t0 * NR, bps,
                        (size_t)hs, dv + co, (size_t)C, 0);
         }
+    }
+}
+
+/* ---- at a subset of query rows ------------------------------------------ */
+
+/* The first index in rows[0..n) (ascending) whose position is >= pos. */
+static int rows_from(const int *rows, int n, int pos) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (rows[mid] < pos) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* Keys up to the diagonal's panel of a tile whose last row sees keys
+ * 0..last-1. */
+static size_t keys_to_panel(size_t last, int T) {
+    size_t nk = (last + NR - 1) / NR * NR;
+    return nk > (size_t)T ? (size_t)T : nk;
+}
+
+/* (batch row, head) pair bh: its listed rows rows[lo .. lo + n) and where
+ * its head block starts in a [B, T, C] tensor. */
+typedef struct {
+    int b, h, lo, n;
+    size_t off;
+} RowsPair;
+
+static RowsPair rows_pair(const int *rows, int R, int bh, int T, int C, int NH) {
+    RowsPair p = {.b = bh / NH, .h = bh % NH, .off = head_offset(bh, T, C, NH)};
+    p.lo = rows_from(rows, R, p.b * T);
+    p.n = rows_from(rows, R, (p.b + 1) * T) - p.lo;
+    return p;
+}
+
+/* The position (t) of the pair's i-th listed row. */
+static int pair_t(const int *rows, const RowsPair *p, int i, int T) {
+    return rows[p->lo + i] - p->b * T;
+}
+
+/* The tile of the pair's rows from i0: *mr rows (at most MR); returns the
+ * keys its last row sees. */
+static size_t pair_tile(const int *rows, const RowsPair *p, int i0, int T, size_t *mr) {
+    *mr = p->n - i0 < MR ? (size_t)(p->n - i0) : MR;
+    return (size_t)pair_t(rows, p, i0 + (int)*mr - 1, T) + 1;
+}
+
+/* The pair's setup: K^T (or V^T) panels over keys at kt, K (or V) panels
+ * over channels at chans, the listed rows' queries gathered at qg. */
+static void pair_pack(real *kt, real *chans, real *qg, const real *keys, const real *vals,
+                      const real *q, const int *rows, const RowsPair *p, int T, int C,
+                      const HeadScratch *L) {
+    pack_keys(kt, keys + p->off, T, L->hs, C, L->np_t);
+    pack_chans(chans, vals + p->off, T, L->hs, C, L->np_h);
+    for (int i = 0; i < p->n; i++)
+        memcpy(qg + (size_t)i * L->hs, q + p->off + (size_t)pair_t(rows, p, i, T) * C,
+               (size_t)L->hs * sizeof(real));
+}
+
+void attention_forward_rows(real *out, real *att, const real *q, const real *k, const real *v,
+                            const int *rows, int R, int B, int T, int C, int NH,
+                            ScratchBuf *scratch) {
+    HeadScratch L = scratch_layout(T, C, NH);
+    int hs = L.hs;
+    size_t ldatt = (size_t)NH * T; /* row i, head h at att + (i NH + h) T */
+    real scale = L.scale, *base = scratch_get(&L, scratch);
+#pragma omp parallel for schedule(guided)
+    for (int bh = 0; bh < B * NH; bh++) {
+        RowsPair p = rows_pair(rows, R, bh, T, C, NH);
+        if (p.n == 0) continue;
+        real *kt = thread_scratch(base, &L), *vp = kt + L.kt, *qg = vp + L.pv;
+        pair_pack(kt, vp, qg, k, v, q, rows, &p, T, C, &L);
+        for (int i0 = 0; i0 < p.n; i0 += MR) {
+            size_t mr, last = pair_tile(rows, &p, i0, T, &mr);
+            real *a = att + (size_t)(p.lo + i0) * ldatt + (size_t)p.h * T;
+            gemm_strip((size_t)hs, qg + (size_t)i0 * hs, (size_t)hs, 1, mr, kt, NR * (size_t)hs,
+                       keys_to_panel(last, T), a, ldatt, 0);
+            for (size_t i = 0; i < mr; i++)
+                softmax_row(a + i * ldatt, pair_t(rows, &p, i0 + (int)i, T) + 1, T, scale);
+            gemm_strip(last, a, ldatt, 1, mr, vp, NR * (size_t)T, (size_t)hs,
+                       out + (size_t)(p.lo + i0) * C + (size_t)p.h * hs, (size_t)C, 0);
+        }
+    }
+}
+
+/* A key-side product of the pair, dst = A^T . P into its [T, hs] head block
+ * (row stride C): A is [n, T] (row stride sak; ds or the weights) and P the
+ * panels over channels of an [n, hs] block of its rows (the queries or
+ * dout). Key row j sums over the rows at or after its tile, whose A is 0
+ * before j as the causal mask makes it. */
+static void pair_key_product(real *dst, const real *A, size_t sak, const real *panels,
+                             const int *rows, const RowsPair *p, int T, int C, int hs) {
+    for (int j0 = 0; j0 < T; j0 += MR) {
+        size_t mr = T - j0 < MR ? (size_t)(T - j0) : MR;
+        int i0 = rows_from(rows + p->lo, p->n, p->b * T + j0);
+        real *d = dst + p->off + (size_t)j0 * C;
+        if (i0 < p->n)
+            gemm_strip((size_t)(p->n - i0), A + (size_t)i0 * sak + j0, 1, sak, mr,
+                       panels + (size_t)i0 * NR, NR * (size_t)p->n, (size_t)hs, d, (size_t)C, 0);
+        else
+            for (size_t j = 0; j < mr; j++) memset(d + j * C, 0, (size_t)hs * sizeof(real));
+    }
+}
+
+void attention_backward_rows(real *dq, real *dk, real *dv, const real *dout, const real *q,
+                             const real *k, const real *v, const real *att, const int *rows,
+                             int R, int B, int T, int C, int NH, ScratchBuf *scratch) {
+    HeadScratch L = scratch_layout(T, C, NH);
+    int hs = L.hs;
+    size_t ldatt = (size_t)NH * T;
+    real scale = L.scale, *base = scratch_get(&L, scratch);
+#pragma omp parallel for schedule(guided)
+    for (int bh = 0; bh < B * NH; bh++) {
+        RowsPair p = rows_pair(rows, R, bh, T, C, NH);
+        int n = p.n;
+        real *vt = thread_scratch(base, &L); /* V^T panels over keys */
+        real *qg = vt + L.kt, *kp = qg + L.pv, *panels = kp + L.pv, *ds = panels + L.pv;
+        const real *a = att + (size_t)p.lo * ldatt + (size_t)p.h * T; /* the rows' weights */
+        const real *dr = dout + (size_t)p.lo * C + (size_t)p.h * hs; /* and gradients */
+        pair_pack(vt, kp, qg, v, k, q, rows, &p, T, C, &L);
+        /* ds rows, zero up to T: the key-side products read every column */
+        for (int i0 = 0; i0 < n; i0 += MR) {
+            size_t mr, last = pair_tile(rows, &p, i0, T, &mr);
+            gemm_strip((size_t)hs, dr + (size_t)i0 * C, (size_t)C, 1, mr, vt, NR * (size_t)hs,
+                       keys_to_panel(last, T), ds + (size_t)i0 * T, (size_t)T, 0);
+            for (size_t i = 0; i < mr; i++)
+                softmax_backward_row(ds + (i0 + i) * T, a + (i0 + i) * ldatt,
+                                     (size_t)pair_t(rows, &p, i0 + (int)i, T) + 1, (size_t)T,
+                                     scale);
+        }
+        /* dk = ds^T . Q */
+        pack_chans(panels, qg, n, hs, hs, L.np_h);
+        pair_key_product(dk, ds, (size_t)T, panels, rows, &p, T, C, hs);
+        /* dq: ds rows . K at the rows, 0 elsewhere (qg is free again) */
+        for (int i0 = 0; i0 < n; i0 += MR) {
+            size_t mr, last = pair_tile(rows, &p, i0, T, &mr);
+            gemm_strip(last, ds + (size_t)i0 * T, (size_t)T, 1, mr, kp, NR * (size_t)T, (size_t)hs,
+                       qg + (size_t)i0 * hs, (size_t)hs, 0);
+        }
+        for (int t = 0, i = 0; t < T; t++) {
+            real *dst = dq + p.off + (size_t)t * C;
+            if (i < n && pair_t(rows, &p, i, T) == t)
+                memcpy(dst, qg + (size_t)i++ * hs, (size_t)hs * sizeof(real));
+            else
+                memset(dst, 0, (size_t)hs * sizeof(real));
+        }
+        /* dv = att^T . dout */
+        pack_chans(panels, dr, n, hs, C, L.np_h);
+        pair_key_product(dv, a, ldatt, panels, rows, &p, T, C, hs);
     }
 }
 

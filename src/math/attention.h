@@ -15,6 +15,20 @@ void attention_backward(real *dq, real *dk, real *dv, const real *dout, const re
                         const real *k, const real *v, const real *att, int B, int T, int C,
                         int NH, ScratchBuf *scratch);
 
+/* The same at the query rows rows[0..R) only (positions b T + t, ascending),
+ * for a batch whose other rows' outputs nothing reads: out is [R, C] and
+ * att [R, NH, T], one row per listed position; keys and values come from
+ * every position. Each listed row's out and att, and (with dout 0 at the
+ * other rows) dq, dk and dv, are those of the functions above to the bit:
+ * the terms left out are exact zeros there. The backward reads dout as
+ * [R, C] and writes dq 0 at the other rows. */
+void attention_forward_rows(real *out, real *att, const real *q, const real *k, const real *v,
+                            const int *rows, int R, int B, int T, int C, int NH,
+                            ScratchBuf *scratch);
+void attention_backward_rows(real *dq, real *dk, real *dv, const real *dout, const real *q,
+                             const real *k, const real *v, const real *att, const int *rows,
+                             int R, int B, int T, int C, int NH, ScratchBuf *scratch);
+
 /* Smeared queries or keys (Olsson et al. 2022): each position's vector mixed
  * with the one before it, per head h with a learned gate logit g[h]:
  *   out[t] = s_h inp[t] + (1 - s_h) inp[t-1],  s_h = sigmoid(g[h]),

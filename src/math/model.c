@@ -331,10 +331,16 @@ static real forward_blocks(Model *m, int from, int qk_only, const int *targets, 
         if (qk_only && l == s->L - 1) return 0;
         TIMED(OP_MATMUL,
               matmul_forward(v, ln1, p->wv + l * CC, at(p->bv, l, C), NULL, BT, C, C, &ks->gemm));
-        TIMED(OP_ATTENTION, attention_forward(atty, att, q, k, v, B, T, C, NH, &ks->attention));
+        m->att_at_rows = Rl < BT && !m->keep_attention;
+        if (m->att_at_rows)
+            TIMED(OP_ATTENTION, attention_forward_rows(atty, att, q, k, v, m->rows, (int)Rl, B, T,
+                                                       C, NH, &ks->attention));
+        else
+            TIMED(OP_ATTENTION,
+                  attention_forward(atty, att, q, k, v, B, T, C, NH, &ks->attention));
         const real *skip = resid; /* the residual the W_O product starts from */
         if (Rl < BT) { /* attention output and residual of the scored rows */
-            TIMED(OP_OTHER, rows_gather(atty, atty, m->rows, Rl, C));
+            if (!m->att_at_rows) TIMED(OP_OTHER, rows_gather(atty, atty, m->rows, Rl, C));
             TIMED(OP_OTHER, rows_gather(res2, resid, m->rows, Rl, C));
             skip = res2;
         }
@@ -394,6 +400,7 @@ static void forward_embed(Model *m, const int *inputs, const int *targets, int B
         }
     /* no target scored: the whole forward, as without targets */
     m->n_rows = n > 0 ? n : BT;
+    m->att_at_rows = 0;
     TIMED(OP_OTHER, encoder_forward(m->acts.encoded, inputs, m->p.wte, m->p.wpe, B, T, s->C));
 }
 
@@ -511,12 +518,18 @@ void model_backward(Model *m) {
         /* Attention: afterwards dres = dL/d(block input). */
         TIMED(OP_MATMUL, matmul_backward(d->datty, g->wo + l * CC, at(g->bo, l, C), d->dres, atty,
                                          p->wo + l * CC, Rl, C, C, 0, &ks->gemm));
+        int at_rows = Rl < BT && m->att_at_rows;
         if (Rl < BT) { /* back to every position: the unscored ones' gradients are 0 */
-            TIMED(OP_OTHER, rows_scatter(d->datty, m->rows, Rl, BT, C));
+            if (!at_rows) TIMED(OP_OTHER, rows_scatter(d->datty, m->rows, Rl, BT, C));
             TIMED(OP_OTHER, rows_scatter(d->dres, m->rows, Rl, BT, C));
         }
-        TIMED(OP_ATTENTION, attention_backward(d->dq, d->dk, d->dv, d->datty, q, k, v, att,
-                                               B, T, C, NH, &ks->attention));
+        if (at_rows)
+            TIMED(OP_ATTENTION, attention_backward_rows(d->dq, d->dk, d->dv, d->datty, q, k, v, att,
+                                                        m->rows, (int)Rl, B, T, C, NH,
+                                                        &ks->attention));
+        else
+            TIMED(OP_ATTENTION, attention_backward(d->dq, d->dk, d->dv, d->datty, q, k, v, att, B,
+                                                   T, C, NH, &ks->attention));
         /* smeared: dq or dk through the mix, onto the projection (in place) */
         real *raw = at(a->smear_raw, l, BTC);
         if (raw) {

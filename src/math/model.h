@@ -166,6 +166,12 @@ typedef struct Model {
     int *rows;             /* [maxB * maxT] */
     int *row_targets;      /* [maxB * maxT] */
     size_t n_rows;
+    /* The last block's attention then runs at those rows too, and its layer
+     * of acts.att holds them as [n_rows, NH, T] (att_at_rows set by the
+     * forward), unless keep_attention is set: an analysis that reads every
+     * row's weights sets it while it runs. */
+    int keep_attention;
+    int att_at_rows;
     real loss;             /* mean loss over the scored targets of the last forward */
     double loss_sum;       /* their sum */
     size_t n_scored;       /* their count */

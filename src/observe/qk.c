@@ -628,6 +628,7 @@ static void stats_chunk(void *ctx, Model *m, int nb) {
         }
     }
     a->windows += nb;
+    m->keep_attention = 0; /* the swapped forwards give losses alone */
     for (int l = a->L - 1; l >= 0; l--)
         for (int h = 0; h < a->NH; h++) {
             qk_swap(m, l, h);
@@ -639,6 +640,7 @@ static void stats_chunk(void *ctx, Model *m, int nb) {
     model_forward_from(m, 0);
     model_eval_add(&a->swapped[a->L * a->NH], m, a->per_target);
     qk_swap(m, -1, -1);
+    m->keep_attention = 1;
 }
 
 double qk_eval_heads(Model *m, const Corpus *c, int count, int B, int *inputs, int *targets,
@@ -651,7 +653,11 @@ double qk_eval_heads(Model *m, const Corpus *c, int count, int B, int *inputs, i
     acc.prev = acc.entropy + L * NH;
     acc.e = acc.prev + L * NH;
     acc.p = acc.e + NH;
+    /* the statistics read every row of every layer's attention */
+    int keep = m->keep_attention;
+    m->keep_attention = 1;
     double base = model_eval_windows(m, c, 1, count, B, inputs, targets, stats_chunk, &acc, NULL);
+    m->keep_attention = keep;
     double *cosines = xmalloc((size_t)d * sizeof(double));
     double *M = xmalloc((size_t)C * C * sizeof(double));
     for (int l = 0; l < L; l++)

@@ -789,6 +789,9 @@ int roles_measure(Roles *r, Model *m, const Corpus *c, int n, uint64_t base, int
     double (*cf_sum)[N_CF] = xcalloc(w.LH, sizeof *cf_sum);
     int (*cf_n)[N_CF] = xcalloc(w.LH, sizeof *cf_n);
     double right = 0;
+    /* the passes read the attention of the cases' rows in every layer */
+    int keep = m->keep_attention;
+    m->keep_attention = 1;
 
     for (int first = 0; first < n; first += w.B) {
         int nb = n - first < w.B ? n - first : w.B;
@@ -854,6 +857,7 @@ int roles_measure(Roles *r, Model *m, const Corpus *c, int n, uint64_t base, int
             r->layer_patch_q_pred[l] = npq[w.LH + l] ? r->layer_patch_q_pred[l] / npq[w.LH + l] : NAN;
         free(npq), free(npk);
     }
+    m->keep_attention = keep;
     if (full) composition(r, m);
     free(train), free(lab), free(X), free(cf_sum), free(cf_n), free(inputs), free(targets);
     free(w.recs), free(rows), free(w.cases), free(case_lo), free(case_hi), free(feat_heap), free(w.proj);
