@@ -9,6 +9,7 @@
 #endif
 
 #include "gemm.h"
+#include "layers.h"
 
 /* Each (batch, head) pair is one thread's: its outputs are disjoint from every
  * other pair's, and its products run through gemm.h's register tiles, which
@@ -222,17 +223,6 @@ void attention_backward(real *dq, real *dk, real *dv, const real *dout, const re
 
 /* ---- at a subset of query rows ------------------------------------------ */
 
-/* The first index in rows[0..n) (ascending) whose position is >= pos. */
-static int rows_from(const int *rows, int n, int pos) {
-    int lo = 0, hi = n;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (rows[mid] < pos) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
-
 /* Keys up to the diagonal's panel of a tile whose last row sees keys
  * 0..last-1. */
 static size_t keys_to_panel(size_t last, int T) {
@@ -249,8 +239,8 @@ typedef struct {
 
 static RowsPair rows_pair(const int *rows, int R, int bh, int T, int C, int NH) {
     RowsPair p = {.b = bh / NH, .h = bh % NH, .off = head_offset(bh, T, C, NH)};
-    p.lo = rows_from(rows, R, p.b * T);
-    p.n = rows_from(rows, R, (p.b + 1) * T) - p.lo;
+    p.lo = (int)rows_find(rows, (size_t)R, (size_t)p.b * T);
+    p.n = (int)rows_find(rows, (size_t)R, (size_t)(p.b + 1) * T) - p.lo;
     return p;
 }
 
@@ -313,7 +303,7 @@ static void pair_key_product(real *dst, const real *A, size_t sak, const real *p
                              const int *rows, const RowsPair *p, int T, int C, int hs) {
     for (int j0 = 0; j0 < T; j0 += MR) {
         size_t mr = T - j0 < MR ? (size_t)(T - j0) : MR;
-        int i0 = rows_from(rows + p->lo, p->n, p->b * T + j0);
+        int i0 = (int)rows_find(rows + p->lo, (size_t)p->n, (size_t)(p->b * T + j0));
         real *d = dst + p->off + (size_t)j0 * C;
         if (i0 < p->n)
             gemm_strip((size_t)(p->n - i0), A + (size_t)i0 * sak + j0, 1, sak, mr,

@@ -283,6 +283,16 @@ void rows_gather(real *out, const real *inp, const int *rows, size_t n, int C) {
     }
 }
 
+size_t rows_find(const int *rows, size_t n, size_t pos) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if ((size_t)rows[mid] < pos) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
 void rows_scatter(real *x, const int *rows, size_t n, size_t N, int C) {
     size_t next = N; /* rows >= next hold their final values */
     for (size_t r = n; r-- > 0;) {

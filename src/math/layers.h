@@ -58,6 +58,8 @@ size_t crossentropy_correct(const real *logits, const int *targets, size_t N, in
  * rows_scatter is its inverse in place, x[rows[r]] = x[r], and zeroes the
  * other rows of x[N, C]. */
 void rows_gather(real *out, const real *inp, const int *rows, size_t n, int C);
+/* The first r < n with rows[r] >= pos (n when there is none). */
+size_t rows_find(const int *rows, size_t n, size_t pos);
 void rows_scatter(real *x, const int *rows, size_t n, size_t N, int C);
 
 #endif

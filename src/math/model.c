@@ -583,15 +583,9 @@ size_t model_count_correct(const Model *m) {
 const real *model_logits_at(const Model *m, size_t pos) {
     size_t BT = (size_t)m->B * m->T, r = pos;
     if (pos >= BT) return NULL;
-    if (m->n_rows < BT) { /* rows ascend: the first one at or past pos */
-        size_t lo = 0, hi = m->n_rows;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            if ((size_t)m->rows[mid] < pos) lo = mid + 1;
-            else hi = mid;
-        }
-        if (lo == m->n_rows || (size_t)m->rows[lo] != pos) return NULL;
-        r = lo;
+    if (m->n_rows < BT) {
+        r = rows_find(m->rows, m->n_rows, pos);
+        if (r == m->n_rows || (size_t)m->rows[r] != pos) return NULL;
     }
     return m->acts.logits + r * m->shape.V;
 }
