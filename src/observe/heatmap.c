@@ -1,5 +1,5 @@
 /* PNG pictures of attention, drawn pixel by pixel into an RGB buffer and
- * written as PNG files around stb_image_write's deflate.
+ * written as PNG files by png.c.
  *
  * Layout in px (the constants below; W(s) = 6 * strlen(s) - 1 is the width of
  * text s). A colour bar's top row is the map's colour at 1, its bottom row at
@@ -42,13 +42,13 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "font.h"
+#include "png.h"
 
 #define MARGIN 10
 #define CELL 10       /* attention cell of a labelled panel: a glyph fits */
@@ -177,74 +177,6 @@ static void image_text_mid(Image *im, ptrdiff_t x, ptrdiff_t y, const char *s) {
 
 /* ---- PNG file ----------------------------------------------------------- */
 
-/* The deflate of stb's PNG writer. Debian's libstb exports it, but
- * stb_image_write.h declares it only in its implementation part. */
-unsigned char *stbi_zlib_compress(unsigned char *data, int data_len, int *out_len, int quality);
-
-/* stb's shortest match chains: on these flat-coloured pictures a file a
- * little larger in much less time than its default. */
-#define DEFLATE_QUALITY 5
-
-static uint32_t crc_table[256];
-
-/* PNG's CRC-32 (ISO 3309, reflected polynomial 0xEDB88320), a byte at a time. */
-static void crc_table_init(void) {
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        crc_table[n] = c;
-    }
-}
-
-static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++) crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
-    return crc;
-}
-
-static void put_be32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (24 - 8 * i));
-}
-
-typedef struct {
-    FILE *f;
-    int failed;
-} PngSink;
-
-static void png_put(PngSink *s, const void *data, size_t n) {
-    if (n && fwrite(data, 1, n, s->f) != n) s->failed = 1;
-}
-
-/* One chunk: data length, type, data, and the CRC of type and data. */
-static void png_chunk(PngSink *s, const char type[4], const uint8_t *data, size_t n) {
-    uint8_t head[8], crc[4];
-    put_be32(head, (uint32_t)n);
-    memcpy(head + 4, type, 4);
-    put_be32(crc, ~crc_update(crc_update(~0u, head + 4, 4), data, n));
-    png_put(s, head, 8);
-    png_put(s, data, n);
-    png_put(s, crc, 4);
-}
-
-/* An 8-bit RGB PNG of the image: signature, IHDR, one IDAT, IEND. */
-static void png_encode(PngSink *s, const Image *im) {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, crc_table_init);
-    static const uint8_t signature[8] = {137, 'P', 'N', 'G', '\r', '\n', 26, '\n'};
-    uint8_t ihdr[13] = {0};
-    put_be32(ihdr, (uint32_t)im->w);
-    put_be32(ihdr + 4, (uint32_t)im->h);
-    ihdr[8] = 8; /* bits per sample; compression, filter and interlace methods stay 0 */
-    ihdr[9] = 2; /* colour type: RGB */
-    int len;
-    uint8_t *z = stbi_zlib_compress(im->px, (int)(im->h * image_stride(im)), &len, DEFLATE_QUALITY);
-    CHECK(z, "out of memory compressing a %zu x %zu picture", im->w, im->h);
-    png_put(s, signature, 8);
-    png_chunk(s, "IHDR", ihdr, sizeof ihdr);
-    png_chunk(s, "IDAT", z, (size_t)len);
-    png_chunk(s, "IEND", NULL, 0);
-    free(z);
-}
-
 /* Writes <path>.tmp and renames it over path, so a reader never sees half a
  * picture; every write and the close are checked (a full disk). Frees the
  * image. */
@@ -255,9 +187,7 @@ static int image_write(Image *im, const char *path, Error *err) {
     FILE *f = fopen(tmp, "wb");
     int ok = f != NULL, saved = errno;
     if (ok) {
-        PngSink sink = {f, 0};
-        png_encode(&sink, im);
-        ok = !sink.failed;
+        ok = png_write(f, im->px, im->w, im->h) == 0;
         saved = errno;
         if (fclose(f) != 0 && ok) {
             ok = 0;

@@ -1,4 +1,4 @@
-/* PNG pictures of attention (stb_image_write): per-layer attention maps,
+/* PNG pictures of attention (written by png.c): per-layer attention maps,
  * filmstrips over training, the Q/K gradient balance over training, and the
  * A | B | |A-B| comparison. Everything is drawn in the project (its own
  * bitmap font and colour maps); files are written atomically (temp + rename)
