@@ -122,12 +122,28 @@ int main(void) {
     }
     EXPECT(round_trip("runs", &p) > 0, "runs");
 
-    /* rows repeated from above at many distances (every width 1..80) */
-    for (size_t w = 1; w <= 80; w++) {
-        p = picture_new(w, 5);
+    /* one row whose runs from the left are of every length from 3 to 258:
+     * segment L is 3 new bytes, then L bytes repeating them; segments
+     * alternate between two ranges of values, so no run goes on into the
+     * next one */
+    p = picture_new(11400, 1);
+    uint8_t *b = px(&p, 0, 0);
+    for (int len = 3; len <= 258; len++) {
+        for (int j = 0; j < 3; j++) *b++ = (uint8_t)((len % 2) * 128 + (len + j) % 100);
+        for (int j = 0; j < len; j++, b++) *b = b[-3];
+    }
+    EXPECT(round_trip("every length", &p) > 0, "every length");
+
+    /* rows repeating the row above at distances of every distance code from
+     * 4 bytes (width 1) up to deflate's window, 32767 bytes (width 10922) */
+    static const size_t widths[] = {100, 150, 200, 300, 400, 600, 800, 1200, 1500, 2400, 3000,
+                                    4500, 6000, 8192, 10922};
+    for (size_t wi = 0; wi < 80 + sizeof widths / sizeof widths[0]; wi++) {
+        size_t w = wi < 80 ? wi + 1 : widths[wi - 80];
+        p = picture_new(w, 4);
         for (size_t y = 0; y < p.h; y++)
             for (size_t x = 0; x < 3 * w; x++)
-                px(&p, 0, y)[x] = y % 2 ? px(&p, 0, 0)[x] : (uint8_t)(lcg(&seed) >> 28);
+                px(&p, 0, y)[x] = y % 2 ? px(&p, 0, y - 1)[x] : (uint8_t)(lcg(&seed) >> 28);
         char what[32];
         snprintf(what, sizeof what, "rows of width %zu", w);
         EXPECT(round_trip(what, &p) > 0, "%s", what);

@@ -210,7 +210,12 @@ static void png_chunk(PngSink *s, const char type[4], const uint8_t *data, size_
     png_put(s, crc, 4);
 }
 
+/* PNG allows chunks of up to 2^31 - 1 bytes; a picture of noise can deflate
+ * to more than its size, so the stream goes in chunks of at most this. */
+#define IDAT_MAX ((size_t)1 << 30)
+
 int png_write(FILE *f, const uint8_t *rows, size_t w, size_t h) {
+    CHECK(w > 0 && h > 0, "png_write: a %zu x %zu picture (PNG needs at least 1 x 1)", w, h);
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, crc_table_init);
     static const uint8_t signature[8] = {137, 'P', 'N', 'G', '\r', '\n', 26, '\n'};
@@ -224,7 +229,8 @@ int png_write(FILE *f, const uint8_t *rows, size_t w, size_t h) {
     PngSink s = {f, 0};
     png_put(&s, signature, 8);
     png_chunk(&s, "IHDR", ihdr, sizeof ihdr);
-    png_chunk(&s, "IDAT", z, len);
+    for (size_t at = 0; at < len; at += IDAT_MAX)
+        png_chunk(&s, "IDAT", z + at, len - at < IDAT_MAX ? len - at : IDAT_MAX);
     png_chunk(&s, "IEND", NULL, 0);
     free(z);
     return s.failed ? -1 : 0;

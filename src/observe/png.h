@@ -8,7 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* Writes the w x h picture as a PNG to f: signature, IHDR, one IDAT, IEND.
+/* Writes the w x h picture (w, h >= 1) as a PNG to f: signature, IHDR, the
+ * IDAT (one chunk unless it passes 1 GiB), IEND.
  * rows holds h rows of 1 + 3 w bytes laid out as PNG's image data, each a
  * filter-type byte and then the row's RGB triples, so no filtered copy is
  * made. Returns 0, or -1 when a write failed (errno tells why). */
