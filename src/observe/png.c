@@ -50,7 +50,8 @@ static Code fixed_code(int s) {
     return (Code){bit_reverse(0xC0 + s - 280, 8), 8};
 }
 
-/* A match length's symbol code followed by its extra bits. */
+/* The literal codes, and each match length's symbol code followed by its
+ * extra bits, so a match costs one table look-up. */
 static void code_tables_init(void) {
     for (int s = 0; s < 257; s++) literal_code[s] = fixed_code(s);
     for (int c = 0; c < 29; c++) {
