@@ -1,8 +1,8 @@
-/* Known values of the float ops: softmax rows and the causal mask, LayerNorm
- * moments, cross-entropy of uniform logits, one AdamW step by hand, the lr
- * schedule's landmarks, gemm against a naive product, bit-identical
- * gradients with 1 and 2 threads, and a step after the activations' pages
- * were given back. */
+/* Known values of the float ops: softmax rows and the causal mask, attention
+ * against a naive one, LayerNorm moments, cross-entropy of uniform logits,
+ * one AdamW step by hand, the lr schedule's landmarks, gemm against a naive
+ * product, bit-identical gradients with 1 and 2 threads, and a step after
+ * the activations' pages were given back. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +48,65 @@ static void test_attention_rows(void) {
     /* the first query sees only itself: its output is v[0] exactly */
     for (int i = 0; i < C; i++) EXPECT(fabs(out[i] - v[i]) < 1e-6, "out[0] != v[0]");
     free(q); free(k); free(v); free(out); free(att);
+}
+
+/* Attention against a naive double-precision one, forward and backward, at
+ * one vector of channels per head (the kernels' one-vector column edge) and
+ * a T past two panels of keys, so row tiles end in every kind of edge. */
+static void test_attention_naive(void) {
+    int B = 2, T = 2 * NR + 5, NH = 2, hs = VL, C = NH * hs;
+    size_t n = (size_t)B * T * C;
+    real *q = randn(n, 1), *k = randn(n, 1), *v = randn(n, 1), *dout = randn(n, 1);
+    real *out = xmalloc(n * sizeof(real)), *att = xmalloc((size_t)B * NH * T * T * sizeof(real));
+    real *g = xmalloc(3 * n * sizeof(real));
+    attention_forward(out, att, q, k, v, B, T, C, NH, &attention_work);
+    attention_backward(g, g + n, g + 2 * n, dout, q, k, v, att, B, T, C, NH, &attention_work);
+    double *a = xmalloc((size_t)T * T * sizeof(double)), *ds = xmalloc((size_t)T * T * sizeof(double));
+    double *want = xcalloc(3 * n, sizeof(double)), worst_out = 0, worst_g = 0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            size_t off = (size_t)b * T * C + (size_t)h * hs;
+#define AT(x, t, i) ((double)(x)[off + (size_t)(t) * C + (i)])
+            for (int t = 0; t < T; t++) {
+                double mx = -INFINITY, sum = 0;
+                for (int j = 0; j <= t; j++) {
+                    double s = 0;
+                    for (int i = 0; i < hs; i++) s += AT(q, t, i) * AT(k, j, i);
+                    a[t * T + j] = s / sqrt((double)hs);
+                    mx = fmax(mx, a[t * T + j]);
+                }
+                for (int j = 0; j <= t; j++) sum += a[t * T + j] = exp(a[t * T + j] - mx);
+                double dot = 0;
+                for (int j = 0; j <= t; j++) {
+                    a[t * T + j] /= sum;
+                    double da = 0;
+                    for (int i = 0; i < hs; i++) da += AT(dout, t, i) * AT(v, j, i);
+                    ds[t * T + j] = da;
+                    dot += a[t * T + j] * da;
+                }
+                for (int i = 0; i < hs; i++) {
+                    double o = 0;
+                    for (int j = 0; j <= t; j++) o += a[t * T + j] * AT(v, j, i);
+                    worst_out = fmax(worst_out, fabs(o - out[off + (size_t)t * C + i]));
+                }
+                for (int j = 0; j <= t; j++)
+                    ds[t * T + j] = a[t * T + j] * (ds[t * T + j] - dot) / sqrt((double)hs);
+            }
+            for (int t = 0; t < T; t++)
+                for (int j = 0; j <= t; j++)
+                    for (int i = 0; i < hs; i++) {
+                        size_t ot = off + (size_t)t * C + i, oj = off + (size_t)j * C + i;
+                        want[ot] += ds[t * T + j] * AT(k, j, i);
+                        want[n + oj] += ds[t * T + j] * AT(q, t, i);
+                        want[2 * n + oj] += a[t * T + j] * AT(dout, t, i);
+                    }
+#undef AT
+        }
+    for (size_t i = 0; i < 3 * n; i++) worst_g = fmax(worst_g, fabs(want[i] - g[i]));
+    EXPECT(worst_out < 1e-5, "attention at head size %d, T %d: out off by %g", hs, T, worst_out);
+    EXPECT(worst_g < 1e-4, "attention backward at head size %d, T %d: off by %g", hs, T, worst_g);
+    free(q), free(k), free(v), free(dout), free(out), free(att), free(g), free(a), free(ds);
+    free(want);
 }
 
 /* Attention at a subset of query rows equals the whole attention's at those
@@ -178,7 +237,10 @@ static void test_schedule(void) {
 }
 
 static void test_gemm_naive(void) {
-    size_t shapes[][3] = {{1, 1, 1}, {6, 8, 16}, {7, 13, 17}, {12, 64, 32}, {50, 33, 70}};
+    /* the last two end in a column edge of exactly one vector, the kernels'
+     * half tile, and one of them in more than a packed micro-panel's k run */
+    size_t shapes[][3] = {{1, 1, 1}, {6, 8, 16}, {7, 13, 17}, {12, 64, 32}, {50, 33, 70},
+                          {13, 20, NR + VL}, {12, GEMM_KC + 44, VL}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         size_t M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
         real *A = randn(M * K, 1), *Bm = randn(K * N, 1), *Cm = randn(M * N, 1);
@@ -301,6 +363,7 @@ int main(void) {
     rng_seed(&rng, 1);
     test_attention_rows();
     test_attention_at_rows();
+    test_attention_naive();
     test_layernorm_moments();
     test_crossentropy_uniform();
     test_adamw_step();

@@ -146,6 +146,15 @@ static size_t head_offset(int bh, int T, int C, int NH) {
     return (size_t)(bh / NH) * T * C + (size_t)(bh % NH) * (C / NH);
 }
 
+/* The score columns a row tile computes when its last row sees keys
+ * 0..last-1: up to the diagonal's vector (the products' kernels take a
+ * column edge of one vector at half the work), the rest being the causal
+ * tail the softmax writes. */
+static size_t keys_to_vector(size_t last, int T) {
+    size_t nk = (last + VL - 1) / VL * VL;
+    return nk > (size_t)T ? (size_t)T : nk;
+}
+
 void attention_forward(real *out, real *att, const real *q, const real *k, const real *v,
                        int B, int T, int C, int NH, ScratchBuf *scratch) {
     HeadScratch L = scratch_layout(T, C, NH);
@@ -162,10 +171,8 @@ void attention_forward(real *out, real *att, const real *q, const real *k, const
             size_t mr = T - t0 < MR ? (size_t)(T - t0) : MR;
             size_t last = t0 + mr; /* rows t0..last-1 see keys 0..last-1 */
             /* scores of the rows' tile, keys up to the diagonal */
-            size_t nk = (last + NR - 1) / NR * NR; /* keys up to the diagonal's panel */
-            if (nk > (size_t)T) nk = T;
             gemm_strip((size_t)hs, q + off + (size_t)t0 * C, (size_t)C, 1, mr, kt, NR * (size_t)hs,
-                       nk, a + (size_t)t0 * T, (size_t)T, 0);
+                       keys_to_vector(last, T), a + (size_t)t0 * T, (size_t)T, 0);
             for (size_t t = t0; t < last; t++) softmax_row(a + t * T, (int)t + 1, T, scale);
             /* out rows = att rows . V over keys 0..last-1 */
             gemm_strip(last, a + (size_t)t0 * T, (size_t)T, 1, mr, vp, NR * (size_t)T, (size_t)hs,
@@ -195,10 +202,8 @@ void attention_backward(real *dq, real *dk, real *dv, const real *dout, const re
         for (int t0 = 0; t0 < T; t0 += MR) {
             size_t mr = T - t0 < MR ? (size_t)(T - t0) : MR;
             size_t last = t0 + mr;
-            size_t nk = (last + NR - 1) / NR * NR;
-            if (nk > (size_t)T) nk = T;
             gemm_strip((size_t)hs, dout + off + (size_t)t0 * C, (size_t)C, 1, mr, vt,
-                       NR * (size_t)hs, nk, ds + (size_t)t0 * T, (size_t)T, 0);
+                       NR * (size_t)hs, keys_to_vector(last, T), ds + (size_t)t0 * T, (size_t)T, 0);
             /* zeros above the diagonal up to the tile's edge: the products
              * below read them */
             for (size_t t = t0; t < last; t++)
@@ -222,13 +227,6 @@ void attention_backward(real *dq, real *dk, real *dv, const real *dout, const re
 }
 
 /* ---- at a subset of query rows ------------------------------------------ */
-
-/* Keys up to the diagonal's panel of a tile whose last row sees keys
- * 0..last-1. */
-static size_t keys_to_panel(size_t last, int T) {
-    size_t nk = (last + NR - 1) / NR * NR;
-    return nk > (size_t)T ? (size_t)T : nk;
-}
 
 /* (batch row, head) pair bh: its listed rows rows[lo .. lo + n) and where
  * its head block starts in a [B, T, C] tensor. */
@@ -285,7 +283,7 @@ void attention_forward_rows(real *out, real *att, const real *q, const real *k, 
             size_t mr, last = pair_tile(rows, &p, i0, T, &mr);
             real *a = att + (size_t)(p.lo + i0) * ldatt + (size_t)p.h * T;
             gemm_strip((size_t)hs, qg + (size_t)i0 * hs, (size_t)hs, 1, mr, kt, NR * (size_t)hs,
-                       keys_to_panel(last, T), a, ldatt, 0);
+                       keys_to_vector(last, T), a, ldatt, 0);
             for (size_t i = 0; i < mr; i++)
                 softmax_row(a + i * ldatt, pair_t(rows, &p, i0 + (int)i, T) + 1, T, scale);
             gemm_strip(last, a, ldatt, 1, mr, vp, NR * (size_t)T, (size_t)hs,
@@ -333,7 +331,7 @@ void attention_backward_rows(real *dq, real *dk, real *dv, const real *dout, con
         for (int i0 = 0; i0 < n; i0 += MR) {
             size_t mr, last = pair_tile(rows, &p, i0, T, &mr);
             gemm_strip((size_t)hs, dr + (size_t)i0 * C, (size_t)C, 1, mr, vt, NR * (size_t)hs,
-                       keys_to_panel(last, T), ds + (size_t)i0 * T, (size_t)T, 0);
+                       keys_to_vector(last, T), ds + (size_t)i0 * T, (size_t)T, 0);
             for (size_t i = 0; i < mr; i++)
                 softmax_backward_row(ds + (i0 + i) * T, a + (i0 + i) * ldatt,
                                      (size_t)pair_t(rows, &p, i0 + (int)i, T) + 1, (size_t)T,

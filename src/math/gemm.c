@@ -14,56 +14,67 @@
 
 /* ---- micro-kernel ------------------------------------------------------ */
 
-/* C[MR, NR] (ldc) = (acc ? C : 0) + sum over k of a(i, k) bp[k, :], a(i, k)
- * at a[i * sam + k * sak]. Inlined with sak == 1 (rows of a row-major A) or
- * sam == 1 (columns of a transposed or packed A) so the addressing folds. */
+/* C[MR, nv VL] (ldc) = (acc ? C : 0) + sum over k of a(i, k) bp[k, :], a(i, k)
+ * at a[i * sam + k * sak], for nv = 2 (a whole panel) or 1 (its first vector:
+ * a column edge of at most VL, such as one head's channels, at half the
+ * work). Inlined with sak == 1 (rows of a row-major A) or sam == 1 (columns
+ * of a transposed or packed A) and a constant nv, so the addressing and the
+ * unused accumulators fold away. */
 static inline __attribute__((always_inline)) void ukr(size_t kc, const real *restrict a,
                                                       size_t sam, size_t sak,
                                                       const real *restrict bp,
-                                                      real *restrict c, size_t ldc, int acc) {
-    vreal c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+                                                      real *restrict c, size_t ldc, int acc,
+                                                      int nv) {
+    vreal c00, c01 = {0}, c10, c11 = {0}, c20, c21 = {0}, c30, c31 = {0}, c40, c41 = {0}, c50,
+                   c51 = {0};
     if (acc) {
-        c00 = vload(c), c01 = vload(c + VL);
-        c10 = vload(c + ldc), c11 = vload(c + ldc + VL);
-        c20 = vload(c + 2 * ldc), c21 = vload(c + 2 * ldc + VL);
-        c30 = vload(c + 3 * ldc), c31 = vload(c + 3 * ldc + VL);
-        c40 = vload(c + 4 * ldc), c41 = vload(c + 4 * ldc + VL);
-        c50 = vload(c + 5 * ldc), c51 = vload(c + 5 * ldc + VL);
+        c00 = vload(c), c10 = vload(c + ldc), c20 = vload(c + 2 * ldc);
+        c30 = vload(c + 3 * ldc), c40 = vload(c + 4 * ldc), c50 = vload(c + 5 * ldc);
+        if (nv > 1) {
+            c01 = vload(c + VL), c11 = vload(c + ldc + VL), c21 = vload(c + 2 * ldc + VL);
+            c31 = vload(c + 3 * ldc + VL), c41 = vload(c + 4 * ldc + VL);
+            c51 = vload(c + 5 * ldc + VL);
+        }
     } else {
-        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = (vreal){0};
+        c00 = c10 = c20 = c30 = c40 = c50 = (vreal){0};
     }
     const real *a0 = a, *a1 = a + sam, *a2 = a + 2 * sam, *a3 = a + 3 * sam, *a4 = a + 4 * sam,
                *a5 = a + 5 * sam;
 #pragma GCC unroll 4
     for (size_t k = 0; k < kc; k++) {
-        vreal b0 = vload(bp + k * NR), b1 = vload(bp + k * NR + VL);
+        vreal b0 = vload(bp + k * NR), b1 = nv > 1 ? vload(bp + k * NR + VL) : b0;
         size_t o = k * sak;
         real x;
-        x = a0[o], c00 += x * b0, c01 += x * b1;
-        x = a1[o], c10 += x * b0, c11 += x * b1;
-        x = a2[o], c20 += x * b0, c21 += x * b1;
-        x = a3[o], c30 += x * b0, c31 += x * b1;
-        x = a4[o], c40 += x * b0, c41 += x * b1;
-        x = a5[o], c50 += x * b0, c51 += x * b1;
+#define UKR_ROW(i)                           \
+    x = a##i[o], c##i##0 += x * b0;          \
+    if (nv > 1) c##i##1 += x * b1
+        UKR_ROW(0);
+        UKR_ROW(1);
+        UKR_ROW(2);
+        UKR_ROW(3);
+        UKR_ROW(4);
+        UKR_ROW(5);
+#undef UKR_ROW
     }
-    vstore(c, c00), vstore(c + VL, c01);
-    vstore(c + ldc, c10), vstore(c + ldc + VL, c11);
-    vstore(c + 2 * ldc, c20), vstore(c + 2 * ldc + VL, c21);
-    vstore(c + 3 * ldc, c30), vstore(c + 3 * ldc + VL, c31);
-    vstore(c + 4 * ldc, c40), vstore(c + 4 * ldc + VL, c41);
-    vstore(c + 5 * ldc, c50), vstore(c + 5 * ldc + VL, c51);
+    vstore(c, c00), vstore(c + ldc, c10), vstore(c + 2 * ldc, c20);
+    vstore(c + 3 * ldc, c30), vstore(c + 4 * ldc, c40), vstore(c + 5 * ldc, c50);
+    if (nv > 1) {
+        vstore(c + VL, c01), vstore(c + ldc + VL, c11), vstore(c + 2 * ldc + VL, c21);
+        vstore(c + 3 * ldc + VL, c31), vstore(c + 4 * ldc + VL, c41);
+        vstore(c + 5 * ldc + VL, c51);
+    }
 }
 
 /* A micro-row of C across np full panels of packed B (panel p at bp + p * bps):
  * the kernel is inlined into the loop, so a call costs one set-up. */
 static void strip_rows(size_t kc, const real *a, size_t lda, const real *bp, size_t bps,
                        size_t np, real *c, size_t ldc, int acc) {
-    for (size_t p = 0; p < np; p++) ukr(kc, a, lda, 1, bp + p * bps, c + p * NR, ldc, acc);
+    for (size_t p = 0; p < np; p++) ukr(kc, a, lda, 1, bp + p * bps, c + p * NR, ldc, acc, 2);
 }
 
 static void strip_cols(size_t kc, const real *a, size_t sak, const real *bp, size_t bps,
                        size_t np, real *c, size_t ldc, int acc) {
-    for (size_t p = 0; p < np; p++) ukr(kc, a, 1, sak, bp + p * bps, c + p * NR, ldc, acc);
+    for (size_t p = 0; p < np; p++) ukr(kc, a, 1, sak, bp + p * bps, c + p * NR, ldc, acc, 2);
 }
 
 /* A[mr, kc] (strides sam, sak) -> ap[k * MR + i], rows mr..MR-1 zero. */
@@ -120,8 +131,21 @@ static void tile_edge(size_t kc, const real *ap, size_t mr, const real *bp, size
     memset(ct, 0, sizeof ct);
     if (acc)
         for (size_t i = 0; i < mr; i++) memcpy(ct + i * NR, c + i * ldc, nr * sizeof(real));
-    ukr(kc, ap, 1, MR, bp, ct, NR, acc);
+    if (nr <= VL)
+        ukr(kc, ap, 1, MR, bp, ct, NR, acc, 1);
+    else
+        ukr(kc, ap, 1, MR, bp, ct, NR, acc, 2);
     for (size_t i = 0; i < mr; i++) memcpy(c + i * ldc, ct + i * NR, nr * sizeof(real));
+}
+
+/* A full micro-row's column edge of exactly VL, in place (sak == 1 or
+ * sam == 1). */
+static void edge_vector(size_t kc, const real *a, size_t sam, size_t sak, const real *bp,
+                        real *c, size_t ldc, int acc) {
+    if (sak == 1)
+        ukr(kc, a, sam, 1, bp, c, ldc, acc, 1);
+    else
+        ukr(kc, a, 1, sak, bp, c, ldc, acc, 1);
 }
 
 /* A micro-row over columns [0, n): full panels in place when A can be read
@@ -131,23 +155,30 @@ static void micro_row(size_t kc, const real *a, size_t sam, size_t sak, size_t m
                       const real *bp, size_t bps, size_t n, real *c, size_t ldc, int acc,
                       real *ap, int packed) {
     size_t nfull = n / NR, nr = n - nfull * NR;
+    const real *be = bp + nfull * bps;
+    real *ce = c + nfull * NR;
     if (packed) {
         if (mr == MR)
             strip_cols(kc, ap, MR, bp, bps, nfull, c, ldc, acc);
         else
             for (size_t p = 0; p < nfull; p++)
                 tile_edge(kc, ap, mr, bp + p * bps, NR, c + p * NR, ldc, acc);
-        if (nr) tile_edge(kc, ap, mr, bp + nfull * bps, nr, c + nfull * NR, ldc, acc);
+        if (nr == VL && mr == MR)
+            edge_vector(kc, ap, 1, MR, be, ce, ldc, acc);
+        else if (nr)
+            tile_edge(kc, ap, mr, be, nr, ce, ldc, acc);
         return;
     }
-    if (mr == MR && (sak == 1 || sam == 1) && (nr == 0 || kc <= GEMM_KC)) {
+    if (mr == MR && (sak == 1 || sam == 1) && (nr == 0 || nr == VL || kc <= GEMM_KC)) {
         if (sak == 1)
             strip_rows(kc, a, sam, bp, bps, nfull, c, ldc, acc);
         else
             strip_cols(kc, a, sak, bp, bps, nfull, c, ldc, acc);
-        if (nr) {
+        if (nr == VL) {
+            edge_vector(kc, a, sam, sak, be, ce, ldc, acc);
+        } else if (nr) {
             pack_a(ap, a, sam, sak, mr, kc);
-            tile_edge(kc, ap, mr, bp + nfull * bps, nr, c + nfull * NR, ldc, acc);
+            tile_edge(kc, ap, mr, be, nr, ce, ldc, acc);
         }
         return;
     }
