@@ -50,19 +50,26 @@ static void test_attention_rows(void) {
     free(q); free(k); free(v); free(out); free(att);
 }
 
-/* Attention against a naive double-precision one, forward and backward, at
- * one vector of channels per head (the kernels' one-vector column edge) and
- * a T past two panels of keys, so row tiles end in every kind of edge. */
-static void test_attention_naive(void) {
+/* Attention against a naive double-precision one, forward (the weights, 0
+ * exactly above the diagonal, and the output) and backward, at one vector of
+ * channels per head (the kernels' one-vector column edge) and a T past two
+ * panels of keys, so row tiles end in every kind of edge. With `far`, every
+ * score lies far below what exp can take, key j's 8 j below the first key's:
+ * the softmax holds only by subtracting the row's maximum. */
+static void test_attention_naive(int far) {
     int B = 2, T = 2 * NR + 5, NH = 2, hs = VL, C = NH * hs;
     size_t n = (size_t)B * T * C;
     real *q = randn(n, 1), *k = randn(n, 1), *v = randn(n, 1), *dout = randn(n, 1);
+    for (size_t i = 0; far && i < n; i++) {
+        q[i] = -20;
+        k[i] = (real)(20 + 0.1 * (double)(i / C % T)); /* scores -1600 - 8 j */
+    }
     real *out = xmalloc(n * sizeof(real)), *att = xmalloc((size_t)B * NH * T * T * sizeof(real));
     real *g = xmalloc(3 * n * sizeof(real));
     attention_forward(out, att, q, k, v, B, T, C, NH, &attention_work);
     attention_backward(g, g + n, g + 2 * n, dout, q, k, v, att, B, T, C, NH, &attention_work);
     double *a = xmalloc((size_t)T * T * sizeof(double)), *ds = xmalloc((size_t)T * T * sizeof(double));
-    double *want = xcalloc(3 * n, sizeof(double)), worst_out = 0, worst_g = 0;
+    double *want = xcalloc(3 * n, sizeof(double)), worst_att = 0, worst_out = 0, worst_g = 0;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             size_t off = (size_t)b * T * C + (size_t)h * hs;
@@ -76,9 +83,13 @@ static void test_attention_naive(void) {
                     mx = fmax(mx, a[t * T + j]);
                 }
                 for (int j = 0; j <= t; j++) sum += a[t * T + j] = exp(a[t * T + j] - mx);
+                const real *row = att + (((size_t)b * NH + h) * T + t) * T;
+                for (int j = t + 1; j < T; j++)
+                    EXPECT(row[j] == 0, "future key %d of query %d: %g", j, t, row[j]);
                 double dot = 0;
                 for (int j = 0; j <= t; j++) {
                     a[t * T + j] /= sum;
+                    worst_att = fmax(worst_att, fabs(a[t * T + j] - row[j]));
                     double da = 0;
                     for (int i = 0; i < hs; i++) da += AT(dout, t, i) * AT(v, j, i);
                     ds[t * T + j] = da;
@@ -103,8 +114,11 @@ static void test_attention_naive(void) {
 #undef AT
         }
     for (size_t i = 0; i < 3 * n; i++) worst_g = fmax(worst_g, fabs(want[i] - g[i]));
-    EXPECT(worst_out < 1e-5, "attention at head size %d, T %d: out off by %g", hs, T, worst_out);
-    EXPECT(worst_g < 1e-4, "attention backward at head size %d, T %d: off by %g", hs, T, worst_g);
+    EXPECT(worst_att < 1e-6, "attention (far %d): weights off by %g", far, worst_att);
+    EXPECT(worst_out < 1e-5, "attention at head size %d, T %d (far %d): out off by %g", hs, T, far,
+           worst_out);
+    EXPECT(worst_g < 1e-4, "attention backward at head size %d, T %d (far %d): off by %g", hs, T,
+           far, worst_g);
     free(q), free(k), free(v), free(dout), free(out), free(att), free(g), free(a), free(ds);
     free(want);
 }
@@ -363,7 +377,8 @@ int main(void) {
     rng_seed(&rng, 1);
     test_attention_rows();
     test_attention_at_rows();
-    test_attention_naive();
+    test_attention_naive(0);
+    test_attention_naive(1);
     test_layernorm_moments();
     test_crossentropy_uniform();
     test_adamw_step();

@@ -78,57 +78,52 @@ static inline vreal vexp_any(vreal x) {
 }
 
 /* row[0..n) = softmax(row * scale) (scale > 0); the causal tail row[n..T) = 0.
- * The last partial vector is computed with its lanes past n masked to 0,
- * which is what they must hold. */
+ * The last partial vector is read without the lanes past n (as -inf for the
+ * maximum) and its exponentials there are masked to 0, which is what they
+ * must hold. The tail's zeros are stored first: the products read them next,
+ * and stores just before those loads stalled them. */
 static void softmax_row(real *row, int n, int T, real scale) {
     int nf = n / VL * VL, rem = n - nf;
-    vreal vm = vsplat(-INFINITY);
+    int end = rem ? (nf + VL <= T ? nf + VL : n) : nf; /* what the vectors below store */
+    vreal vm = vsplat(-INFINITY), tail = vm;
     for (int i = 0; i < nf; i += VL) vm = vmax(vm, vload(row + i));
-    real mx = vhmax(vm);
-    for (int i = nf; i < n; i++) mx = row[i] > mx ? row[i] : mx;
-    real ms = mx * scale;
+    if (rem) vm = vmax(vm, tail = vload_part(row + nf, rem, -INFINITY));
+    vzero(row + end, (size_t)(T - end));
+    real ms = vhmax(vm) * scale;
     vreal vs = {0};
     for (int i = 0; i < nf; i += VL) {
         vreal e = vexp_any(vload(row + i) * scale - ms);
         vstore(row + i, e);
         vs += e;
     }
-    vreal tail = {0};
     if (rem) {
-        vint valid;
-        for (int l = 0; l < VL; l++) {
-            tail[l] = l < rem ? row[nf + l] : mx;
-            valid[l] = l < rem ? -1 : 0;
-        }
-        tail = (vreal)((vint)vexp_any(tail * scale - ms) & valid);
+        tail = (vreal)((vint)vexp_any(tail * scale - ms) & vlanes_below(rem));
         vs += tail;
     }
     real inv = 1 / vhsum(vs);
     for (int i = 0; i < nf; i += VL) vstore(row + i, vload(row + i) * inv);
-    int end = nf;
-    if (rem) {
-        tail *= inv;
-        if (nf + VL <= T) {
-            vstore(row + nf, tail);
-            end = nf + VL;
-        } else {
-            for (int l = 0; l < rem; l++) row[nf + l] = tail[l];
-            end = n;
-        }
-    }
-    if (end < T) memset(row + end, 0, (size_t)(T - end) * sizeof(real));
+    if (rem && end > n)
+        vstore(row + nf, tail * inv);
+    else if (rem)
+        vstore_part(row + nf, tail * inv, rem);
 }
 
 /* Through the row softmax, in place: dr[0..n) = a * (da - sum(a * da)) *
- * scale from da in dr[0..n), and dr[n..end) = 0. */
+ * scale from da in dr[0..n), and dr[n..end) = 0 (stored first, as above). */
 static void softmax_backward_row(real *dr, const real *ar, size_t n, size_t end, real scale) {
+    vzero(dr + n, end - n);
     size_t i = 0;
     vreal vs = {0};
     for (; i + VL <= n; i += VL) vs += vload(ar + i) * vload(dr + i);
     real dot = vhsum(vs);
     for (; i < n; i++) dot += ar[i] * dr[i];
-    for (i = 0; i < n; i++) dr[i] = ar[i] * (dr[i] - dot) * scale;
-    for (; i < end; i++) dr[i] = 0;
+    size_t nf = n / VL * VL;
+    for (i = 0; i < nf; i += VL) vstore(dr + i, vload(ar + i) * (vload(dr + i) - dot) * scale);
+    if (nf < n) {
+        int rem = (int)(n - nf);
+        vstore_part(dr + nf, vload_part(ar + nf, rem, 0) * (vload_part(dr + nf, rem, 0) - dot) * scale,
+                    rem);
+    }
 }
 
 /* The calling thread's block of the scratch. */

@@ -222,10 +222,10 @@ static inline void tr8(__m256 *r) {
 void gemm_pack_b(real *restrict dst, const real *B, size_t sbk, size_t sbn, size_t kc,
                  size_t nr) {
     if (sbn == 1) {
-        if (nr == NR) {
+        if (nr == NR || nr == VL) {
             for (size_t k = 0; k < kc; k++) {
                 vstore(dst + k * NR, vload(B + k * sbk));
-                vstore(dst + k * NR + VL, vload(B + k * sbk + VL));
+                vstore(dst + k * NR + VL, nr == NR ? vload(B + k * sbk + VL) : (vreal){0});
             }
         } else {
             for (size_t k = 0; k < kc; k++) {

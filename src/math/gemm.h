@@ -61,10 +61,59 @@ static inline real vhsum(vreal v) {
     for (int i = 1; i < VL; i++) s += v[i];
     return s;
 }
+/* The largest lane: exact in any order, so by a tree. */
 static inline real vhmax(vreal v) {
+#if defined(__AVX512F__) && QK_VBYTES == 64 && !defined(QK_DOUBLE)
+    return _mm512_reduce_max_ps((__m512)v);
+#elif defined(__AVX2__) && QK_VBYTES == 32 && !defined(QK_DOUBLE)
+    __m256 m = _mm256_max_ps((__m256)v, _mm256_permute2f128_ps((__m256)v, (__m256)v, 1));
+    m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0x4E));
+    m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0xB1));
+    return _mm256_cvtss_f32(m);
+#else
     real s = v[0];
     for (int i = 1; i < VL; i++) s = v[i] > s ? v[i] : s;
     return s;
+#endif
+}
+
+/* -1 in lanes [0, n), 0 in the others. */
+static inline vint vlanes_below(int n) {
+    vint iota;
+    for (int l = 0; l < VL; l++) iota[l] = l;
+    return iota < n;
+}
+
+/* Lanes [0, n) of p (0 < n < VL) and `fill` in the others, reading nothing
+ * past p + n; and its store. */
+static inline vreal vload_part(const real *p, int n, real fill) {
+#if defined(__AVX512F__) && QK_VBYTES == 64 && !defined(QK_DOUBLE)
+    return (vreal)_mm512_mask_loadu_ps((__m512)vsplat(fill), (__mmask16)((1u << n) - 1), p);
+#elif defined(__AVX2__) && QK_VBYTES == 32 && !defined(QK_DOUBLE)
+    __m256i m = (__m256i)vlanes_below(n);
+    return (vreal)_mm256_blendv_ps((__m256)vsplat(fill), _mm256_maskload_ps(p, m), (__m256)m);
+#else
+    vreal v = vsplat(fill);
+    for (int l = 0; l < n; l++) v[l] = p[l];
+    return v;
+#endif
+}
+static inline void vstore_part(real *p, vreal v, int n) {
+#if defined(__AVX512F__) && QK_VBYTES == 64 && !defined(QK_DOUBLE)
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
+#elif defined(__AVX2__) && QK_VBYTES == 32 && !defined(QK_DOUBLE)
+    _mm256_maskstore_ps(p, (__m256i)vlanes_below(n), (__m256)v);
+#else
+    for (int l = 0; l < n; l++) p[l] = v[l];
+#endif
+}
+
+/* p[0..n) = 0 by vectors: for the short runs (a row's causal tail) that a
+ * call to memset costs more than. */
+static inline void vzero(real *p, size_t n) {
+    size_t i = 0;
+    for (; i + VL <= n; i += VL) vstore(p + i, (vreal){0});
+    if (i < n) vstore_part(p + i, (vreal){0}, (int)(n - i));
 }
 
 #ifndef QK_DOUBLE
