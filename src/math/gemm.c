@@ -91,37 +91,6 @@ static void pack_a(real *restrict ap, const real *a, size_t sam, size_t sak, siz
     }
 }
 
-/* Micro-panels ia..ib-1 of a transposed A (sam == 1) over all K into dst
- * (micro-panel ip at ip * K * MR, row k at k * MR, the last one zero-padded).
- * A few rows of A at a time are read as contiguous runs. */
-static void pack_a_panels(real *restrict dst, const real *a, size_t sak, size_t M, size_t K,
-                          size_t ia, size_t ib) {
-    size_t full = M / MR < ib ? M / MR : ib; /* micro-panels with MR rows */
-    for (size_t k0 = 0; k0 < K; k0 += 8) {
-        size_t k1 = K - k0 < 8 ? K : k0 + 8;
-        for (size_t ip = ia; ip < ib; ip++) {
-            real *d = dst + ip * K * MR;
-            const real *src = a + ip * MR;
-            size_t k = k0;
-            if (ip < full) {
-                /* a whole vector per row: lanes past MR land in the slots of
-                 * the next rows, which overwrite them (not past the panel) */
-                if (VL >= MR && (ip + 1) * MR + (VL - MR) <= M)
-                    for (; k < k1 && k * MR + VL <= K * MR; k++)
-                        vstore(d + k * MR, vload(src + k * sak));
-                for (; k < k1; k++) memcpy(d + k * MR, src + k * sak, MR * sizeof(real));
-            } else {
-                size_t m = M - ip * MR;
-                for (; k < k1; k++) {
-                    size_t i = 0;
-                    for (; i < m; i++) d[k * MR + i] = src[k * sak + i];
-                    for (; i < MR; i++) d[k * MR + i] = 0;
-                }
-            }
-        }
-    }
-}
-
 /* One register tile with edges, through a zero-padded copy of C, so every
  * element gets the same arithmetic as in a full tile. ap is a packed
  * ap[k * MR + i] micro-panel (zero rows past mr). */
@@ -305,6 +274,12 @@ void vec_exp(real *dst, const real *src, size_t n) {
 /* Products of fewer multiply-adds than this run on one thread: the fork and
  * join would cost more than the second thread saves. */
 #define GEMM_PARALLEL_MIN_WORK 65536
+/* A weight gradient (A read transposed: few output rows, a long k) spends
+ * about as long packing B as multiplying, and a shared packed B is written
+ * half by each thread at every call and read back across cores; up to this
+ * many floats of packed B (1 MiB, about a core's L2) each thread packs its
+ * own copy instead. */
+#define GEMM_PRIVATE_B_MAX ((size_t)1 << 18)
 _Static_assert(KB <= GEMM_KC, "a k block fits a packed micro-panel");
 
 static size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
@@ -322,14 +297,12 @@ void gemm_plan(GemmJob *j) {
 }
 
 void gemm_scratch_free(GemmScratch *s) {
-    for (int q = 0; q < GEMM_MAX_JOBS; q++) {
-        scratch_free(&s->bpack[q]);
-        scratch_free(&s->apack[q]);
-    }
+    for (int q = 0; q < GEMM_MAX_JOBS; q++) scratch_free(&s->bpack[q]);
+    scratch_free(&s->bprivate);
     scratch_free(&s->apanels);
 }
 
-static void run_tile(const GemmJob *j, size_t t, real *abuf) {
+static void run_tile(const GemmJob *j, size_t t, real *abuf, const real *bpack) {
     size_t bm = t / j->nbn, bn = t % j->nbn;
     size_t r0 = bm * j->mt / j->nbm * MR, r1 = (bm + 1) * j->mt / j->nbm * MR;
     size_t p0 = bn * j->np / j->nbn, p1 = (bn + 1) * j->np / j->nbn;
@@ -358,24 +331,20 @@ static void run_tile(const GemmJob *j, size_t t, real *abuf) {
             for (size_t r = r0; r < r1; r++) memset(j->C + r * j->ldc + c0, 0, (c1 - c0) * sizeof(real));
         return;
     }
-    /* K blocks of at most KB <= GEMM_KC. A row-major A is read in place, a
-     * transposed one was packed whole, anything else is packed per micro-row. */
+    /* K blocks of at most KB <= GEMM_KC. A row-major A is read in place,
+     * anything else is packed per micro-row by the tile's thread. */
     size_t bps = j->K * NR;
     int rows = j->sak == 1;
     for (size_t kb = 0; kb < j->nkb; kb++) {
         size_t k0 = kb * j->K / j->nkb, k1 = (kb + 1) * j->K / j->nkb, kc = k1 - k0;
         int acc = acc0 || kb > 0;
-        const real *b = j->bpack + p0 * bps + k0 * NR;
+        const real *b = bpack + p0 * bps + k0 * NR;
         for (size_t i = r0; i < r1; i += MR) {
             size_t mr = r1 - i < MR ? r1 - i : MR;
             const real *a = j->A + i * j->sam + k0 * j->sak;
-            real *ap = abuf;
-            if (j->apack)
-                ap = j->apack + i * j->K + k0 * MR;
-            else if (!rows || mr < MR)
-                pack_a(ap, a, j->sam, j->sak, mr, kc);
+            if (!rows || mr < MR) pack_a(abuf, a, j->sam, j->sak, mr, kc);
             micro_row(kc, a, j->sam, j->sak, mr, b, bps, c1 - c0, j->C + i * j->ldc + c0, j->ldc,
-                      acc, ap, !rows || mr < MR);
+                      acc, abuf, !rows || mr < MR);
         }
     }
 }
@@ -387,26 +356,29 @@ static int owner(double before, double w, double total, int nth) {
 }
 
 /* Packing is split in contiguous ranges by size, fixed by the shapes and the
- * thread count. Tiles go by OpenMP's guided schedule: which thread computes a
- * tile changes nothing in its result, and on a shared machine a thread that is
- * slowed down takes fewer tiles instead of holding up the others at the
- * barrier, as they did with a fixed split. The first runs are long and in
- * order, so each thread's rows stay mostly those of the fixed split, which the
- * next op's threads find in their caches, as they would not with tiles handed
- * out one at a time. */
+ * thread count, except for the private copies of B (GEMM_PRIVATE_B_MAX),
+ * which every thread packs whole. Tiles go by OpenMP's guided schedule:
+ * which thread computes a tile changes nothing in its result (a copy of B is
+ * the same numbers), and on a shared machine a thread that is slowed down
+ * takes fewer tiles instead of holding up the others at the barrier, as they
+ * did with a fixed split. The first runs are long and in order, so each
+ * thread's rows stay mostly those of the fixed split, which the next op's
+ * threads find in their caches, as they would not with tiles handed out one
+ * at a time. */
 void gemm_run(GemmJob *jobs, int njobs, GemmScratch *s, void (*extra)(void *, int, int),
               void *ctx) {
     double work = 0, packw = 0;
-    size_t ntiles = 0;
+    size_t ntiles = 0, private_floats = 0; /* every thread's private copies */
     for (int q = 0; q < njobs; q++) {
         GemmJob *j = &jobs[q];
-        j->bpack = scratch_reserve(&s->bpack[q], j->np * j->K * NR);
-        /* a transposed A is packed whole, like B */
-        j->apack = j->sam == 1 && j->sak != 1 ? scratch_reserve(&s->apack[q], j->mt * j->K * MR)
-                                              : NULL;
+        size_t nb = j->np * j->K * NR;
+        j->private_b = j->sam == 1 && j->sak != 1 && nb <= GEMM_PRIVATE_B_MAX;
+        if (j->private_b)
+            private_floats += nb;
+        else
+            j->bpack = scratch_reserve(&s->bpack[q], nb), packw += (double)nb;
         ntiles += j->ntiles;
         work += (double)j->M * (double)j->N * (double)(j->K + 8);
-        packw += (double)j->K * (j->np * NR + (j->apack ? j->mt * MR : 0));
     }
     int maxth = 1;
 #ifdef _OPENMP
@@ -414,6 +386,7 @@ void gemm_run(GemmJob *jobs, int njobs, GemmScratch *s, void (*extra)(void *, in
 #endif
     size_t per = (size_t)MR * KB;
     real *apanels = scratch_reserve(&s->apanels, per * maxth);
+    real *privates = private_floats ? scratch_reserve(&s->bprivate, private_floats * maxth) : NULL;
 #pragma omp parallel if (work > GEMM_PARALLEL_MIN_WORK)
     {
         int tid = 0, nth = 1;
@@ -421,10 +394,19 @@ void gemm_run(GemmJob *jobs, int njobs, GemmScratch *s, void (*extra)(void *, in
         tid = omp_get_thread_num();
         nth = omp_get_num_threads();
 #endif
+        const real *bpack[GEMM_MAX_JOBS];
+        real *mine = privates ? privates + (size_t)tid * private_floats : NULL;
         double before = 0;
         for (int q = 0; q < njobs; q++) {
             GemmJob *j = &jobs[q];
-            double wb = (double)j->K * NR, wa = (double)j->K * MR;
+            if (j->private_b) {
+                pack_b_panels(mine, j->B, j->sbk, j->sbn, j->K, j->N, 0, j->np);
+                bpack[q] = mine;
+                mine += j->np * j->K * NR;
+                continue;
+            }
+            bpack[q] = j->bpack;
+            double wb = (double)j->K * NR;
             size_t pa = j->np, pb = 0;
             for (size_t p = 0; p < j->np; p++, before += wb)
                 if (owner(before, wb, packw, nth) == tid) {
@@ -432,14 +414,6 @@ void gemm_run(GemmJob *jobs, int njobs, GemmScratch *s, void (*extra)(void *, in
                     pb = p + 1;
                 }
             if (pa < pb) pack_b_panels(j->bpack, j->B, j->sbk, j->sbn, j->K, j->N, pa, pb);
-            if (!j->apack) continue;
-            size_t ia = j->mt, ib = 0;
-            for (size_t p = 0; p < j->mt; p++, before += wa)
-                if (owner(before, wa, packw, nth) == tid) {
-                    if (p < ia) ia = p;
-                    ib = p + 1;
-                }
-            if (ia < ib) pack_a_panels(j->apack, j->A, j->sak, j->M, j->K, ia, ib);
         }
 #pragma omp barrier
         real *abuf = apanels + (size_t)tid * per;
@@ -448,7 +422,7 @@ void gemm_run(GemmJob *jobs, int njobs, GemmScratch *s, void (*extra)(void *, in
             int q = 0;
             size_t t = x;
             while (t >= jobs[q].ntiles) t -= jobs[q++].ntiles;
-            run_tile(&jobs[q], t, abuf);
+            run_tile(&jobs[q], t, abuf, bpack[q]);
         }
         if (extra) extra(ctx, tid, nth);
     }

@@ -188,8 +188,8 @@ typedef struct {
     const real *init; /* if set, C starts from init[M,N] (row stride ldc; may be C) */
     const real *bias;
     /* filled by gemm_plan (the tiling) and gemm_run (the packing memory) */
-    real *bpack;           /* packed B: np panels of K x NR */
-    real *apack;           /* a transposed A packed: mt micro-panels of K x MR */
+    real *bpack;           /* packed B: np panels of K x NR, shared by the threads */
+    int private_b;         /* instead, each thread packs its own copy */
     size_t np, mt;         /* panels, micro-rows */
     size_t nbm, nbn, nkb;  /* row blocks, column blocks, k blocks */
     size_t ntiles;
@@ -200,8 +200,8 @@ typedef struct {
 
 /* gemm_run's packing memory, held in the caller's workspace. */
 typedef struct {
-    ScratchBuf bpack[GEMM_MAX_JOBS]; /* each job's packed B */
-    ScratchBuf apack[GEMM_MAX_JOBS]; /* each job's transposed A, packed whole */
+    ScratchBuf bpack[GEMM_MAX_JOBS]; /* each job's shared packed B */
+    ScratchBuf bprivate;             /* every thread's copies of the other jobs' B */
     ScratchBuf apanels;              /* every thread's micro-panel of A */
 } GemmScratch;
 void gemm_scratch_free(GemmScratch *s);
