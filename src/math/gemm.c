@@ -276,10 +276,11 @@ void vec_exp(real *dst, const real *src, size_t n) {
 #define GEMM_PARALLEL_MIN_WORK 65536
 /* A weight gradient (A read transposed: few output rows, a long k) spends
  * about as long packing B as multiplying, and a shared packed B is written
- * half by each thread at every call and read back across cores; up to this
- * many floats of packed B (1 MiB, about a core's L2) each thread packs its
+ * half by each thread at every call and read back across cores; while the
+ * threads' copies of its packed B take at most this many floats together
+ * (2 MiB: on 2 threads 1 MiB each, about a core's L2), each thread packs its
  * own copy instead. */
-#define GEMM_PRIVATE_B_MAX ((size_t)1 << 18)
+#define GEMM_PRIVATE_B_MAX ((size_t)1 << 19)
 _Static_assert(KB <= GEMM_KC, "a k block fits a packed micro-panel");
 
 static size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
@@ -367,12 +368,16 @@ static int owner(double before, double w, double total, int nth) {
  * at a time. */
 void gemm_run(GemmJob *jobs, int njobs, GemmScratch *s, void (*extra)(void *, int, int),
               void *ctx) {
+    int maxth = 1;
+#ifdef _OPENMP
+    maxth = omp_get_max_threads();
+#endif
     double work = 0, packw = 0;
-    size_t ntiles = 0, private_floats = 0; /* every thread's private copies */
+    size_t ntiles = 0, private_floats = 0; /* one thread's private copies */
     for (int q = 0; q < njobs; q++) {
         GemmJob *j = &jobs[q];
         size_t nb = j->np * j->K * NR;
-        j->private_b = j->sam == 1 && j->sak != 1 && nb <= GEMM_PRIVATE_B_MAX;
+        j->private_b = j->sam == 1 && j->sak != 1 && nb * (size_t)maxth <= GEMM_PRIVATE_B_MAX;
         if (j->private_b)
             private_floats += nb;
         else
@@ -380,10 +385,6 @@ void gemm_run(GemmJob *jobs, int njobs, GemmScratch *s, void (*extra)(void *, in
         ntiles += j->ntiles;
         work += (double)j->M * (double)j->N * (double)(j->K + 8);
     }
-    int maxth = 1;
-#ifdef _OPENMP
-    maxth = omp_get_max_threads();
-#endif
     size_t per = (size_t)MR * KB;
     real *apanels = scratch_reserve(&s->apanels, per * maxth);
     real *privates = private_floats ? scratch_reserve(&s->bprivate, private_floats * maxth) : NULL;
