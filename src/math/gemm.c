@@ -250,12 +250,7 @@ void vec_exp(real *dst, const real *src, size_t n) {
 #else
     size_t i = 0;
     for (; i + VL <= n; i += VL) vstore(dst + i, vexpf(vload(src + i)));
-    if (i < n) {
-        real t[VL];
-        for (size_t j = 0; j < (size_t)VL; j++) t[j] = i + j < n ? src[i + j] : 0;
-        vreal e = vexpf(vload(t));
-        for (size_t j = 0; i + j < n; j++) dst[i + j] = e[j];
-    }
+    if (i < n) vstore_part(dst + i, vexpf(vload_part(src + i, (int)(n - i), 0)), (int)(n - i));
 #endif
 }
 
