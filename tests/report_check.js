@@ -265,6 +265,13 @@ async function checkViewer(page, expect, c, info) {
       .filter((i) => !i.hidden && !(i.complete && i.naturalWidth > 0)).map((i) => i.src));
     c.equal(broken, [], `${what}: heatmaps that did not load`);
   };
+  // The pictures a control asks for, and their loads finished before the
+  // next control: a load the next control cut short would be the test's own
+  // doing, and it would be reported as a failed load.
+  const shows = async (want, what) => {
+    await c.settles(srcs, want, what);
+    await loaded(what);
+  };
   const steps = expect.steps, last = steps.length - 1;
   const at = (s, layer) => expect.runs.map((run) => heatmapAt(run, s, layer));
 
@@ -292,19 +299,16 @@ async function checkViewer(page, expect, c, info) {
 
   // the slider set at either end, then the layer picker
   await slider.fill('0');
-  await loaded('slider at 0');
-  await c.settles(srcs, at(steps[0], 0), 'slider at 0');
+  await shows(at(steps[0], 0), 'slider at 0');
   await c.settles(label, 'step ' + steps[0], 'step label at 0');
   const first = await srcs();
   await slider.fill(String(last));
-  await loaded('slider at the end');
-  await c.settles(srcs, at(steps[last], 0), 'slider at the end');
+  await shows(at(steps[last], 0), 'slider at the end');
   await c.settles(label, 'step ' + steps[last], 'step label at the end');
   const end = await srcs();
   c.ok(!same(first, end), 'the slider does not change the picture');
   await layerSel.selectOption('1');
-  await loaded('layer 1');
-  await c.settles(srcs, at(steps[last], 1), 'layer 1');
+  await shows(at(steps[last], 1), 'layer 1');
   const layer1 = await srcs();
   await c.settles(async () => (await captions()).every((t) => t.includes('layer 1')), true,
     `captions name layer 1 (${JSON.stringify(await captions())})`);
@@ -312,16 +316,15 @@ async function checkViewer(page, expect, c, info) {
 
   // the keyboard moves the slider as the mouse would
   await slider.press('Home');
-  await c.settles(srcs, at(steps[0], 1), 'slider after Home');
+  await shows(at(steps[0], 1), 'slider after Home');
   await c.settles(label, 'step ' + steps[0], 'step label after Home');
   if (steps.length > 1) {
     await slider.press('ArrowRight');
-    await c.settles(srcs, at(steps[1], 1), 'slider after Home, ArrowRight');
+    await shows(at(steps[1], 1), 'slider after Home, ArrowRight');
     await c.settles(label, 'step ' + steps[1], 'step label after Home, ArrowRight');
   }
   await slider.press('End');
-  await loaded('slider after End');
-  await c.settles(srcs, at(steps[last], 1), 'slider after End');
+  await shows(at(steps[last], 1), 'slider after End');
   // each caption links to the picture above it
   const links = await figs.evaluateAll((fs) => fs.map((f) => {
     const a = f.querySelector('figcaption a');
@@ -331,7 +334,7 @@ async function checkViewer(page, expect, c, info) {
 
   // the state the screenshot shows
   await layerSel.selectOption('0');
-  await loaded('back at layer 0');
+  await shows(at(steps[last], 0), 'back at layer 0');
 }
 
 async function checkProbes(page, expect, c) {
