@@ -44,9 +44,21 @@ static uint8_t *px(Picture *p, size_t x, size_t y) {
     return p->rows + y * (1 + 3 * p->w) + 1 + 3 * x;
 }
 
-/* Writes p, checks that it decodes to exactly its rows and pixels, and
- * returns the file's size (0 on a failed check). */
-static size_t round_trip(const char *what, Picture *p) {
+/* CRC-32 as ISO 3309 gives it, a bit at a time. */
+static uint32_t crc_ref(const uint8_t *p, size_t n) {
+    uint32_t c = ~0u;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++) c = c >> 1 ^ (0xEDB88320u & -(c & 1));
+    }
+    return ~c;
+}
+
+/* Writes p, checks its chunks (each CRC; IHDR, then IDATs of PNG_IDAT_BYTES
+ * but the last, then IEND) and that the IDATs' stream decodes to exactly its
+ * rows and pixels; returns the file's size (0 on a failed check) and the
+ * number of IDAT chunks in *n_idat. */
+static size_t round_trip_chunks(const char *what, Picture *p, size_t *n_idat) {
     char *file = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&file, &size);
@@ -54,19 +66,44 @@ static size_t round_trip(const char *what, Picture *p) {
     EXPECT(png_write(f, p->rows, p->w, p->h) == 0, "%s: png_write failed", what);
     REQUIRE(fclose(f) == 0);
     const uint8_t *d = (const uint8_t *)file;
-    size_t n = p->h * (1 + 3 * p->w), ok = 0;
-    /* signature 8, IHDR 25, then the IDAT */
-    if (size > 8 + 25 + 12 && memcmp(d + 37, "IDAT", 4) == 0) {
-        size_t len = be32(d + 33);
-        const uint8_t *z = d + 41;
-        EXPECT(41 + len + 4 + 12 == size, "%s: IDAT then IEND expected", what);
+    size_t n = p->h * (1 + 3 * p->w), ok = 0, len = 0, at = 8, idat = 0;
+    uint8_t *z = malloc(size);
+    REQUIRE(z);
+    int well_formed = size > 8 + 25 && memcmp(d + 12, "IHDR", 4) == 0, ended = 0, sizes = 1;
+    size_t last = PNG_IDAT_BYTES; /* the previous IDAT's length */
+    while (well_formed && !ended && at + 12 <= size) {
+        size_t k = be32(d + at);
+        const uint8_t *type = d + at + 4;
+        if (at + 12 + k > size || be32(d + at + 8 + k) != crc_ref(type, 4 + k)) {
+            well_formed = 0;
+            break;
+        }
+        if (memcmp(type, "IDAT", 4) == 0) {
+            /* only the last may be short, none empty or longer */
+            sizes = sizes && last == PNG_IDAT_BYTES && k > 0 && k <= PNG_IDAT_BYTES;
+            last = k;
+            memcpy(z + len, type + 4, k);
+            len += k;
+            idat++;
+        } else if (memcmp(type, "IEND", 4) == 0) {
+            ended = at + 12 + k == size && k == 0;
+            well_formed = ended;
+        } else if (at != 8) {
+            well_formed = 0;
+        }
+        at += 12 + k;
+    }
+    EXPECT(well_formed && ended && idat > 0 && sizes,
+           "%s: expected IHDR, IDATs of %d bytes but the last, IEND, each with its CRC", what,
+           PNG_IDAT_BYTES);
+    if (well_formed && ended && idat > 0) {
         EXPECT(len >= 6 && (z[0] * 256 + z[1]) % 31 == 0 && (z[0] & 0x0F) == 8 && z[0] >> 4 <= 7,
                "%s: bad zlib header %02x %02x", what, z[0], z[1]);
         int out = 0;
         char *raw = stbi_zlib_decode_malloc((const char *)z, (int)len, &out);
         EXPECT(raw && (size_t)out == n && memcmp(raw, p->rows, n) == 0,
                "%s: the stream does not inflate to the rows (%d of %zu bytes)", what, out, n);
-        EXPECT(be32(z + len - 4) == adler_ref(p->rows, n), "%s: bad Adler-32", what);
+        EXPECT(len >= 4 && be32(z + len - 4) == adler_ref(p->rows, n), "%s: bad Adler-32", what);
         free(raw);
         int w, h, c;
         uint8_t *rgb = stbi_load_from_memory(d, (int)size, &w, &h, &c, 3);
@@ -78,12 +115,17 @@ static size_t round_trip(const char *what, Picture *p) {
         EXPECT(same, "%s: decoded pixels differ", what);
         stbi_image_free(rgb);
         ok = size;
-    } else {
-        EXPECT(0, "%s: no IDAT after IHDR", what);
     }
+    *n_idat = idat;
+    free(z);
     free(file);
     free(p->rows);
     return ok;
+}
+
+static size_t round_trip(const char *what, Picture *p) {
+    size_t n_idat;
+    return round_trip_chunks(what, p, &n_idat);
 }
 
 static uint32_t lcg(uint32_t *s) {
@@ -99,6 +141,14 @@ int main(void) {
         for (size_t x = 0; x < 3 * p.w; x++) px(&p, 0, y)[x] = (uint8_t)(lcg(&seed) >> 24);
     size_t noise = round_trip("noise", &p);
     EXPECT(noise > 61 * 17 * 3, "noise: %zu bytes, smaller than its pixels", noise);
+
+    /* noise whose stream takes several chunks, the last one shorter */
+    p = picture_new(128, 3 * PNG_IDAT_BYTES / 384 + 5);
+    for (size_t y = 0; y < p.h; y++)
+        for (size_t x = 0; x < 3 * p.w; x++) px(&p, 0, y)[x] = (uint8_t)(lcg(&seed) >> 24);
+    size_t chunks;
+    EXPECT(round_trip_chunks("noise in chunks", &p, &chunks) > 0 && chunks >= 3,
+           "noise in chunks: %zu IDAT chunks, expected at least 3", chunks);
 
     /* one flat colour: runs of the longest match, at least 100 to 1 */
     p = picture_new(500, 400);

@@ -1,10 +1,51 @@
 #include "png.h"
 
 #include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
+
+/* ---- the file's chunks ------------------------------------------------- */
+
+static uint32_t crc_table[256];
+
+/* PNG's CRC-32 (ISO 3309, reflected polynomial 0xEDB88320), a byte at a time. */
+static void crc_table_init(void) {
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[n] = c;
+    }
+}
+
+static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++) crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return crc;
+}
+
+static void put_be32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+typedef struct {
+    FILE *f;
+    int failed;
+} PngSink;
+
+static void png_put(PngSink *s, const void *data, size_t n) {
+    if (n && fwrite(data, 1, n, s->f) != n) s->failed = 1;
+}
+
+/* One chunk: data length, type, data, and the CRC of type and data. */
+static void png_chunk(PngSink *s, const char type[4], const uint8_t *data, size_t n) {
+    uint8_t head[8], crc[4];
+    put_be32(head, (uint32_t)n);
+    memcpy(head + 4, type, 4);
+    put_be32(crc, ~crc_update(crc_update(~0u, head + 4, 4), data, n));
+    png_put(s, head, 8);
+    png_put(s, data, n);
+    png_put(s, crc, 4);
+}
 
 /* ---- deflate (RFC 1950 and 1951) ------------------------------------------- */
 
@@ -72,23 +113,31 @@ static Code distance_code(size_t d) {
     return (Code){bit_reverse((uint32_t)c, 5) | (uint32_t)(d - distance_base[c]) << 5, 5 + extra};
 }
 
+/* ---- the compressed stream ------------------------------------------------ */
+
+/* The zlib stream goes to the file in IDAT chunks as it is made, so encoding
+ * a picture of any size takes this buffer beside its rows. */
 typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-    uint64_t acc; /* bits not yet in p, first bit lowest */
+    PngSink *sink;
+    uint8_t chunk[PNG_IDAT_BYTES];
+    size_t n;     /* bytes in chunk */
+    uint64_t acc; /* bits not yet in chunk, first bit lowest */
     int bits;
 } BitStream;
+
+/* Sends the full chunk on when fewer than k bytes are free in it. */
+static void bits_room(BitStream *b, size_t k) {
+    if (b->n + k <= PNG_IDAT_BYTES) return;
+    png_chunk(b->sink, "IDAT", b->chunk, b->n);
+    b->n = 0;
+}
 
 static void bits_put(BitStream *b, Code c) {
     b->acc |= (uint64_t)c.bits << b->bits;
     b->bits += c.n;
     if (b->bits < 32) return;
-    if (b->n + 8 > b->cap) { /* room for these 4 bytes and the stream's last 4 */
-        b->cap *= 2;
-        b->p = realloc(b->p, b->cap);
-        CHECK(b->p, "out of memory compressing a picture (%zu bytes)", b->cap);
-    }
-    for (int i = 0; i < 4; i++) b->p[b->n++] = (uint8_t)(b->acc >> 8 * i);
+    bits_room(b, 4);
+    for (int i = 0; i < 4; i++) b->chunk[b->n++] = (uint8_t)(b->acc >> 8 * i);
     b->acc >>= 32;
     b->bits -= 32;
 }
@@ -134,13 +183,11 @@ static uint32_t adler32(const uint8_t *d, size_t n) {
     return (uint32_t)(s2 << 16 | s1);
 }
 
-/* The zlib stream of d[0, n) with rows of `row` bytes, in a malloc'd buffer of
- * *len bytes. */
-static uint8_t *zlib_compress(const uint8_t *d, size_t n, size_t row, size_t *len) {
+/* The zlib stream of d[0, n), rows of `row` bytes, as IDAT chunks into s. */
+static void zlib_stream(PngSink *s, const uint8_t *d, size_t n, size_t row) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, code_tables_init);
-    BitStream b = {.cap = n / 16 + 64};
-    b.p = xmalloc(b.cap);
+    BitStream b = {.sink = s};
     bits_put(&b, (Code){0x0178, 16}); /* CMF 0x78 (deflate, 32 KiB window), FLG 0x01 */
     bits_put(&b, (Code){3, 3});       /* the final block, fixed codes */
     int up = row <= WINDOW;
@@ -164,56 +211,12 @@ static uint8_t *zlib_compress(const uint8_t *d, size_t n, size_t row, size_t *le
     bits_put(&b, (Code){0, (8 - b.bits % 8) % 8}); /* to a byte boundary */
     uint32_t check = adler32(d, n);
     for (int i = 0; i < 4; i++) bits_put(&b, (Code){check >> (24 - 8 * i) & 0xFF, 8});
-    for (; b.bits > 0; b.bits -= 8, b.acc >>= 8) b.p[b.n++] = (uint8_t)b.acc;
-    *len = b.n;
-    return b.p;
+    bits_room(&b, 4); /* the bits left fill whole bytes, at most 4 */
+    for (; b.bits > 0; b.bits -= 8, b.acc >>= 8) b.chunk[b.n++] = (uint8_t)b.acc;
+    png_chunk(s, "IDAT", b.chunk, b.n);
 }
 
-/* ---- the file ----------------------------------------------------------- */
-
-static uint32_t crc_table[256];
-
-/* PNG's CRC-32 (ISO 3309, reflected polynomial 0xEDB88320), a byte at a time. */
-static void crc_table_init(void) {
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        crc_table[n] = c;
-    }
-}
-
-static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++) crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
-    return crc;
-}
-
-static void put_be32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (24 - 8 * i));
-}
-
-typedef struct {
-    FILE *f;
-    int failed;
-} PngSink;
-
-static void png_put(PngSink *s, const void *data, size_t n) {
-    if (n && fwrite(data, 1, n, s->f) != n) s->failed = 1;
-}
-
-/* One chunk: data length, type, data, and the CRC of type and data. */
-static void png_chunk(PngSink *s, const char type[4], const uint8_t *data, size_t n) {
-    uint8_t head[8], crc[4];
-    put_be32(head, (uint32_t)n);
-    memcpy(head + 4, type, 4);
-    put_be32(crc, ~crc_update(crc_update(~0u, head + 4, 4), data, n));
-    png_put(s, head, 8);
-    png_put(s, data, n);
-    png_put(s, crc, 4);
-}
-
-/* PNG allows chunks of up to 2^31 - 1 bytes; a picture of noise can deflate
- * to more than its size, so the stream goes in chunks of at most this. */
-#define IDAT_MAX ((size_t)1 << 30)
+/* ---- the file ------------------------------------------------------------ */
 
 int png_write(FILE *f, const uint8_t *rows, size_t w, size_t h) {
     CHECK(w > 0 && h > 0, "png_write: a %zu x %zu picture (PNG needs at least 1 x 1)", w, h);
@@ -225,14 +228,11 @@ int png_write(FILE *f, const uint8_t *rows, size_t w, size_t h) {
     put_be32(ihdr + 4, (uint32_t)h);
     ihdr[8] = 8; /* bits per sample; compression, filter and interlace methods stay 0 */
     ihdr[9] = 2; /* colour type: RGB */
-    size_t row = 1 + PIXEL * w, len;
-    uint8_t *z = zlib_compress(rows, h * row, row, &len);
+    size_t row = 1 + PIXEL * w;
     PngSink s = {f, 0};
     png_put(&s, signature, 8);
     png_chunk(&s, "IHDR", ihdr, sizeof ihdr);
-    for (size_t at = 0; at < len; at += IDAT_MAX)
-        png_chunk(&s, "IDAT", z + at, len - at < IDAT_MAX ? len - at : IDAT_MAX);
+    zlib_stream(&s, rows, h * row, row);
     png_chunk(&s, "IEND", NULL, 0);
-    free(z);
     return s.failed ? -1 : 0;
 }
