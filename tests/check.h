@@ -38,13 +38,4 @@ static int check_failures __attribute__((unused));
         return 0;                                                        \
     } while (0)
 
-/* Resident pages of this process (Linux), or -1. */
-static inline long resident_pages(void) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    long size, res = -1;
-    if (f && fscanf(f, "%ld %ld", &size, &res) != 2) res = -1;
-    if (f) fclose(f);
-    return res;
-}
-
 #endif

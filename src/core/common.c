@@ -1,10 +1,8 @@
-#define _DEFAULT_SOURCE /* madvise's MADV_DONTNEED */
 #include "common.h"
 
 #include <errno.h>
 #include <ftw.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <stdarg.h>
@@ -49,23 +47,25 @@ void *xcalloc_at(size_t count, size_t size, const char *file, int line) {
     return p;
 }
 
-void *xcalloc_lines_at(size_t count, size_t size, const char *file, int line) {
+void *xmalloc_lines_at(size_t count, size_t size, const char *file, int line) {
     void *p = NULL;
     size_t n = count && size ? count * size : 1;
     if ((size && count > SIZE_MAX / size) || posix_memalign(&p, 64, n) != 0)
         die_at(file, line, "out of memory allocating %zu x %zu bytes", count, size);
-    memset(p, 0, n);
     return p;
 }
 
-void memory_release(void *p, size_t n) {
-#ifdef MADV_DONTNEED
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t a = ((uintptr_t)p + page - 1) / page * page, b = ((uintptr_t)p + n) / page * page;
-    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
-#else
-    (void)p, (void)n;
-#endif
+void *xcalloc_lines_at(size_t count, size_t size, const char *file, int line) {
+    void *p = xmalloc_lines_at(count, size, file, line);
+    memset(p, 0, count && size ? count * size : 1);
+    return p;
+}
+
+Span span_part(Span s, size_t i, size_t parts) {
+    uintptr_t at = (uintptr_t)s.p, first = (at + 63) / 64 * 64;
+    if (!s.p || first - at >= s.n) return (Span){NULL, 0};
+    size_t size = (s.n - (first - at)) / parts / 64 * 64;
+    return (Span){(char *)first + size * i, size};
 }
 
 /* glibc's own starting value: smaller buffers come from the heap. */
@@ -74,12 +74,6 @@ void memory_release(void *p, size_t n) {
 void memory_init(void) {
 #ifdef __GLIBC__
     mallopt(M_MMAP_THRESHOLD, MEMORY_MAP_MIN);
-#endif
-}
-
-void memory_trim(void) {
-#ifdef __GLIBC__
-    malloc_trim(0);
 #endif
 }
 

@@ -51,27 +51,34 @@ void *xcalloc_at(size_t count, size_t size, const char *file, int line);
 #define xcalloc(c, s) xcalloc_at((c), (s), __FILE__, __LINE__)
 /* Zeroed and aligned to a 64-byte cache line, for tensors: a vector load or
  * store of a row then never straddles two lines, which the matmuls notice.
- * Freed with free(). */
+ * Freed with free(). xmalloc_lines leaves the memory as it comes, for
+ * buffers always written before they are read: pages nothing touches then
+ * never become resident. */
 void *xcalloc_lines_at(size_t count, size_t size, const char *file, int line);
+void *xmalloc_lines_at(size_t count, size_t size, const char *file, int line);
 #define xcalloc_lines(c, s) xcalloc_lines_at((c), (s), __FILE__, __LINE__)
+#define xmalloc_lines(c, s) xmalloc_lines_at((c), (s), __FILE__, __LINE__)
 /* Reals per cache line; round_lines(n) is n rounded up to whole lines, for
  * tensor offsets inside a block. */
 #define LINE_REALS (64 / sizeof(real))
 static inline size_t round_lines(size_t n) { return (n + LINE_REALS - 1) / LINE_REALS * LINE_REALS; }
-/* Gives the whole pages inside [p, p + n) back to the system: they read as
- * zeros when next touched (Linux's MADV_DONTNEED; elsewhere nothing happens).
- * For memory whose contents are dead, so a transient peak can reuse it. */
-void memory_release(void *p, size_t n);
+/* Memory lent to a callee for one call: n bytes at p ({NULL, 0}: none). A
+ * callee that takes one uses it instead of the heap where what it needs fits,
+ * so memory whose contents are dead meanwhile, and whose pages are already
+ * resident, serves a transient need. */
+typedef struct {
+    void *p;
+    size_t n;
+} Span;
+/* Part i of s cut into `parts` disjoint parts of equal size, each starting on
+ * a cache line so two threads writing neighbouring parts share none. */
+Span span_part(Span s, size_t i, size_t parts);
 /* Gives every buffer from 128 KiB up a mapping of its own, which goes back to
  * the system when it is freed (glibc's M_MMAP_THRESHOLD; elsewhere nothing
  * happens). glibc otherwise raises that threshold to the largest buffer freed
- * so far; a picture freed later then stays at the top of its thread's arena,
- * where malloc_trim cannot return it. Call it before allocating them. */
+ * so far; a large short-lived buffer freed later then stays resident in its
+ * thread's arena. Call it before allocating them. */
 void memory_init(void);
-/* Gives the freed memory the allocator keeps for reuse back to the system
- * (glibc's malloc_trim; elsewhere nothing happens), after a burst of large
- * short-lived buffers. */
-void memory_trim(void);
 /* A kernel's scratch memory, held by the caller's workspace (the model's), so
  * kernels keep no memory of their own and two models can run in one process.
  * It grows to the largest request (line-aligned) and keeps that size; the

@@ -216,18 +216,26 @@ void model_create(Model *m, const ModelShape *s, int maxB) {
     if (s->tie_embeddings) m->p.lm_head = m->p.wte;
     m->views = model_views(s, &m->n_views, NULL);
     m->n_acts = acts_point(&m->acts, s, maxB, s->maxT, NULL);
-    m->acts_mem = xcalloc_lines(m->n_acts, sizeof(real));
+    m->acts_mem = xmalloc_lines(m->n_acts, sizeof(real));
     acts_point(&m->acts, s, maxB, s->maxT, m->acts_mem);
     m->n_scr = scratch_point(&m->scr, s, maxB, s->maxT, NULL);
-    m->scr_mem = xcalloc_lines(m->n_scr, sizeof(real));
+    m->scr_mem = xmalloc_lines(m->n_scr, sizeof(real));
     scratch_point(&m->scr, s, maxB, s->maxT, m->scr_mem);
     m->rows = xcalloc((size_t)2 * maxB * s->maxT, sizeof(int));
     m->row_targets = m->rows + (size_t)maxB * s->maxT;
 }
 
-void model_release_activations(Model *m) {
-    memory_release(m->acts_mem, m->n_acts * sizeof(real));
-    memory_release(m->scr_mem, m->n_scr * sizeof(real));
+Span model_idle_activations(Model *m) {
+    return (Span){m->acts_mem, m->n_acts * sizeof(real)};
+}
+
+void model_free_activations(Model *m) {
+    free(m->acts_mem);
+    free(m->scr_mem);
+    m->acts_mem = m->scr_mem = NULL;
+    m->n_acts = m->n_scr = 0;
+    memset(&m->acts, 0, sizeof m->acts);
+    memset(&m->scr, 0, sizeof m->scr);
 }
 
 real *model_spare_scratch(Model *m, size_t *n) {
@@ -241,8 +249,7 @@ void model_free(Model *m) {
     free(m->adam_m);
     free(m->adam_v);
     free(m->views);
-    free(m->acts_mem);
-    free(m->scr_mem);
+    model_free_activations(m);
     free(m->rows);
     gemm_scratch_free(&m->kernel.gemm);
     scratch_free(&m->kernel.attention);

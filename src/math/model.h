@@ -201,11 +201,14 @@ int model_check_memory(const ModelShape *s, int B, Error *err);
 
 /* Allocates everything (parameters zero, Adam moments zero). */
 void model_create(Model *m, const ModelShape *s, int maxB);
-/* Between steps the activations and the backward's scratch are dead (a step
- * reads nothing in them it has not written): their pages go back to the
- * system, so work done meanwhile, such as encoding the heatmaps, does not
- * raise the process's peak memory above training's. */
-void model_release_activations(Model *m);
+/* Between steps the activations are dead (a step reads nothing in them it
+ * has not written): work done meanwhile, such as drawing the heatmaps, may
+ * keep its buffers there until the next forward, instead of adding to the
+ * process's peak memory and faulting in pages of its own. */
+Span model_idle_activations(Model *m);
+/* Frees the activations and the backward's scratch, when no step or forward
+ * is to follow (model_free still frees the rest). */
+void model_free_activations(Model *m);
 /* The backward's scratch, dead between steps as above and untouched by the
  * forwards: an analysis that runs only forwards may keep its own buffers in
  * these *n reals until the next backward, instead of adding to the peak. */

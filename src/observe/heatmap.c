@@ -124,13 +124,15 @@ static void diverging(float t, uint8_t rgb[3]) {
 typedef struct {
     uint8_t *px;
     size_t w, h;
+    int owned; /* px is the image's own, not lent memory */
 } Image;
 
 static size_t image_stride(const Image *im) {
     return 1 + 3 * im->w;
 }
 
-static int image_init(Image *im, size_t w, size_t h, const char *path, Error *err) {
+/* The pixels go in mem when they fit, else on the heap. */
+static int image_init(Image *im, size_t w, size_t h, Span mem, const char *path, Error *err) {
     if (w > MAX_SIDE || h > MAX_SIDE || h * (1 + 3 * w) > INT_MAX)
         return error_set(err,
                          "%s: cannot write PNG: it would be %zu x %zu px (at most %d a side and "
@@ -139,7 +141,8 @@ static int image_init(Image *im, size_t w, size_t h, const char *path, Error *er
     im->w = w;
     im->h = h;
     size_t stride = image_stride(im);
-    im->px = xmalloc(h * stride);
+    im->owned = h * stride > mem.n;
+    im->px = im->owned ? xmalloc(h * stride) : mem.p;
     memset(im->px, 255, h * stride); /* white background */
     for (size_t y = 0; y < h; y++) im->px[y * stride] = 0;
     return 0;
@@ -179,7 +182,7 @@ static void image_text_mid(Image *im, ptrdiff_t x, ptrdiff_t y, const char *s) {
 
 /* Writes <path>.tmp and renames it over path, so a reader never sees half a
  * picture; every write and the close are checked (a full disk). Frees the
- * image. */
+ * image's own pixels. */
 static int image_write(Image *im, const char *path, Error *err) {
     size_t n = strlen(path) + 5;
     char *tmp = xmalloc(n);
@@ -200,7 +203,7 @@ static int image_write(Image *im, const char *path, Error *err) {
         if (!ok) remove(tmp);
     }
     free(tmp);
-    free(im->px);
+    if (im->owned) free(im->px);
     im->px = NULL;
     return ok ? 0 : error_set(err, "%s: cannot write PNG: %s", path, strerror(saved));
 }
@@ -325,13 +328,13 @@ static void check_map_args(const char *path, int NH, int T) {
 }
 
 int heatmap_write_layer(const char *path, const float *att, int NH, int T,
-                        const uint32_t *chars, int layer, Error *err) {
+                        const uint32_t *chars, int layer, Span mem, Error *err) {
     check_map_args(path, NH, T);
     CHECK(att && chars, "heatmap_write_layer: NULL attention or characters");
     size_t t = (size_t)T;
     HeatmapGrid g = heatmap_layer_grid(NH, T);
     Image im;
-    if (image_init(&im, g.width, g.height, path, err)) return -1;
+    if (image_init(&im, g.width, g.height, mem, path, err)) return -1;
     for (int h = 0; h < NH; h++) {
         char title[64];
         snprintf(title, sizeof title, "L%d H%d", layer, h);
@@ -349,7 +352,7 @@ int heatmap_write_compare(const char *path, const float *att_a, const float *att
     size_t nh = (size_t)NH, t = (size_t)T;
     HeatmapGrid g = panel_grid(3, nh, t);
     Image im;
-    if (image_init(&im, g.width, g.height, path, err)) return -1;
+    if (image_init(&im, g.width, g.height, (Span){0}, path, err)) return -1;
     float *diff = xmalloc(t * t * sizeof *diff);
     for (size_t h = 0; h < nh; h++) {
         const float *a = att_a + h * t * t, *b = att_b + h * t * t;
@@ -370,7 +373,7 @@ int heatmap_write_compare(const char *path, const float *att_a, const float *att
 /* ---- filmstrip ---------------------------------------------------------- */
 
 int heatmap_write_filmstrip(const char *path, const float *const *maps, const int *steps,
-                            int n_steps, int NH, int T, int layer, Error *err) {
+                            int n_steps, int NH, int T, int layer, Span mem, Error *err) {
     check_map_args(path, NH, T);
     CHECK(n_steps >= 1 && n_steps <= MAX_SIDE, "heatmap_write_filmstrip: n_steps = %d out of 1..%d",
           n_steps, MAX_SIDE);
@@ -387,7 +390,7 @@ int heatmap_write_filmstrip(const char *path, const float *const *maps, const in
                         font_text_width(title) + 2 * MARGIN);
     size_t h = y0 + max_size(nh * pitch - THUMB_GAP, bar_h) + MARGIN;
     Image im;
-    if (image_init(&im, w, h, path, err)) return -1;
+    if (image_init(&im, w, h, mem, path, err)) return -1;
     image_text(&im, MARGIN, MARGIN + 1, title);
     for (size_t s = 0; s < ns; s++) {
         CHECK(maps[s], "heatmap_write_filmstrip: maps[%zu] is NULL", s);
@@ -435,7 +438,7 @@ static void draw_step_axis(Image *im, ptrdiff_t x0, ptrdiff_t y, size_t gw, long
 }
 
 int heatmap_write_balance(const char *path, const float *vals, int rows, int cols,
-                          const char *const *row_labels, int last_step, Error *err) {
+                          const char *const *row_labels, int last_step, Span mem, Error *err) {
     CHECK(path && vals && row_labels, "heatmap_write_balance: NULL argument");
     CHECK(rows >= 1 && rows <= MAX_SIDE, "heatmap_write_balance: rows = %d out of 1..%d", rows,
           MAX_SIDE);
@@ -466,7 +469,7 @@ int heatmap_write_balance(const char *path, const float *vals, int rows, int col
     size_t w = max_size(bar_x + bar_extent(scale) + MARGIN, font_text_width(title) + 2 * MARGIN);
     size_t h = y0 + max_size(gh + STEP_STRIP + TITLE, bar_h) + MARGIN;
     Image im;
-    if (image_init(&im, w, h, path, err)) return -1;
+    if (image_init(&im, w, h, mem, path, err)) return -1;
     image_text(&im, MARGIN, MARGIN + 1, title);
     for (size_t r = 0; r < nr; r++) {
         image_text_mid(&im, MARGIN, (ptrdiff_t)(y0 + r * BLOCK + BLOCK / 2), row_labels[r]);
@@ -507,7 +510,7 @@ int heatmap_write_table(const char *path, const char *title, const float *vals, 
     size_t w = max_size(x0 + (size_t)cols * cw + MARGIN, font_text_width(title) + 2 * MARGIN);
     size_t h = y0 + (size_t)rows * TABLE_ROW + MARGIN;
     Image im;
-    if (image_init(&im, w, h, path, err)) return -1;
+    if (image_init(&im, w, h, (Span){0}, path, err)) return -1;
     image_text(&im, MARGIN, MARGIN + 1, title);
     for (int c = 0; c < cols; c++)
         image_text(&im, (ptrdiff_t)(x0 + (size_t)c * cw), (ptrdiff_t)(MARGIN + TITLE + 1),

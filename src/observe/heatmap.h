@@ -16,9 +16,11 @@
  * masked future above the diagonal in a neutral colour), at least 8 px per
  * cell, titled "L{layer} H{h}", rows and columns labelled with the probe's
  * characters chars[0..T-1] (code points; space, newline, tab and non-ASCII
- * characters drawn as readable glyphs), and a colour bar 0..1. */
+ * characters drawn as readable glyphs), and a colour bar 0..1. The picture is
+ * drawn in mem when it fits ({NULL, 0}: on the heap); it is as large as
+ * 1 + 3 width bytes a row, HeatmapGrid's size. */
 int heatmap_write_layer(const char *path, const float *att, int NH, int T,
-                        const uint32_t *chars, int layer, Error *err);
+                        const uint32_t *chars, int layer, Span mem, Error *err);
 
 /* The grid of panels heatmap_write_layer draws, for readers of its pictures
  * (the report page cuts one head's panel out of layer_L.png): the picture's
@@ -36,9 +38,9 @@ void heatmap_layer_panel(const HeatmapGrid *g, int h, size_t *x, size_t *y);
 
 /* Filmstrip of one layer: row h = head h, column s = its attention map at
  * steps[s] (maps[s] points to [NH, T, T]); columns labelled with the step,
- * rows with "H{h}", a colour bar. */
+ * rows with "H{h}", a colour bar. Drawn in mem when it fits, as above. */
 int heatmap_write_filmstrip(const char *path, const float *const *maps, const int *steps,
-                            int n_steps, int NH, int T, int layer, Error *err);
+                            int n_steps, int NH, int T, int layer, Span mem, Error *err);
 
 /* Q/K balance over training: vals[rows * cols], row r labelled row_labels[r]
  * (e.g. "L0 H1"), the columns equal runs of the steps 1 .. last_step;
@@ -47,10 +49,10 @@ int heatmap_write_filmstrip(const char *path, const float *const *maps, const in
  * least 0.25), NAN drawn as the neutral colour; a step axis and a labelled
  * colour scale. The grid is HEATMAP_BALANCE_COLS px wide whatever cols is, so
  * a short run reads as well as a long one; more columns than that are not
- * told apart. */
+ * told apart. Drawn in mem when it fits, as heatmap_write_layer's picture. */
 #define HEATMAP_BALANCE_COLS 480
 int heatmap_write_balance(const char *path, const float *vals, int rows, int cols,
-                          const char *const *row_labels, int last_step, Error *err);
+                          const char *const *row_labels, int last_step, Span mem, Error *err);
 
 /* Comparison of one layer on the same text: for each head a row of three
  * panels A | B | |A - B| (same colour map 0..1 for all three), labelled like

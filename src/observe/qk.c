@@ -8,6 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "csvtable.h"
 #include "data.h"
 #include "heatmap.h"
@@ -207,8 +211,9 @@ static void watch_add_map(QkWatch *w, int step, float *map) {
 }
 
 /* qk_balance.png: steps 1 .. the latest heatmap step, resampled to at most
- * HEATMAP_BALANCE_COLS columns, each the mean of its steps' log2(gq/gk). */
-static int watch_write_balance(const QkWatch *w, const char *run_dir, Error *err) {
+ * HEATMAP_BALANCE_COLS columns, each the mean of its steps' log2(gq/gk);
+ * drawn in mem when it fits. */
+static int watch_write_balance(const QkWatch *w, const char *run_dir, Span mem, Error *err) {
     int last = w->n_maps ? w->map_steps[w->n_maps - 1] : 0;
     if (last > w->steps) last = w->steps;
     if (last < 1) return 0;
@@ -236,7 +241,8 @@ static int watch_write_balance(const QkWatch *w, const char *run_dir, Error *err
     }
     char path[1500];
     snprintf(path, sizeof path, "%s/qk_balance.png", run_dir);
-    int rc = heatmap_write_balance(path, vals, rows, cols, (const char *const *)labels, last, err);
+    int rc =
+        heatmap_write_balance(path, vals, rows, cols, (const char *const *)labels, last, mem, err);
     for (int r = 0; r < rows; r++) free(labels[r]);
     free(labels);
     free(vals);
@@ -246,17 +252,20 @@ static int watch_write_balance(const QkWatch *w, const char *run_dir, Error *err
 /* Picture job j of a snapshot: j < L is layer j's panels at this step, L + l
  * layer l's filmstrip over every step so far. */
 static int watch_write_picture(const QkWatch *w, const float *now, const char *dir,
-                               const char *run_dir, int j, const float **maps, Error *err) {
+                               const char *run_dir, int j, const float **maps, Span mem,
+                               Error *err) {
     size_t per_layer = (size_t)w->NH * w->T * w->T;
     char path[1500];
     if (j < w->L) {
         snprintf(path, sizeof path, "%s/layer_%d.png", dir, j);
-        return heatmap_write_layer(path, now + j * per_layer, w->NH, w->T, w->probe_chars, j, err);
+        return heatmap_write_layer(path, now + j * per_layer, w->NH, w->T, w->probe_chars, j, mem,
+                                   err);
     }
     int l = j - w->L;
     for (int i = 0; i < w->n_maps; i++) maps[i] = w->maps[i] + l * per_layer;
     snprintf(path, sizeof path, "%s/attn/filmstrip_L%d.png", run_dir, l);
-    return heatmap_write_filmstrip(path, maps, w->map_steps, w->n_maps, w->NH, w->T, l, err);
+    return heatmap_write_filmstrip(path, maps, w->map_steps, w->n_maps, w->NH, w->T, l, mem,
+                                   err);
 }
 
 static int write_raw_floats(const char *path, const float *x, size_t n, Error *err) {
@@ -278,9 +287,6 @@ int qk_watch_snapshot(QkWatch *w, Model *m, const char *run_dir, int step, Error
     size_t n = watch_map_len(w);
     float *map = xmalloc(n * sizeof(float));
     qk_probe_attention(m, w->probe, w->T, map);
-    /* the pictures' buffers take the activations' place instead of adding
-     * to the peak memory (docs/performance.md, Memory) */
-    model_release_activations(m);
     char dir[1400], path[1500];
     snprintf(dir, sizeof dir, "%s/attn/step_%06d", run_dir, step);
     snprintf(path, sizeof path, "%s/attention.f32", dir);
@@ -290,24 +296,31 @@ int qk_watch_snapshot(QkWatch *w, Model *m, const char *run_dir, int step, Error
     }
     watch_add_map(w, step, map);
     /* PNG encoding is most of a snapshot's time: the pictures are independent
-     * files, so the threads share them out; the first failure is reported. */
+     * files, so the threads share them out; the first failure is reported.
+     * Each thread draws in its share of the idle activations, whose pages
+     * are resident: the pictures add neither page faults nor peak memory
+     * (docs/performance.md, Memory). */
     int jobs = 2 * w->L, failed = jobs;
     Error *errs = xcalloc((size_t)jobs, sizeof *errs);
+    Span idle = model_idle_activations(m);
 #pragma omp parallel
     {
         const float **maps = xmalloc((size_t)w->n_maps * sizeof *maps);
+        size_t tid = 0, threads = 1;
+#ifdef _OPENMP
+        tid = (size_t)omp_get_thread_num();
+        threads = (size_t)omp_get_num_threads();
+#endif
+        Span mine = span_part(idle, tid, threads);
 #pragma omp for schedule(dynamic)
         for (int j = 0; j < jobs; j++)
-            if (watch_write_picture(w, map, dir, run_dir, j, maps, &errs[j]))
+            if (watch_write_picture(w, map, dir, run_dir, j, maps, mine, &errs[j]))
 #pragma omp critical
                 if (j < failed) failed = j;
         free(maps);
     }
     if (failed < jobs) *err = errs[failed];
     free(errs);
-    /* the encoders' freed buffers would otherwise stay resident next to the
-     * activations the next step takes back */
-    memory_trim();
     if (failed < jobs) return -1;
     /* attn/latest -> step_NNNNNN, replaced atomically */
     char link_tmp[1500], target[32];
@@ -317,7 +330,7 @@ int qk_watch_snapshot(QkWatch *w, Model *m, const char *run_dir, int step, Error
     remove(link_tmp);
     if (symlink(target, link_tmp) != 0 || rename(link_tmp, path) != 0)
         return error_set(err, "%s: cannot update link: %s", path, strerror(errno));
-    return watch_write_balance(w, run_dir, err);
+    return watch_write_balance(w, run_dir, idle, err);
 }
 
 int qk_watch_write_probe(const QkWatch *w, const char *run_dir, Error *err) {

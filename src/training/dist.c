@@ -128,10 +128,10 @@ int dist_check_agree(const void *buf, size_t n, const char *what, Error *err) {
 typedef struct {
     real *p;
     size_t n;
-} Span;
+} GradSpan;
 
 struct DistGrads {
-    Span *pending; /* finished spans not yet sent */
+    GradSpan *pending; /* finished spans not yet sent */
     int n_pending, cap_pending;
     size_t pending_bytes;
     MPI_Request *reqs; /* allreduces in flight */
@@ -143,7 +143,7 @@ DistGrads *dist_grads_create(void) {
     if (my_size < 2) return NULL;
     DistGrads *g = xcalloc(1, sizeof *g);
     g->cap_pending = g->cap_reqs = 64;
-    g->pending = xmalloc((size_t)g->cap_pending * sizeof(Span));
+    g->pending = xmalloc((size_t)g->cap_pending * sizeof(GradSpan));
     g->reqs = xmalloc((size_t)g->cap_reqs * sizeof(MPI_Request));
     return g;
 }
@@ -159,7 +159,7 @@ static void grow(void **buf, int *cap, int need, size_t elem) {
 /* Starts the allreduces of the pending spans. */
 static void bucket_send(DistGrads *g) {
     for (int i = 0; i < g->n_pending; i++) {
-        Span s = g->pending[i];
+        GradSpan s = g->pending[i];
         for (size_t off = 0; off < s.n;) {
             int count = s.n - off > INT_MAX ? INT_MAX : (int)(s.n - off);
             grow((void **)&g->reqs, &g->cap_reqs, g->n_reqs + 1, sizeof(MPI_Request));
@@ -180,7 +180,7 @@ void dist_grads_ready(void *ctx, real *span, size_t n) {
      * l+1's, so consecutive layers merge into one message per tensor. */
     int merged = 0;
     for (int i = 0; i < g->n_pending && !merged; i++) {
-        Span *s = &g->pending[i];
+        GradSpan *s = &g->pending[i];
         if (s->p + s->n == span) {
             s->n += n;
             merged = 1;
@@ -191,8 +191,8 @@ void dist_grads_ready(void *ctx, real *span, size_t n) {
         }
     }
     if (!merged) {
-        grow((void **)&g->pending, &g->cap_pending, g->n_pending + 1, sizeof(Span));
-        g->pending[g->n_pending++] = (Span){span, n};
+        grow((void **)&g->pending, &g->cap_pending, g->n_pending + 1, sizeof(GradSpan));
+        g->pending[g->n_pending++] = (GradSpan){span, n};
     }
     g->pending_bytes += n * sizeof(real);
     if (g->pending_bytes >= DIST_BUCKET_BYTES) bucket_send(g);

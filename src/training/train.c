@@ -656,12 +656,16 @@ int train_run(Trainer *t) {
         if (t->step % c->eval_every == 0 || t->step == c->steps)
             if (train_eval(t, &err) != 0) goto failed;
         t->stopped_early = t->acc_held >= 2 && t->step < c->steps;
-        if (train_save(t, end || t->stopped_early, &err) != 0) goto failed;
-        if (t->step % c->eval_every == 0 && root) train_report(t);
+        end = end || t->stopped_early;
+        if (train_save(t, end, &err) != 0) goto failed;
+        /* the last page is written once the logs are closed, below */
+        if (t->step % c->eval_every == 0 && root && !end) train_report(t);
         if (train_stop_signal || t->stopped_early) break;
     }
     train_finish_logs(t);
     if (!root) return 0;
+    /* no step follows: the page's tables take the activations' place */
+    model_free_activations(&t->model);
     train_report(t);
     double tokens = (double)(t->step - (t->resumed_from > 0 ? t->resumed_from : 0)) *
                     c->batch_size * t->ranks * c->block_size;
