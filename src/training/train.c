@@ -600,14 +600,22 @@ int train_observe(Trainer *t, Error *err) {
     return rc;
 }
 
-/* index.html, rewritten at each eval and at the end; a failure only warns:
- * the page is a view of the run, not part of it. */
-static void train_report(Trainer *t) {
+/* A task run's evals can come many times a second, faster than anyone
+ * reloads the page: an eval's page is skipped while the last one is younger
+ * than this. */
+#define REPORT_MIN_SECONDS 1.0
+
+/* index.html, rewritten at an eval (at most every REPORT_MIN_SECONDS) and
+ * always at the end; a failure only warns: the page is a view of the run,
+ * not part of it. */
+static void train_report(Trainer *t, int last) {
     Error err;
     double t0 = time_now();
+    if (!last && t->report_at > 0 && t0 - t->report_at < REPORT_MIN_SECONDS) return;
     if (report_write(t->run_dir, NULL, &err) != 0)
         fprintf(stderr, "qkscope: warning: report page not written: %s\n", err.msg);
-    t->outside_seconds[OUTSIDE_REPORT] += time_now() - t0;
+    t->report_at = time_now();
+    t->outside_seconds[OUTSIDE_REPORT] += t->report_at - t0;
 }
 
 /* The files after a step: heatmaps when due, a checkpoint when due (or
@@ -659,14 +667,14 @@ int train_run(Trainer *t) {
         end = end || t->stopped_early;
         if (train_save(t, end, &err) != 0) goto failed;
         /* the last page is written once the logs are closed, below */
-        if (t->step % c->eval_every == 0 && root && !end) train_report(t);
+        if (t->step % c->eval_every == 0 && root && !end) train_report(t, 0);
         if (train_stop_signal || t->stopped_early) break;
     }
     train_finish_logs(t);
     if (!root) return 0;
     /* no step follows: the page's tables take the activations' place */
     model_free_activations(&t->model);
-    train_report(t);
+    train_report(t, 1);
     double tokens = (double)(t->step - (t->resumed_from > 0 ? t->resumed_from : 0)) *
                     c->batch_size * t->ranks * c->block_size;
     if (train_stop_signal) {

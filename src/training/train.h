@@ -49,6 +49,7 @@ typedef struct {
     int stopped_early;    /* the run ended there (train.stop_at_acc) */
     int last_eval_step;   /* -1 before the first eval */
     double train_seconds; /* time spent in steps (not evals) */
+    double report_at;     /* time_now() when index.html was last written, 0: never */
     int resumed_from;     /* step of the checkpoint resumed from, -1 for a fresh run */
     /* Data-parallel: rank `rank` of `ranks` draws windows rank*B .. rank*B+B-1
      * of the global batch of ranks*B; rank 0 alone writes the run folder and
