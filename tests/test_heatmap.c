@@ -409,10 +409,10 @@ static size_t count_byte(const unsigned char *p, size_t n, unsigned char b) {
  * path, drawn in mem. */
 static int write_kind(int kind, const char *path, Span mem, Error *err) {
     enum { NH = 3, T = 7 };
-    static float att[NH * T * T];
-    for (int k = 0; k < NH * T * T; k++) att[k] = (float)(k % 11) / 10.0f;
+    static float att[2 * NH * T * T]; /* two steps' maps of every head */
+    for (int k = 0; k < 2 * NH * T * T; k++) att[k] = (float)(k % 11) / 10.0f;
     const uint32_t chars[T] = {'q', 'k', ' ', 'x', '\n', 'y', 'z'};
-    const float *maps[2] = {att, att + T * T};
+    const float *maps[2] = {att, att + NH * T * T};
     const int steps[2] = {0, 40};
     const char *const labels[NH] = {"L0 H0", "L0 H1", "L0 H2"};
     if (kind == 2) return heatmap_write_balance(path, att, NH, 2 * T, labels, 40, mem, err);
