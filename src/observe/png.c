@@ -211,7 +211,8 @@ static void zlib_stream(PngSink *s, const uint8_t *d, size_t n, size_t row) {
     bits_put(&b, (Code){0, (8 - b.bits % 8) % 8}); /* to a byte boundary */
     uint32_t check = adler32(d, n);
     for (int i = 0; i < 4; i++) bits_put(&b, (Code){check >> (24 - 8 * i) & 0xFF, 8});
-    bits_room(&b, 4); /* the bits left fill whole bytes, at most 4 */
+    /* the bits left fill whole bytes, at most 4; none: no empty IDAT */
+    bits_room(&b, (size_t)(b.bits + 7) / 8);
     for (; b.bits > 0; b.bits -= 8, b.acc >>= 8) b.chunk[b.n++] = (uint8_t)b.acc;
     png_chunk(s, "IDAT", b.chunk, b.n);
 }
