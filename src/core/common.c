@@ -57,7 +57,7 @@ void *xmalloc_lines_at(size_t count, size_t size, const char *file, int line) {
 
 void *xcalloc_lines_at(size_t count, size_t size, const char *file, int line) {
     void *p = xmalloc_lines_at(count, size, file, line);
-    memset(p, 0, count && size ? count * size : 1);
+    memset(p, 0, count * size); /* no overflow: xmalloc_lines_at checked it */
     return p;
 }
 
