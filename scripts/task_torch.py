@@ -3,16 +3,18 @@
 qkscope result against an independent implementation.
 
     python3 scripts/task_torch.py [--task kv|repeat] [--steps N] [--layers L]
-                                  [--smear none|key|query] [--seed S]
+                                  [--smear none|key|query] [--init gpt2|torch]
+                                  [--seed S]
 
 The model is ../shared/peers/torch_peer.py's CharGPT (2 layers, 4 heads, 64
-channels by default, block 32, tied embeddings, GPT-2 init), trained with the
-masked loss (PyTorch's ignore_index on every target but the answers), AdamW
-lr 3e-3 -> 3e-4 cosine with 100 warm-up steps, betas 0.9/0.99, weight decay
-0.1 on matrices, gradient clip 1, batch 32: configs/kv.ini's recipe. The
-records follow docs/tasks.md with Python's own generator (not
-qkscope's streams). --smear adds Olsson et al.'s smeared keys (or queries),
-one gate per head starting at 0, as model.smear does. Prints the step, the
+channels by default, block 32, tied embeddings), trained with the masked loss
+(PyTorch's ignore_index on every target but the answers), AdamW lr 3e-3 ->
+3e-4 cosine with 100 warm-up steps, betas 0.9/0.99, weight decay 0.1 on
+matrices, gradient clip 1, batch 32: configs/kv.ini's recipe. The records
+follow docs/tasks.md with Python's own generator (not qkscope's streams).
+--smear adds Olsson et al.'s smeared keys (or queries), one gate per head
+starting at 0, as model.smear does. --init is model.init: gpt2 (the peer's
+GPT-2 init) or torch (PyTorch's module defaults). Prints the step, the
 validation loss and accuracy on 256 fixed records every 250 steps. Needs
 Debian's python3-torch; see ../shared/README.md for OpenBLAS.
 """
@@ -70,6 +72,17 @@ def smear_attention(peer, side):
     peer.SelfAttention.forward = forward
 
 
+def torch_init(model):
+    """model.init = torch: undoes the peer's GPT-2 init with PyTorch's own
+    defaults, nn.Linear's U(-1/sqrt(fan_in), 1/sqrt(fan_in)) on weights and
+    biases, then nn.Embedding's N(0, 1): last, so that a tied head is wte.
+    LayerNorm (1, 0) and the smear gates (0) are as the peer left them."""
+    for kind in (nn.Linear, nn.Embedding):
+        for m in model.modules():
+            if isinstance(m, kind):
+                m.reset_parameters()
+
+
 def kv_record(rng):
     n = rng.randint(4, 6)
     keys = rng.sample("abcdefghijkl", n)
@@ -109,6 +122,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--smear", choices=["none", "key", "query"], default="none")
+    ap.add_argument("--init", choices=["gpt2", "torch"], default="gpt2")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     peer = load_peer()
@@ -120,6 +134,8 @@ def main():
     vx, vy = batch(args.task, random.Random(12345), 256, stoi)
     rng = random.Random(args.seed)
     model = peer.CharGPT(len(vocab), args.layers, 4, 64, T, bias=False, tied=True)
+    if args.init == "torch":
+        torch_init(model)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},

@@ -36,6 +36,7 @@ train a.ini train.steps | override 'train.steps': expected section.key=value
 train a.ini train.steps=-5 | override 'train.steps=-5': [train] steps = '-5': expected an integer >= 1 and <= 1000000000
 train a.ini train.batch_size=-1 | override 'train.batch_size=-1': [train] batch_size = '-1': expected an integer >= 1 and <= 16384
 train a.ini run.threads=-2 | override 'run.threads=-2': [run] threads = '-2': expected an integer >= 0 and <= 1024
+train a.ini model.init=xavier | override 'model.init=xavier': [model] init = 'xavier': expected one of gpt2, torch
 train a.ini --resume run.name=none | runs/none/ckpt/latest.safetensors: no checkpoint to resume from (run.resume=true needs a run that saved one)
 qkscope-info | info: 0 arguments given, expected 1 (qkscope info CKPT; see qkscope info --help)
 qkscope-info @CK @CK | info: 2 arguments given, expected 1 (qkscope info CKPT; see qkscope info --help)
@@ -47,6 +48,9 @@ qkscope-eval @CK --records corpus.txt | @CK: --records: the checkpoint was train
 qkscope-eval @CK --records | --records: missing value (see qkscope eval --help)
 qkscope-eval @CK --bogus | eval: unexpected argument '--bogus' (see qkscope eval --help)
 qkscope-eval @CK @CK | eval: unexpected argument '@CK' (see qkscope eval --help)
+qkscope-eval @CK model.init=torch | eval: 'model.init=torch': [model] init is a config key, and config keys apply when training (train CONFIG model.init=...; allowed: gpt2, torch)
+qkscope-roles @CK model.init=torch | roles: 'model.init=torch': [model] init is a config key, and config keys apply when training (train CONFIG model.init=...; allowed: gpt2, torch)
+qkscope-sample @CK train.steps=5 | sample: 'train.steps=5': [train] steps is a config key, and config keys apply when training (train CONFIG train.steps=...)
 qkscope-sample | sample: 0 arguments given, expected 1 (qkscope sample CKPT [--prompt TEXT] [--tokens N] [--temperature T]; see qkscope sample --help)
 qkscope-sample @CK --tokens | --tokens: missing value, expected an integer from 0 to 10000000
 qkscope-sample @CK --tokens -5 | --tokens '-5': expected an integer from 0 to 10000000
@@ -81,6 +85,7 @@ qkscope-gauge @CK out.st --seed -3 | --seed '-3': expected an integer from 0 to 
 qkscope-gauge @CK out.st --seed x | --seed 'x': expected an integer from 0 to 2147483647
 qkscope-gauge @CK no_folder/out.st | no_folder/out.st: cannot write checkpoint: No such file or directory
 qkscope-gauge @CK not_a_run | not_a_run: cannot write checkpoint: Is a directory
+qkscope-gauge @CK model.init=torch | gauge: 'model.init=torch': [model] init is a config key, and config keys apply when training (train CONFIG model.init=...; allowed: gpt2, torch)
 qkscope-compare | compare: 0 arguments given, expected 2 (qkscope compare A B [--text TEXT] [--out DIR]; see qkscope compare --help)
 qkscope-compare @CK | compare: 1 argument given, expected 2 (qkscope compare A B [--text TEXT] [--out DIR]; see qkscope compare --help)
 qkscope-compare @CK @CK @CK | compare: unexpected argument '@CK' (see qkscope compare --help)
@@ -103,8 +108,10 @@ qkscope-bench a.ini --threads | --threads: missing value, expected an integer fr
 qkscope-bench a.ini --bogus | bench: unexpected argument '--bogus' (see qkscope bench --help)
 qkscope-bench none.ini | none.ini: cannot open config: No such file or directory
 qkscope-bench a.ini train.steps | override 'train.steps': expected section.key=value
+qkscope-bench a.ini model.init=xavier | override 'model.init=xavier': [model] init = 'xavier': expected one of gpt2, torch
 CASES
 check "refused gauges wrote a checkpoint" [ ! -e out.st ]
+check "a refused override was written as a file" [ ! -e model.init=torch ]
 
 # --help is not an error: usage on stdout, status 0, nothing on stderr.
 for cmd in train qkscope-info qkscope-eval qkscope-sample qkscope-probe qkscope-gauge \

@@ -57,7 +57,7 @@ static void fixture_make(Fixture *fx, int bias, int qk_tied, int tie_embeddings)
     model_create(&fx->m, &s, 1);
     Rng r;
     rng_seed(&r, 7);
-    model_init_params(&fx->m, &r, 0);
+    model_init_params(&fx->m, &r, INIT_GPT2, 0);
     for (size_t i = 0; i < fx->m.n_params; i++) {
         fx->m.adam_m[i] = (real)(1e-3 * rng_normal(&r));
         fx->m.adam_v[i] = (real)(1e-6 * rng_uniform(&r));

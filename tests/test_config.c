@@ -288,7 +288,7 @@ static void test_duplicates_and_unknowns(void) {
                  "D/x.ini:2: unknown key 'warmpu_steps' in [train] (did you mean 'warmup_steps'?)");
     EXPECT_ERROR("[model]\nwidth = 64\n",
                  "D/x.ini:2: unknown key 'width' in [model] (valid keys: n_layer, n_head, n_embd, "
-                 "block_size, bias, tie_embeddings, qk, qk_init, smear)");
+                 "block_size, bias, tie_embeddings, qk, qk_init, init, smear)");
 
     EXPECT_ERROR("[run]\nseed = 1\n[modle]\nn_layer = 2\n",
                  "D/x.ini:3: unknown section [modle] (did you mean [model]?)");

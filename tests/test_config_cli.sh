@@ -23,7 +23,7 @@ bad_lines=$(awk '
         ranged = $3 == "int" || $3 == "double"
         ok = ok && (ranged ? num($4) && num($5) : $4 == "-" && $5 == "-")
         ok = ok && $6 ~ /^(-|[a-z_]+(\|[a-z_]+)*)$/
-        ok = ok && ($3 == "enum" ? $7 ~ /^[a-z]+(,[a-z]+)+$/ : $7 == "-")
+        ok = ok && ($3 == "enum" ? $7 ~ /^[a-z][a-z0-9]*(,[a-z][a-z0-9]*)+$/ : $7 == "-")
         ok = ok && ($3 == "string" ? $8 ~ /^[0-9]+$/ : $8 == "-")
         if (!ok) print NR ": " $0
     }' keys.txt)

@@ -304,7 +304,7 @@ static void test_thread_independence(void) {
         model_create(&m, &s, B);
         Rng r;
         rng_seed(&r, 3);
-        model_init_params(&m, &r, 0);
+        model_init_params(&m, &r, INIT_GPT2, 0);
         loss[run] = model_forward(&m, inp, tgt, B, T);
         model_backward(&m);
         g[run] = xmalloc(m.n_params * sizeof(real));
@@ -364,7 +364,7 @@ static void test_idle_memory(void) {
     model_create(&m, &s, B);
     Rng r;
     rng_seed(&r, 5);
-    model_init_params(&m, &r, 0);
+    model_init_params(&m, &r, INIT_GPT2, 0);
     real loss0 = model_forward(&m, inp, tgt, B, T);
     model_backward(&m);
     real *g0 = xmalloc(m.n_params * sizeof(real));

@@ -41,7 +41,7 @@ static void build_c(Model *m, int C, int tied, int *inp, int *tgt, Rng *r) {
     ModelShape s = {.V = 9, .L = 2, .NH = 4, .C = C, .maxT = 8, .tie_embeddings = 1,
                     .qk_tied = tied, .bias = 1};
     model_create(m, &s, 2);
-    model_init_params(m, r, 0);
+    model_init_params(m, r, INIT_GPT2, 0);
     for (size_t i = 0; i < m->n_params; i++) m->params[i] += (real)(0.05 * rng_normal(r));
     for (int i = 0; i < 16; i++) {
         inp[i] = (int)rng_below(r, 9);
@@ -299,7 +299,7 @@ static void test_symmetry(void) {
     ModelShape sh = {.V = 3, .L = 1, .NH = 1, .C = 8, .maxT = 2, .tie_embeddings = 1};
     Model m;
     model_create(&m, &sh, 1);
-    model_init_params(&m, &r, 0);
+    model_init_params(&m, &r, INIT_GPT2, 0);
     real *q0 = xmalloc(64 * sizeof(real)), *k0 = xmalloc(64 * sizeof(real));
     memcpy(q0, m.p.wq, 64 * sizeof(real));
     memcpy(k0, m.p.wk, 64 * sizeof(real));

@@ -26,6 +26,22 @@ int cli_double(const char *flag, const char *s, double min, double max, double *
     return 0;
 }
 
+/* A positional `section.key=value` naming a config key is an override: only
+ * bench, which reads a CONFIG, takes those; the other commands read a
+ * checkpoint, whose stored config made its weights, and would take it for a
+ * path. Returns -1 with the message for such an argument. */
+static int override_refuse(const char *cmd, const char *a, Error *err) {
+    const char *eq = strchr(a, '='), *dot = eq ? memchr(a, '.', (size_t)(eq - a)) : NULL;
+    if (!dot || !strcmp(cmd, "bench")) return 0;
+    char section[64], key[64], allowed[320];
+    snprintf(section, sizeof section, "%.*s", (int)(dot - a), a);
+    snprintf(key, sizeof key, "%.*s", (int)(eq - dot - 1), dot + 1);
+    if (config_key_describe(section, key, allowed, sizeof allowed)) return 0;
+    return error_set(err, "%s: '%s': [%s] %s is a config key, and config keys apply when training "
+                          "(train CONFIG %s.%s=...%s%s)",
+                     cmd, a, section, key, section, key, allowed[0] ? "; " : "", allowed);
+}
+
 int cli_parse(int argc, char **argv, const char *cmd, const CliOption *opts, const char **pos,
               int max_pos, int *npos, Error *err) {
     *npos = 0;
@@ -35,6 +51,7 @@ int cli_parse(int argc, char **argv, const char *cmd, const CliOption *opts, con
         const CliOption *o = opts;
         while (o->name && strcmp(o->name, a) != 0) o++;
         if (!o->name) {
+            if (override_refuse(cmd, a, err)) return -1;
             if (a[0] == '-' || *npos == max_pos)
                 return error_set(err, "%s: unexpected argument '%s' (see qkscope %s --help)", cmd,
                                  a, cmd);

@@ -34,9 +34,10 @@ int main(int argc, char **argv) {
         printf("run         %s (corpus %s, seed %llu)\n", c->name, c->data_path,
                (unsigned long long)c->seed);
     printf("model       n_layer %d, n_head %d, n_embd %d, block_size %d, bias %s, "
-           "tie_embeddings %s, qk %s, smear %s\n",
+           "tie_embeddings %s, qk %s, smear %s, init %s\n",
            c->n_layer, c->n_head, c->n_embd, c->block_size, c->bias ? "true" : "false",
-           c->tie_embeddings ? "true" : "false", config_qk_name(c->qk), config_smear_name(c->smear));
+           c->tie_embeddings ? "true" : "false", config_qk_name(c->qk), config_smear_name(c->smear),
+           config_init_name(c->init));
     printf("parameters  %zu\n", ck.n_params);
     printf("vocabulary  %d characters\n", ck.V);
     printf("step        %d of %d%s\n", ck.state.step, c->steps,

@@ -37,10 +37,11 @@ static const char *const qk_names[] = {"untied", "tied", NULL};
 static const char *const qk_init_names[] = {"independent", "symmetric", NULL};
 static const char *const task_names[] = {"none", "kv", "repeat", NULL};
 static const char *const smear_names[] = {"none", "key", "query", NULL};
+static const char *const init_names[] = {"gpt2", "torch", NULL};
 
 /* Enum fields are stored through an int pointer like the other integers. */
 _Static_assert(sizeof(QkMode) == sizeof(int) && sizeof(QkInit) == sizeof(int) &&
-                   sizeof(TaskKind) == sizeof(int),
+                   sizeof(InitScheme) == sizeof(int) && sizeof(TaskKind) == sizeof(int),
                "enum fields must be int-sized");
 
 #define KEY(sec, name, ty, field)                                                      \
@@ -108,6 +109,10 @@ static const KeyDesc keys[] = {
      .doc = "untied: separate W_Q and W_K; tied: W_K is W_Q"},
     {KEY("model", "qk_init", KEY_ENUM, qk_init), .names = qk_init_names,
      .def = "independent", .doc = "symmetric: W_K starts equal to W_Q (needs qk = untied)"},
+    {KEY("model", "init", KEY_ENUM, init), .names = init_names, .def = "gpt2",
+     .doc = "gpt2: matrices N(0, 0.02), attn.o and mlp.proj N(0, 0.02/sqrt(2 n_layer)), biases 0; "
+     "torch: PyTorch's defaults, wte and wpe N(0, 1), linear weights and biases "
+     "U(-1/sqrt(fan_in), 1/sqrt(fan_in))"},
     {KEY("model", "smear", KEY_ENUM, smear), .names = smear_names, .def = "none",
      .doc = "key or query: that side mixes in the previous position's vector, one learned "
      "gate per head (Olsson et al. 2022's smeared keys)"},
@@ -812,6 +817,19 @@ ModelShape config_model_shape(const Config *c, int V) {
 
 const char *config_qk_init_name(QkInit i) {
     return (unsigned)i <= QK_INIT_SYMMETRIC ? qk_init_names[i] : "?";
+}
+
+const char *config_init_name(InitScheme i) {
+    return (unsigned)i <= INIT_TORCH ? init_names[i] : "?";
+}
+
+int config_key_describe(const char *section, const char *key, char *buf, size_t n) {
+    const KeyDesc *k = key_find(section, key);
+    if (!k) return -1;
+    char list[256] = "";
+    if (k->type == KEY_ENUM) join((const char **)k->names, enum_count(k), "", "", list, sizeof list);
+    snprintf(buf, n, "%s%s", list[0] ? "allowed: " : "", list);
+    return 0;
 }
 
 int config_task_differs(const Config *a, const Config *b, char *name, char *a_val, char *b_val,

@@ -37,6 +37,7 @@ typedef struct {
     int tie_embeddings;      /* lm_head shares wte */
     QkMode qk;               /* untied | tied */
     QkInit qk_init;          /* independent | symmetric (W_K starts equal to W_Q) */
+    InitScheme init;         /* gpt2 | torch: how the weights are drawn (model.h) */
     int smear;               /* 0 none, 1 key, 2 query: smeared keys or queries */
     /* [train] */
     int batch_size, steps;
@@ -78,6 +79,10 @@ int config_validate(const Config *c, const char *where, Error *err);
 /* Writes the resolved config as INI text (every key, in table order). */
 void config_write(const Config *c, FILE *f);
 
+/* Whether [section] key is a config key: 0 with what it allows in buf
+ * ("allowed: gpt2, torch" for an enum key, else empty), -1 if not. */
+int config_key_describe(const char *section, const char *key, char *buf, size_t n);
+
 /* Writes the key table, one line a key in table order: section, key, type
  * (int u64 double bool enum string), min, max, flags ('|'-joined), enum
  * names (','-joined), longest string in bytes; "-" where a column does not
@@ -90,6 +95,7 @@ char *config_to_string(const Config *c);
 /* Names as written in config files ("untied", "symmetric", ...). */
 const char *config_qk_name(QkMode m);
 const char *config_qk_init_name(QkInit i);
+const char *config_init_name(InitScheme i);
 const char *config_smear_name(int smear);
 /* The model shape a config gives, for a vocabulary of V. */
 ModelShape config_model_shape(const Config *c, int V);

@@ -257,22 +257,32 @@ void model_free(Model *m) {
     memset(m, 0, sizeof *m);
 }
 
-void model_init_params(Model *m, Rng *r, int symmetric_qk) {
+void model_init_params(Model *m, Rng *r, InitScheme scheme, int symmetric_qk) {
     const ModelShape *s = &m->shape;
     double resid_std = 0.02 / sqrt(2.0 * s->L);
     for (int i = 0; i < m->n_views; i++) {
         const ParamView *v = &m->views[i];
         real *p = m->params + v->offset;
         const char *dot = strrchr(v->name, '.');
-        if (v->ndim == 2) {
-            int resid = strstr(v->name, "attn.o.") || strstr(v->name, "mlp.proj.");
-            double std = resid ? resid_std : 0.02;
-            for (size_t j = 0; j < v->numel; j++) p[j] = (real)(std * rng_normal(r));
-        } else {
-            /* LayerNorm weights start at 1; every bias at 0 */
-            real val = (strstr(v->name, "ln") && strcmp(dot, ".weight") == 0) ? 1 : 0;
-            for (size_t j = 0; j < v->numel; j++) p[j] = val;
+        int norm = strstr(v->name, "ln") != NULL, gate = strcmp(dot, ".smear") == 0;
+        /* LayerNorm weights start at 1, its biases and the smear gates at 0 */
+        real val = (norm && strcmp(dot, ".weight") == 0) ? 1 : 0;
+        double std = 0, bound = 0; /* N(0, std), else U(-bound, bound), else val */
+        if (scheme == INIT_GPT2) {
+            /* every matrix normal, every bias 0 */
+            if (v->ndim == 2)
+                std = strstr(v->name, "attn.o.") || strstr(v->name, "mlp.proj.") ? resid_std : 0.02;
+        } else if (!strcmp(v->name, "wte.weight") || !strcmp(v->name, "wpe.weight")) {
+            std = 1; /* nn.Embedding's default */
+        } else if (!norm && !gate) {
+            /* nn.Linear's: kaiming_uniform(a = sqrt(5)) comes to this bound,
+             * and its bias uses it too; a bias's view follows its weight's */
+            int fan_in = v->ndim == 2 ? v->shape[1] : v[-1].shape[1];
+            bound = 1 / sqrt((double)fan_in);
         }
+        for (size_t j = 0; j < v->numel; j++)
+            p[j] = std ? (real)(std * rng_normal(r))
+                 : bound ? (real)(bound * (2 * rng_uniform(r) - 1)) : val;
     }
     if (symmetric_qk && !s->qk_tied) {
         memcpy(m->p.wk, m->p.wq, (size_t)s->L * s->C * s->C * sizeof(real));

@@ -14,6 +14,10 @@
  * smear_forward): none, the keys, or the queries. */
 typedef enum { SMEAR_NONE = 0, SMEAR_KEY = 1, SMEAR_QUERY = 2 } SmearMode;
 
+/* How model_init_params draws the weights: GPT-2's scheme, or PyTorch's
+ * module defaults (see there). */
+typedef enum { INIT_GPT2 = 0, INIT_TORCH = 1 } InitScheme;
+
 typedef struct {
     int V;              /* vocabulary size */
     int L;              /* layers */
@@ -215,9 +219,12 @@ void model_free_activations(Model *m);
 real *model_spare_scratch(Model *m, size_t *n);
 void model_free(Model *m);
 
-/* GPT-2 init: N(0, 0.02); wo and proj scaled by 1/sqrt(2L); biases 0;
- * LayerNorm weight 1. symmetric_qk copies W_Q into W_K (untied only). */
-void model_init_params(Model *m, Rng *r, int symmetric_qk);
+/* INIT_GPT2: matrices N(0, 0.02), wo and proj N(0, 0.02/sqrt(2L)), biases 0.
+ * INIT_TORCH (nn.Embedding, nn.Linear): wte and wpe N(0, 1); linear weights
+ * and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = the weight's
+ * columns. Both: LayerNorm weight 1, bias 0; smear gates 0. symmetric_qk
+ * then copies W_Q (and b_Q) into W_K (untied only). */
+void model_init_params(Model *m, Rng *r, InitScheme scheme, int symmetric_qk);
 
 /* Forward over B sequences of T tokens (T <= maxT, B T <= maxB maxT: shorter
  * rows may come more at a time than maxB). With targets

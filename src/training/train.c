@@ -337,7 +337,7 @@ int train_setup(Trainer *t, const Config *cfg, Error *err) {
     } else if (!c->resume) {
         Rng init_rng;
         rng_seed(&init_rng, c->seed);
-        model_init_params(&t->model, &init_rng, c->qk_init == QK_INIT_SYMMETRIC);
+        model_init_params(&t->model, &init_rng, c->init, c->qk_init == QK_INIT_SYMMETRIC);
         if (have_ck) checkpoint_to_model(&ck, &t->model, 0); /* weights only */
         /* batches use their own stream so init changes never shift the data order */
         rng_seed(&t->batch_rng, c->seed ^ 0x9e3779b97f4a7c15ull);
