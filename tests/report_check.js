@@ -9,6 +9,11 @@
 //     out and shows all again; the step slider (set, and moved with the
 //     keyboard) and the layer picker change the picture, its caption and the
 //     step label; the steps match the run's attn/ folder;
+//   - a task run's Formation panel: its series (heads picked as the caption
+//     says), the jump's line and label and a tick per other event, at the
+//     halfway steps computed here from the CSVs, the events table, and the
+//     run's formation.csv (when there is one) at the same eval steps; no
+//     panel on other runs;
 //   - the probe text; the compare command follows its selects; checkpoint
 //     links are there and no link leads to a missing file;
 //   - a screenshot that is not blank.
@@ -79,6 +84,85 @@ function csvRows(file) {
   return lines.slice(1).map((l) => l.split(','));
 }
 
+// A CSV file as objects keyed by its header's names, quotes taken off (an
+// empty field is ''); a last line without its newline is left out.
+function csvObjects(file) {
+  if (!fs.existsSync(file)) return [];
+  const lines = fs.readFileSync(file, 'utf8').split('\n');
+  lines.pop();
+  const unquote = (f) => f.replace(/^"(.*)"$/, '$1').replace(/""/g, '"');
+  const names = lines.length ? lines[0].split(',').map(unquote) : [];
+  return lines.slice(1).map((l) =>
+    Object.fromEntries(l.split(',').map((f, i) => [names[i], unquote(f)])));
+}
+
+const num = (s) => (s === '' || s === undefined ? NaN : Number(s));
+
+// The halfway step of a series of [step, value] points, as docs/outputs.md
+// defines it: the first point at which it has covered at least half its way
+// from its first value to its last (rising or falling); null for a flat
+// series or a single point. Points that are not finite are left out.
+function halfway(points) {
+  const p = points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
+  if (p.length < 2) {
+    const only = p.length ? p[0][1] : NaN;
+    return { step: null, first: only, last: only };
+  }
+  const first = p[0][1], last = p[p.length - 1][1];
+  if (first === last) return { step: null, first, last };
+  const mid = first + (last - first) / 2;
+  const hit = p.find(([, y]) => (last > first ? y >= mid : y <= mid));
+  return { step: hit ? hit[0] : p[p.length - 1][0], first, last };
+}
+
+const FORMATION_MIN_EVALS = 3; // in src/observe/report.c
+
+// What a run's Formation panel should show, from its CSVs; null when the run
+// has none (no roles_eval.csv, or fewer than FORMATION_MIN_EVALS evals).
+function formationExpect(dir, L, NH) {
+  const roles = csvObjects(path.join(dir, 'roles_eval.csv'));
+  const rowsOf = (table, l, h) => table.filter((row) => num(row.layer) === l && num(row.head) === h);
+  if (!roles.length || rowsOf(roles, 0, 0).length < FORMATION_MIN_EVALS) return null;
+  const lastStep = num(roles[roles.length - 1].step);
+  // the head of the layers with the largest col at the last eval, the first on a tie
+  const best = (layers, col) => {
+    let top = -Infinity, pick = [layers[0], 0];
+    for (const l of layers) {
+      for (let h = 0; h < NH; h++) {
+        const rows = rowsOf(roles, l, h), last = rows[rows.length - 1];
+        if (last && num(last.step) === lastStep && num(last[col]) > top) {
+          top = num(last[col]);
+          pick = [l, h];
+        }
+      }
+    }
+    return pick;
+  };
+  const prev = best([0], 'prev_attn');
+  const look = best(L > 1 ? Array.from({ length: L - 1 }, (_, i) => i + 1) : [0], 'target_attn');
+  const P = `L${prev[0]}H${prev[1]}`, K = `L${look[0]}H${look[1]}`;
+  const evals = csvObjects(path.join(dir, 'eval.csv'));
+  const prevRows = rowsOf(roles, ...prev), lookRows = rowsOf(roles, ...look);
+  const normRows = rowsOf(csvObjects(path.join(dir, 'qk.csv')), ...look);
+  const series = (rows, col) => rows.map((row) => [num(row.step), num(row[col])]);
+  const events = [
+    ['jump', '', series(evals, 'val_acc')],
+    ['prev_attn', P, series(prevRows, 'prev_attn')],
+    ['target_attn', K, series(lookRows, 'target_attn')],
+    ['cf_q_cur', K, series(lookRows, 'cf_q_cur')],
+    ['cf_k_prev', K, series(lookRows, 'cf_k_prev')],
+  ].map(([event, head, points]) => ({ event, head, ...halfway(points) }));
+  return {
+    dir,
+    names: ['val_acc', `${P} prev_attn`, `${K} target_attn`, `${K} cf_q_cur`, `${K} cf_k_prev`,
+      `${K} gq_norm / its max`, `${K} gk_norm / its max`],
+    counts: [evals.length, prevRows.length, lookRows.length, lookRows.length, lookRows.length,
+      normRows.length, normRows.length],
+    events,
+    evalSteps: evals.map((e) => num(e.step)),
+  };
+}
+
 function iniInt(text, key) {
   const m = text.match(new RegExp('^' + key + ' = (\\d+)$', 'm'));
   if (!m) throw new Error('config.ini lacks ' + key);
@@ -117,16 +201,20 @@ function runCharts(dir, r) {
       }
     }
   }
-  return charts;
+  const formation = formationExpect(dir, L, NH);
+  if (formation) charts[`r${r}-formation`] = formation.counts;
+  return { charts, formation };
 }
 
 function expectations(args) {
   const pair = args.runs.length > 1;
   const pageDir = path.dirname(path.resolve(args.page));
-  const expect = { charts: {}, runs: [], probes: { ...args.probes }, ckptLinks: 0 };
+  const expect = { charts: {}, runs: [], probes: { ...args.probes }, ckptLinks: 0, formation: [] };
   const loss = [], lr = [], accuracy = [];
   args.runs.forEach((dir, r) => {
-    Object.assign(expect.charts, runCharts(dir, r));
+    const { charts, formation } = runCharts(dir, r);
+    Object.assign(expect.charts, charts);
+    expect.formation.push(formation);
     const metrics = csvRows(path.join(dir, 'metrics.csv')).length;
     const evals = csvRows(path.join(dir, 'eval.csv')).length;
     // the pair page leaves out the batch loss, whose noise would hide the comparison
@@ -337,6 +425,49 @@ async function checkViewer(page, expect, c, info) {
   await shows(at(steps[last], 0), 'back at layer 0');
 }
 
+async function checkFormation(page, expect, c, info) {
+  const formed = expect.formation.filter(Boolean).length;
+  c.equal(await page.locator('section#formation').count(), formed ? 1 : 0, 'Formation sections');
+  info.formation = [];
+  for (const [r, f] of expect.formation.entries()) {
+    const chart = page.locator(`#r${r}-formation`);
+    if (!f) {
+      c.equal(await page.locator(`#r${r}-formation-events`).count(), 0, `run ${r}: a Formation table`);
+      continue;
+    }
+    if (!c.ok(await chart.count() === 1, `run ${r}: no Formation chart`)) continue;
+    const names = await chart.locator('polyline.s').evaluateAll((ls) => ls.map((l) => l.dataset.name));
+    c.equal(names, f.names.filter((_, i) => f.counts[i] > 0), `run ${r}: Formation series`);
+    const step = (e) => (e.step === null ? '' : String(e.step));
+    // the jump: a dashed line across the plot and its label; the others: a tick each
+    const marks = await chart.locator('g.mark').evaluateAll((gs) => gs.map((g) => {
+      const label = g.querySelector('text');
+      return { event: g.dataset.event, step: g.dataset.step,
+        lines: g.querySelectorAll('line').length > 0, label: label ? label.textContent : null };
+    }));
+    const wantMarks = f.events.filter((e) => e.step !== null).map((e) => ({ event: e.event,
+      step: step(e), lines: true, label: e.event === 'jump' ? `jump: step ${e.step}` : null }));
+    c.equal(marks, wantMarks, `run ${r}: Formation markers`);
+    c.ok(f.events[0].step === null || marks.some((m) => m.event === 'jump'), `run ${r}: no jump marker`);
+    const table = await page.locator(`#r${r}-formation-events tr[data-event]`).evaluateAll((trs) =>
+      trs.map((t) => ({ event: t.dataset.event, step: t.dataset.step })));
+    c.equal(table, f.events.map((e) => ({ event: e.event, step: step(e) })),
+      `run ${r}: Formation table`);
+    // formation.csv, written with the run's own page
+    const file = path.join(f.dir, 'formation.csv');
+    if (fs.existsSync(file)) {
+      const rows = csvObjects(file);
+      const got = rows.map((row) =>
+        [row.event, row.step, num(row.value_first), num(row.value_last), row.head]);
+      c.equal(got, f.events.map((e) => [e.event, step(e), e.first, e.last, e.head]),
+        `run ${r}: formation.csv`);
+      const offEval = rows.filter((row) => row.step !== '' && !f.evalSteps.includes(num(row.step)));
+      c.equal(offEval.map((row) => row.step), [], `run ${r}: formation.csv steps that are no eval's`);
+    }
+    info.formation.push(Object.fromEntries(f.events.map((e) => [e.event, e.step])));
+  }
+}
+
 async function checkProbes(page, expect, c) {
   for (const [r, text] of Object.entries(expect.probes)) {
     const el = page.locator('#probe-r' + r);
@@ -424,6 +555,7 @@ async function main() {
     watchPage(page, c);
     await page.goto(pathToFileURL(path.resolve(args.page)).href, { waitUntil: 'load' });
     await checkCharts(page, expect, c, info);
+    await checkFormation(page, expect, c, info);
     await checkViewer(page, expect, c, info);
     await checkProbes(page, expect, c);
     await checkCompare(page, expect, c, info);

@@ -5,7 +5,8 @@
 # headless Chromium driven by playwright-core (tests/report_check.js: console
 # errors and failed loads, chart series and points against the CSVs, the
 # attention viewer's controls, the compare command, links, a screenshot that
-# is not blank). Without chromium, node (20 or newer) or the node modules
+# is not blank), and a kv run's Formation panel with formation.svg and
+# formation.csv. Without chromium, node (20 or newer) or the node modules
 # (`npm ci`, run by scripts/test) the test is skipped (exit 77): it never
 # passes without a browser.
 set -euo pipefail
@@ -40,6 +41,8 @@ grep -q 'src="attn/step_000040/layer_0.png"' runs/a/index.html || fail "index.ht
 grep -q 'href="ckpt/step_000020.safetensors"' runs/a/index.html || fail "index.html lacks the checkpoint links"
 grep -q 'href="attn/filmstrip_L1.png"' runs/a/index.html || fail "index.html lacks the filmstrip link"
 grep -q "$tmp" runs/a/index.html && fail "index.html holds an absolute path"
+grep -q 'id="formation"' runs/a/index.html && fail "a corpus run's page has a Formation panel"
+for f in formation.svg formation.csv; do [ ! -e "runs/a/$f" ] || fail "a corpus run got $f"; done
 ls runs/a | grep -q tmp && fail "a temp file was left: $(ls runs/a)"
 # elsewhere: links lead back to the run folder
 mkdir pages
@@ -96,6 +99,57 @@ write_kv_config t.ini run.name=t task.keys=4 task.pairs_max=3 task.queries=3 mod
 [ "$(grep -c '^20,' runs/t/roles_eval.csv)" = 4 ] || fail "roles_eval.csv at step 20: $(cat runs/t/roles_eval.csv)"
 node "$check" --chromium "$chromium" --shot t.png runs/t/index.html runs/t > t.json ||
     fail "the task run's page in the browser"
+
+# -- Formation: a kv run that learns within its few hundred steps (smeared
+# keys), with an eval every 25 steps
+write_kv_config k.ini run.name=k train.steps=300 train.eval_every=25 log.heatmap_every=100 \
+    log.roles_records=16
+"$build/train" k.ini > /dev/null
+for f in formation.svg formation.csv; do [ -s "runs/k/$f" ] || fail "no runs/k/$f"; done
+# formation.svg: well-formed, an svg root on a white background, nothing it
+# would fetch (no stylesheet, image or link)
+if command -v xmllint > /dev/null; then
+    xmllint --noout runs/k/formation.svg || fail "formation.svg is not well-formed XML"
+fi
+python3 - runs/k/formation.svg << 'PY' || fail "formation.svg: $(head -c 400 runs/k/formation.svg)"
+import sys
+import xml.etree.ElementTree as ET
+
+ns = "{http://www.w3.org/2000/svg}"
+root = ET.parse(sys.argv[1]).getroot()
+assert root.tag == ns + "svg", root.tag
+assert float(root.get("width")) > 0 and float(root.get("height")) > 0, root.attrib
+assert root[0].tag == ns + "rect" and root[0].get("fill") == "#ffffff", root[0].attrib
+assert len(list(root.iter(ns + "polyline"))) == 7, "series"
+for e in root.iter():
+    assert e.tag not in (ns + "style", ns + "image", ns + "a"), e.tag
+    assert not any(k.endswith("href") for k in e.attrib), e.attrib
+PY
+grep -q '>jump: step [0-9]' runs/k/formation.svg || fail "formation.svg without the jump's label"
+# formation.csv: the five events in order, each at an eval step (or none)
+[ "$(head -1 runs/k/formation.csv)" = '"event","step","value_first","value_last","head"' ] ||
+    fail "formation.csv header: $(head -1 runs/k/formation.csv)"
+[ "$(tail -n +2 runs/k/formation.csv | cut -d, -f1 | tr '\n' ' ')" = \
+    '"jump" "prev_attn" "target_attn" "cf_q_cur" "cf_k_prev" ' ] ||
+    fail "formation.csv events: $(cat runs/k/formation.csv)"
+jump=$(awk -F, 'NR > 1 && $1 == "\"jump\"" { print $2 }' runs/k/formation.csv)
+[[ $jump =~ ^[0-9]+$ ]] && ((jump > 0)) || fail "formation.csv: jump step '$jump'"
+awk -F, 'NR == FNR { if (FNR > 1) evals[$1] = 1; next }
+    FNR > 1 && $2 != "\"\"" && !($2 in evals) { print; bad = 1 } END { exit bad }' \
+    runs/k/eval.csv runs/k/formation.csv > off.txt || fail "formation.csv steps that are no eval's: $(cat off.txt)"
+node "$check" --chromium "$chromium" --shot k.png runs/k/index.html runs/k > k.json ||
+    fail "the kv run's page (Formation) in the browser"
+report runs/t runs/k > /dev/null
+node "$check" --chromium "$chromium" --shot tk.png runs/t/compare_k.html runs/t runs/k > tk.json ||
+    fail "two task runs' Formation panels side by side in the browser"
+# too few evals (two: a run just started): no panel, no files, no error
+cp -r runs/k few
+rm few/formation.svg few/formation.csv
+for f in eval.csv roles_eval.csv; do awk -F, 'NR == 1 || $1 <= 25' "runs/k/$f" > "few/$f"; done
+report few > /dev/null || fail "report of a task run with two evals"
+grep -q 'id="formation"' few/index.html && fail "a Formation panel from two evals"
+for f in formation.svg formation.csv; do [ ! -e "few/$f" ] || fail "$f from two evals"; done
 echo "run a: $(cat a.json)"
 echo "pair: $(cat ab.json)"
+echo "kv run: $(cat k.json)"
 echo "ok"

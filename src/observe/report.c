@@ -20,6 +20,7 @@
 #include "csvtable.h"
 #include "data.h"
 #include "heatmap.h"
+#include "metrics.h"
 #include "report_page.h"
 #include "svgplot.h"
 
@@ -170,9 +171,9 @@ static const char *const heval_cols[QE_N] = {"step",       "layer",     "head", 
                                              "directionality", "swap_delta", "entropy"};
 
 /* roles_eval.csv (task runs) and the panels drawn of it, per layer. */
-enum { RO_TARGET = 3, RO_CF_Q_CUR, RO_CF_K_PREV, RO_K_PREV, RO_N };
-static const char *const roles_cols[RO_N] = {"step", "layer", "head", "target_attn", "cf_q_cur",
-                                             "cf_k_prev", "k_prev"};
+enum { RO_TARGET = 3, RO_CF_Q_CUR, RO_CF_K_PREV, RO_K_PREV, RO_PREV, RO_N };
+static const char *const roles_cols[RO_N] = {"step",     "layer",     "head",   "target_attn",
+                                             "cf_q_cur", "cf_k_prev", "k_prev", "prev_attn"};
 static const struct {
     int col;
     const char *key, *title;
@@ -227,6 +228,24 @@ static void groups_build(Groups *g, const CsvTable *t, int L, int NH) {
     free(fill);
 }
 
+/* ---- formation: the jump and the roles that make it ---------------------- */
+
+/* The Formation panel's series, in legend order; the first FE_N have an
+ * event (formation.csv's rows), the gradient norms, per step, have none. */
+enum { FS_ACC, FS_PREV, FS_TARGET, FS_CF_Q, FS_CF_K, FE_N, FS_GQ = FE_N, FS_GK, FS_N };
+
+/* Fewer evals than this in roles_eval.csv: no panel, no files. */
+#define FORMATION_MIN_EVALS 3
+
+typedef struct {
+    int prev_l, prev_h, look_l, look_h; /* the previous-token head, the lookup head */
+    char head[FE_N][16];                /* the head of each event's series ("" for the jump) */
+    Series s[FS_N];
+    FormationEvent ev[FE_N];
+    Marker marks[FE_N];
+    int nmarks;
+} Formation;
+
 /* ---- a run folder -------------------------------------------------------- */
 
 typedef struct {
@@ -242,6 +261,8 @@ typedef struct {
     char *probe;           /* the heatmaps' probe text (UTF-8), NULL when unknown */
     int T;                 /* probe length of the heatmaps (their layout) */
     long long n_params;    /* -1 before the first checkpoint */
+    Formation form;        /* when formed: a task run with enough evals of roles_eval.csv */
+    int formed;
 } Run;
 
 /* Characters (code points) of UTF-8 text. */
@@ -368,6 +389,8 @@ static void run_free(Run *r) {
     free(r->maps);
     free(r->ckpts);
     free(r->probe);
+    if (r->formed)
+        for (int i = 0; i < FS_N; i++) series_free(&r->form.s[i]);
 }
 
 /* ---- the page ------------------------------------------------------------ */
@@ -390,6 +413,310 @@ static Range steps_range(const Run *runs, int n) {
     Range x = {0, 1};
     for (int r = 0; r < n; r++) x.hi = fmax(x.hi, runs[r].cfg.steps);
     return x;
+}
+
+/* ---- formation ---- */
+
+FormationEvent formation_event(const double *step, const double *value, size_t n) {
+    FormationEvent e = {NAN, NAN, NAN};
+    size_t first = n, last = n;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(step[i]) && isfinite(value[i])) {
+            if (first == n) first = i;
+            last = i;
+        }
+    if (first == n) return e;
+    e.first = value[first];
+    e.last = value[last];
+    if (first == last || e.first == e.last) return e;
+    double mid = e.first + (e.last - e.first) / 2;
+    int rising = e.last > e.first;
+    for (size_t i = first; i <= last && isnan(e.step); i++)
+        if (isfinite(step[i]) && isfinite(value[i]) && (rising ? value[i] >= mid : value[i] <= mid))
+            e.step = step[i];
+    if (isnan(e.step)) e.step = step[last]; /* the last point has come all the way */
+    return e;
+}
+
+/* Each series' event name (formation.csv's `event`), colour and style. */
+static const struct {
+    const char *event, *colour;
+    int style;
+} formation_looks[FS_N] = {
+    {"jump", "#222222", SERIES_DOTS},
+    {"prev_attn", "#2ca02c", SERIES_DOTS},
+    {"target_attn", "#d9730d", SERIES_DOTS},
+    {"cf_q_cur", "#8e44ad", SERIES_DASH | SERIES_DOTS},
+    {"cf_k_prev", "#16a0b5", SERIES_DASH | SERIES_DOTS},
+    {"gq_norm", GQ_COLOUR, SERIES_FAINT},
+    {"gk_norm", GK_COLOUR, SERIES_FAINT},
+};
+static const char *const formation_cols[] = {"event", "step", "value_first", "value_last", "head"};
+#define FORMATION_NCOLS (int)(sizeof formation_cols / sizeof formation_cols[0])
+
+/* The head of layers lo..hi with the largest value of column col at the last
+ * eval of roles_eval.csv; the first of them on a tie, the first head of
+ * layer lo when none has a value there. */
+static int formation_head(const Run *u, int lo, int hi, int col) {
+    const CsvTable *t = &u->roles;
+    const Groups *g = &u->roles_rows;
+    int NH = u->cfg.n_head, best = lo * NH;
+    double last = csvtable_at(t, t->rows - 1, HD_STEP), top = -INFINITY;
+    for (int i = lo * NH; i < (hi + 1) * NH; i++) {
+        if (g->start[i + 1] == g->start[i]) continue;
+        size_t row = g->idx[g->start[i + 1] - 1];
+        double v = csvtable_at(t, row, col);
+        if (csvtable_at(t, row, HD_STEP) == last && v > top) {
+            top = v;
+            best = i;
+        }
+    }
+    return best;
+}
+
+/* The Formation panel's heads, series and events (u->formed), when the run
+ * is a task run with FORMATION_MIN_EVALS evals of roles_eval.csv or more. */
+static void formation_build(Run *u) {
+    const Groups *g = &u->roles_rows;
+    int L = u->cfg.n_layer, NH = u->cfg.n_head;
+    u->formed = 0;
+    if (!u->roles.rows || g->start[1] - g->start[0] < FORMATION_MIN_EVALS) return;
+    Formation *f = &u->form;
+    memset(f, 0, sizeof *f);
+    int prev = formation_head(u, 0, 0, RO_PREV);
+    int look = formation_head(u, L > 1 ? 1 : 0, L - 1, RO_TARGET);
+    f->prev_l = prev / NH;
+    f->prev_h = prev % NH;
+    f->look_l = look / NH;
+    f->look_h = look % NH;
+    const int cols[FS_N] = {EV_VAL_ACC,   RO_PREV, RO_TARGET, RO_CF_Q_CUR,
+                            RO_CF_K_PREV, QN_GQ,   QN_GK};
+    f->s[FS_ACC] = series_take("val_acc", formation_looks[FS_ACC].colour,
+                               formation_looks[FS_ACC].style, &u->evals, NULL, u->evals.rows,
+                               EV_STEP, EV_VAL_ACC, -1);
+    for (int i = FS_ACC + 1; i < FS_N; i++) {
+        int head = i == FS_PREV ? prev : look;
+        char name[64];
+        snprintf(name, sizeof name, "L%dH%d %s%s", head / NH, head % NH, formation_looks[i].event,
+                 i >= FS_GQ ? " / its max" : "");
+        if (i < FE_N) snprintf(f->head[i], sizeof f->head[i], "L%dH%d", head / NH, head % NH);
+        const CsvTable *t = i >= FS_GQ ? &u->norms : &u->roles;
+        const Groups *rows = i >= FS_GQ ? &u->norm_rows : &u->roles_rows;
+        f->s[i] = series_take(name, formation_looks[i].colour, formation_looks[i].style, t,
+                              rows->idx + rows->start[head],
+                              rows->start[head + 1] - rows->start[head], HD_STEP, cols[i], -1);
+    }
+    for (int i = FS_GQ; i <= FS_GK; i++) { /* on the 0..1 axis: divided by its largest value */
+        Series *s = &f->s[i];
+        double top = 0;
+        for (size_t k = 0; k < s->n; k++)
+            if (isfinite(s->y[k]) && s->y[k] > top) top = s->y[k];
+        for (size_t k = 0; top > 0 && k < s->n; k++) s->y[k] /= top;
+    }
+    for (int i = 0; i < FE_N; i++) {
+        f->ev[i] = formation_event(f->s[i].x, f->s[i].y, f->s[i].n);
+        if (isnan(f->ev[i].step)) continue;
+        Marker *m = &f->marks[f->nmarks++];
+        m->x = f->ev[i].step;
+        m->colour = formation_looks[i].colour;
+        m->event = formation_looks[i].event;
+        m->major = i == FS_ACC;
+        if (i == FS_ACC)
+            snprintf(m->label, sizeof m->label, "jump: step %.0f", m->x);
+        else
+            snprintf(m->label, sizeof m->label, "%s %s: step %.0f", f->head[i],
+                     formation_looks[i].event, m->x);
+    }
+    u->formed = 1;
+}
+
+/* The chart of the panel and of formation.svg; title is its storage. */
+static Chart formation_chart(const Run *u, int r, Range steps, int standalone, char *title,
+                             size_t title_n) {
+    const Formation *f = &u->form;
+    snprintf(title, title_n, "%s%sprevious-token head L%dH%d, lookup head L%dH%d",
+             standalone ? u->cfg.name : "", standalone ? ": " : "", f->prev_l, f->prev_h,
+             f->look_l, f->look_h);
+    Chart c = {.title = title, .ylabel = "fraction (norms: / max)", .w = standalone ? 760 : BIG_W,
+               .h = standalone ? 340 : 300, .ref = NAN, .x = steps,
+               .y = range_finish((Range){0, 1}, 0), .marks = f->marks, .nmarks = f->nmarks,
+               .standalone = standalone};
+    snprintf(c.id, sizeof c.id, "r%d-formation", r);
+    return c;
+}
+
+/* An event's step as the page and formation.svg write it. */
+static void formation_step_text(char *out, size_t n, FormationEvent e) {
+    if (isnan(e.step))
+        snprintf(out, n, "no event");
+    else
+        snprintf(out, n, "step %.0f", e.step);
+}
+
+static void formation_table(Buf *b, const Formation *f, int r) {
+    buf_printf(b, "<table class=\"summary formation\" id=\"r%d-formation-events\"><thead><tr>"
+                  "<th>event</th><th>head</th><th>step</th><th>first value</th><th>last value</th>"
+                  "</tr></thead>", r);
+    for (int i = 0; i < FE_N; i++) {
+        FormationEvent e = f->ev[i];
+        buf_printf(b, "<tr data-event=\"%s\" data-step=\"", formation_looks[i].event);
+        if (!isnan(e.step)) buf_printf(b, "%.0f", e.step);
+        buf_printf(b, "\"><th><span style=\"color:%s\">&#9646;</span> %s</th><td>%s</td><td>",
+                   formation_looks[i].colour,
+                   i == FS_ACC ? "jump (val_acc)" : formation_looks[i].event,
+                   f->head[i][0] ? f->head[i] : "&mdash;");
+        if (isnan(e.step))
+            buf_puts(b, "&mdash; (first value = last value)");
+        else
+            buf_printf(b, "%.0f", e.step);
+        buf_puts(b, "</td>");
+        for (int k = 0; k < 2; k++) {
+            double v = k ? e.last : e.first;
+            if (isfinite(v))
+                buf_printf(b, "<td>%.3f</td>", v);
+            else
+                buf_puts(b, "<td>&mdash;</td>");
+        }
+        buf_puts(b, "</tr>");
+    }
+    buf_puts(b, "</table>\n");
+}
+
+static void section_formation(Buf *b, const Run *runs, int n, Range steps) {
+    int any = 0;
+    for (int r = 0; r < n; r++) any |= runs[r].formed;
+    if (!any) return;
+    buf_puts(b, "<section id=\"formation\"><h2>Formation</h2><p class=\"note\">On one step axis: "
+                "val_acc (eval.csv); the previous-token head's <code>prev_attn</code> (the head of "
+                "layer 0 with the largest <code>prev_attn</code> at the last eval); the lookup "
+                "head's <code>target_attn</code>, <code>cf_q_cur</code> and <code>cf_k_prev</code> "
+                "(roles_eval.csv; the head of layers &ge; 1, of layer 0 in a one-layer model, with "
+                "the largest <code>target_attn</code> at the last eval); and the lookup head's W_Q "
+                "and W_K gradient norms at every step (qk.csv), each divided by its largest value "
+                "so that they share the 0..1 axis. The dashed line is the <b>jump</b>: the first "
+                "eval at which val_acc has come at least halfway from its first eval value to its "
+                "last. The coloured ticks at the foot mark the same for each roles series: the "
+                "first eval at which it has covered half its way from its first value to its last, "
+                "rising or falling (a series whose first and last values are equal has no such "
+                "step). <code>formation.csv</code> in the run folder lists these steps and "
+                "<code>formation.svg</code> is this chart as a picture of its own.</p>"
+                "<div class=\"cols\">");
+    for (int r = 0; r < n; r++) {
+        const Run *u = &runs[r];
+        if (!u->formed) continue;
+        buf_puts(b, "<div class=\"col\">");
+        if (n > 1) {
+            buf_puts(b, "<h4>");
+            buf_html(b, u->label);
+            buf_puts(b, "</h4>");
+        }
+        char title[CONFIG_STR + 128];
+        Chart c = formation_chart(u, r, steps, 0, title, sizeof title);
+        legend_html(b, u->form.s, FS_N);
+        buf_puts(b, "<div class=\"row\">");
+        chart_svg(b, &c, u->form.s, FS_N);
+        formation_table(b, &u->form, r);
+        buf_puts(b, "</div></div>");
+    }
+    buf_puts(b, "</div></section>\n");
+}
+
+/* formation.svg: the panel's chart, legend, events and definitions as one
+ * picture that needs no stylesheet, on white. */
+static void formation_svg(Buf *out, const Run *u) {
+    static const char *const notes[] = {
+        "Jump (dashed): the first eval at which val_acc has come at least halfway from its first "
+        "eval value to its last.",
+        "Ticks at the foot: the same for each roles series (roles_eval.csv), rising or falling; "
+        "formation.csv lists the steps.",
+        "Previous-token head: the layer-0 head with the largest prev_attn at the last eval; lookup "
+        "head: the head of layers \xe2\x89\xa5 1",
+        "(layer 0 in a one-layer model) with the largest target_attn there. gq_norm, gk_norm: the "
+        "lookup head's W_Q and W_K",
+        "gradient norms at every step (qk.csv), each divided by its largest value.",
+    };
+    const Formation *f = &u->form;
+    char title[CONFIG_STR + 128];
+    Range steps = {0, u->cfg.steps > 0 ? u->cfg.steps : 1};
+    Chart c = formation_chart(u, 0, steps, 1, title, sizeof title);
+    Buf body = {0};
+    chart_svg(&body, &c, f->s, FS_N);
+    int y = c.h + 6;
+    y += legend_svg(&body, f->s, FS_N, 58, y, c.w - 70, 2) + 8;
+    Series ev[FE_N];
+    for (int i = 0; i < FE_N; i++) {
+        char step[32];
+        formation_step_text(step, sizeof step, f->ev[i]);
+        ev[i] = (Series){.colour = f->s[i].colour, .style = i == FS_ACC ? SERIES_DASH : 0};
+        if (i == FS_ACC)
+            snprintf(ev[i].name, sizeof ev[i].name, "jump (val_acc): %s", step);
+        else
+            snprintf(ev[i].name, sizeof ev[i].name, "%s %s: %s", f->head[i],
+                     formation_looks[i].event, step);
+    }
+    y += legend_svg(&body, ev, FE_N, 58, y, c.w - 70, 3) + 10;
+    for (size_t i = 0; i < sizeof notes / sizeof notes[0]; i++, y += 15) {
+        buf_printf(&body, "<text x=\"58\" y=\"%d\" fill=\"#555\">", y + 11);
+        buf_html(&body, notes[i]);
+        buf_puts(&body, "</text>\n");
+    }
+    y += 8;
+    buf_printf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/"
+                    "2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"%s\" "
+                    "font-size=\"11\">\n<rect width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n",
+               c.w, y, c.w, y, SVGPLOT_FONT, c.w, y);
+    buf_add(out, body.s, body.len);
+    buf_puts(out, "</svg>\n");
+    free(body.s);
+}
+
+/* formation.csv: one row per event (formation_cols), written with libcsv and
+ * put in place atomically like the page. */
+static int formation_csv(const Formation *f, const char *path, Error *err) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    CHECK(mem, "open_memstream failed");
+    CsvLog w = {.f = mem, .ncols = FORMATION_NCOLS};
+    snprintf(w.path, sizeof w.path, "%s", path);
+    for (int k = 0; k < FORMATION_NCOLS; k++) csvlog_str(&w, formation_cols[k]);
+    csvlog_end_row(&w);
+    for (int i = 0; i < FE_N; i++) {
+        const FormationEvent *e = &f->ev[i];
+        csvlog_str(&w, formation_looks[i].event);
+        if (isnan(e->step))
+            csvlog_str(&w, "");
+        else
+            csvlog_int(&w, (long long)e->step);
+        for (int k = 0; k < 2; k++) {
+            double v = k ? e->last : e->first;
+            if (isfinite(v))
+                csvlog_num(&w, v);
+            else
+                csvlog_str(&w, "");
+        }
+        csvlog_str(&w, f->head[i]);
+        csvlog_end_row(&w);
+    }
+    csvlog_close(&w);
+    int rc = file_write_atomic(path, text, len, err);
+    free(text);
+    return rc;
+}
+
+/* formation.svg and formation.csv in the run folder, beside its own page. */
+static int formation_files(const Run *u, Error *err) {
+    char *path = path_join(u->dir, "formation.svg");
+    Buf svg = {0};
+    formation_svg(&svg, u);
+    int rc = file_write_atomic(path, svg.s, svg.len, err);
+    free(svg.s);
+    free(path);
+    if (rc) return rc;
+    path = path_join(u->dir, "formation.csv");
+    rc = formation_csv(&u->form, path, err);
+    free(path);
+    return rc;
 }
 
 /* ---- summary ---- */
@@ -1001,10 +1328,17 @@ static void page_write(Buf *b, const Run *runs, int n) {
         buf_html(b, word.s);
         free(word.s);
     }
-    buf_puts(b, "</code> rewrites it.</p><nav><a href=\"#summary\">summary</a><a href=\"#curves\">"
-                "loss</a><a href=\"#qk\">Q/K per layer</a><a href=\"#attention\">attention</a>"
-                "<a href=\"#checkpoints\">checkpoints</a></nav>\n");
+    buf_puts(b, "</code> rewrites it.</p><nav><a href=\"#summary\">summary</a>");
+    for (int r = 0; r < n; r++)
+        if (runs[r].formed) {
+            buf_puts(b, "<a href=\"#formation\">formation</a>");
+            break;
+        }
+    buf_puts(b, "<a href=\"#curves\">loss</a><a href=\"#qk\">Q/K per layer</a>"
+                "<a href=\"#attention\">attention</a><a href=\"#checkpoints\">checkpoints</a>"
+                "</nav>\n");
     section_summary(b, runs, n);
+    section_formation(b, runs, n, steps);
     section_curves(b, runs, n, steps);
     section_layers(b, runs, n, steps);
     section_attention(b, runs, n);
@@ -1031,6 +1365,7 @@ static int report_build(const char *const *dirs, int n, const char *out_path, Er
         Buf label = {0};
         buf_puts(&label, n > 1 ? dirs[r] : runs[r].cfg.name);
         runs[r].label = label.s;
+        formation_build(&runs[r]);
     }
     if (rc == 0) {
         Buf page = {0};
@@ -1038,6 +1373,9 @@ static int report_build(const char *const *dirs, int n, const char *out_path, Er
         rc = file_write_atomic(out, page.s, page.len, err);
         free(page.s);
     }
+    /* the run's own page (under its lock): the Formation chart and its events
+     * as files of their own too */
+    if (rc == 0 && n == 1 && !out_path && runs[0].formed) rc = formation_files(&runs[0], err);
     for (int r = 0; r < loaded; r++) run_free(&runs[r]);
     free(page_dir);
     free(def);

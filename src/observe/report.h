@@ -29,4 +29,17 @@ int report_write_pair(const char *a_dir, const char *b_dir, const char *out_path
 /* The page's default path for one run (b_dir NULL) or a pair; malloc'd. */
 char *report_default_path(const char *a_dir, const char *b_dir);
 
+/* When a series formed, for the page's Formation panel, formation.svg and
+ * formation.csv: the step of the first point at which the series has covered
+ * at least half its way from its first value to its last, rising or falling
+ * (points in step order; points whose value or step is not finite are left
+ * out). first and last are those values (NAN when the series has no point);
+ * step is NAN, no event, when they are equal (a flat series) or there is
+ * only one point. Pure: the same series give the same event. */
+typedef struct {
+    double step, first, last;
+} FormationEvent;
+
+FormationEvent formation_event(const double *step, const double *value, size_t n);
+
 #endif

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 Series series_take(const char *name, const char *colour, int style, const CsvTable *t,
                    const size_t *rows, size_t n, int xcol, int ycol, int over) {
@@ -117,6 +118,32 @@ static size_t series_reduce(const double *v, size_t n, size_t max, size_t *keep)
 #define M_BOTTOM 30
 #define DOTS_MAX 60 /* series this short get a dot per point: evals, not steps */
 
+/* page.css's look of a class chart_svg writes, as presentation attributes,
+ * for a standalone chart; nothing on the page, where the stylesheet gives it
+ * (keep the two alike). */
+static const char *look(const Chart *c, const char *cls) {
+    static const struct {
+        const char *cls, *attrs;
+    } looks[] = {
+        {"svg", " font-family=\"" SVGPLOT_FONT "\" font-size=\"11\""},
+        {"title", " font-size=\"13\" font-weight=\"600\" fill=\"#222\""},
+        {"ty", " fill=\"#555\" text-anchor=\"end\""},
+        {"tx", " fill=\"#555\" text-anchor=\"middle\""},
+        {"grid", " stroke=\"#ececec\""},
+        {"tick", " stroke=\"#999\""},
+        {"frame", " fill=\"none\" stroke=\"#aaa\""},
+        {"ref", " stroke=\"#888\" stroke-dasharray=\"3 3\""},
+        {"s", " fill=\"none\" stroke-width=\"1.4\" stroke-opacity=\".85\" "
+              "stroke-linejoin=\"round\""},
+        {"faint", " fill=\"none\" stroke-width=\"1\" stroke-opacity=\".35\" "
+                  "stroke-linejoin=\"round\""},
+    };
+    if (!c->standalone) return "";
+    for (size_t i = 0; i < sizeof looks / sizeof looks[0]; i++)
+        if (!strcmp(looks[i].cls, cls)) return looks[i].attrs;
+    return "";
+}
+
 static double axis_frac(double v, Range r, int log_scale) {
     if (log_scale) return (log10(v) - log10(r.lo)) / (log10(r.hi) - log10(r.lo));
     return (v - r.lo) / (r.hi - r.lo);
@@ -134,8 +161,9 @@ static void series_svg(Buf *b, const Chart *c, const Series *s) {
     size_t *keep = xmalloc((m + 1) * sizeof(size_t));
     size_t k = series_reduce(py, m, SVGPLOT_MAX_POINTS, keep);
     if (k > 0) {
-        buf_printf(b, "<polyline class=\"s%s\" data-n=\"%zu\" stroke=\"%s\"%s data-name=\"",
-                   s->style & SERIES_FAINT ? " faint" : "", m, s->colour,
+        buf_printf(b, "<polyline class=\"s%s\"%s data-n=\"%zu\" stroke=\"%s\"%s data-name=\"",
+                   s->style & SERIES_FAINT ? " faint" : "",
+                   look(c, s->style & SERIES_FAINT ? "faint" : "s"), m, s->colour,
                    s->style & SERIES_DASH ? " stroke-dasharray=\"5 3\"" : "");
         buf_html(b, s->name);
         buf_puts(b, "\" points=\"");
@@ -155,11 +183,50 @@ static void series_svg(Buf *b, const Chart *c, const Series *s) {
     free(py);
 }
 
+#define LANE 7 /* height of a minor marker's lane at the foot of the plot */
+
+/* The chart's markers at steps in its x range: major ones dashed across the
+ * plot with their label at the top (left of the line near the right edge),
+ * minor ones as ticks in lanes up from the foot. */
+static void markers_svg(Buf *b, const Chart *c) {
+    double pw = c->w - M_LEFT - M_RIGHT, ph = c->h - M_TOP - M_BOTTOM;
+    int lane = 0;
+    for (int i = 0; i < c->nmarks; i++) {
+        const Marker *m = &c->marks[i];
+        double f = axis_frac(m->x, c->x, 0);
+        if (!(f >= 0 && f <= 1)) continue;
+        double x = M_LEFT + pw * f;
+        buf_puts(b, "<g class=\"mark\" data-event=\"");
+        buf_html(b, m->event ? m->event : "");
+        buf_printf(b, "\" data-step=\"%.15g\">", m->x);
+        if (m->major) {
+            int right = f > 0.75;
+            buf_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%.1f\" stroke=\"%s\" "
+                          "stroke-width=\"1.2\" stroke-dasharray=\"6 3\"/><text x=\"%.1f\" "
+                          "y=\"%d\" text-anchor=\"%s\" style=\"fill:%s;font-weight:600\">",
+                       x, x, M_TOP, M_TOP + ph, m->colour, right ? x - 4 : x + 4, M_TOP + 11,
+                       right ? "end" : "start", m->colour);
+            buf_html(b, m->label);
+            buf_puts(b, "</text>");
+        } else {
+            /* on a white halo, to stand out from the lines near the foot */
+            double y0 = M_TOP + ph - LANE * lane++;
+            for (int k = 0; k < 2; k++)
+                buf_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                              "stroke-width=\"%s\"/>",
+                           x, x, y0 - LANE + 1, y0, k ? m->colour : "#fff", k ? "2.5" : "5");
+        }
+        buf_puts(b, "<title>");
+        buf_html(b, m->label);
+        buf_puts(b, "</title></g>\n");
+    }
+}
+
 void chart_svg(Buf *b, const Chart *c, const Series *s, int ns) {
     double pw = c->w - M_LEFT - M_RIGHT, ph = c->h - M_TOP - M_BOTTOM;
-    buf_printf(b, "<svg class=\"chart\" id=\"%s\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\">"
-                  "<text class=\"title\" x=\"%d\" y=\"13\">",
-               c->id, c->w, c->h, c->w, c->h, M_LEFT);
+    buf_printf(b, "<svg class=\"chart\" id=\"%s\" width=\"%d\" height=\"%d\" "
+                  "viewBox=\"0 0 %d %d\"%s><text class=\"title\"%s x=\"%d\" y=\"13\">",
+               c->id, c->w, c->h, c->w, c->h, look(c, "svg"), look(c, "title"), M_LEFT);
     buf_html(b, c->title);
     buf_puts(b, "</text>\n");
     double t[12];
@@ -169,30 +236,33 @@ void chart_svg(Buf *b, const Chart *c, const Series *s, int ns) {
     for (int i = 0; i < nt; i++) {
         double y = M_TOP + ph * (1 - axis_frac(t[i], c->y, c->log_y));
         tick_label(label, sizeof label, t[i], step);
-        buf_printf(b, "<line class=\"grid\" x1=\"%d\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
-                      "<text class=\"ty\" x=\"%d\" y=\"%.1f\">%s</text>\n",
-                   M_LEFT, M_LEFT + pw, y, y, M_LEFT - 4, y + 3, label);
+        buf_printf(b, "<line class=\"grid\"%s x1=\"%d\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
+                      "<text class=\"ty\"%s x=\"%d\" y=\"%.1f\">%s</text>\n",
+                   look(c, "grid"), M_LEFT, M_LEFT + pw, y, y, look(c, "ty"), M_LEFT - 4, y + 3,
+                   label);
     }
     nt = ticks_linear(c->x, t, 6);
     step = nt > 1 ? t[1] - t[0] : 0;
     for (int i = 0; i < nt; i++) {
         double x = M_LEFT + pw * axis_frac(t[i], c->x, 0);
         tick_label(label, sizeof label, t[i], step);
-        buf_printf(b, "<line class=\"tick\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
-                      "<text class=\"tx\" x=\"%.1f\" y=\"%.1f\">%s</text>\n",
-                   x, x, M_TOP + ph, M_TOP + ph + 3, x, M_TOP + ph + 13, label);
+        buf_printf(b, "<line class=\"tick\"%s x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
+                      "<text class=\"tx\"%s x=\"%.1f\" y=\"%.1f\">%s</text>\n",
+                   look(c, "tick"), x, x, M_TOP + ph, M_TOP + ph + 3, look(c, "tx"), x,
+                   M_TOP + ph + 13, label);
     }
-    buf_printf(b, "<rect class=\"frame\" x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\"/>\n",
-               M_LEFT, M_TOP, pw, ph);
+    buf_printf(b, "<rect class=\"frame\"%s x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\"/>\n",
+               look(c, "frame"), M_LEFT, M_TOP, pw, ph);
     if (isfinite(c->ref) && (!c->log_y || c->ref > 0) && c->ref >= c->y.lo && c->ref <= c->y.hi) {
         double y = M_TOP + ph * (1 - axis_frac(c->ref, c->y, c->log_y));
-        buf_printf(b, "<line class=\"ref\" x1=\"%d\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n", M_LEFT,
-                   M_LEFT + pw, y, y);
+        buf_printf(b, "<line class=\"ref\"%s x1=\"%d\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n",
+                   look(c, "ref"), M_LEFT, M_LEFT + pw, y, y);
     }
     for (int i = 0; i < ns; i++) series_svg(b, c, &s[i]);
-    buf_printf(b, "<text class=\"xl\" x=\"%.1f\" y=\"%d\">step</text>"
-                  "<text class=\"yl\" transform=\"translate(11 %.1f) rotate(-90)\">",
-               M_LEFT + pw / 2, c->h - 3, M_TOP + ph / 2);
+    markers_svg(b, c);
+    buf_printf(b, "<text class=\"xl\"%s x=\"%.1f\" y=\"%d\">step</text>"
+                  "<text class=\"yl\"%s transform=\"translate(11 %.1f) rotate(-90)\">",
+               look(c, "tx"), M_LEFT + pw / 2, c->h - 3, look(c, "tx"), M_TOP + ph / 2);
     buf_html(b, c->ylabel);
     buf_puts(b, "</text></svg>\n");
 }
@@ -208,4 +278,20 @@ void legend_html(Buf *b, const Series *s, int ns) {
         buf_puts(b, "</span>");
     }
     buf_puts(b, "</p>\n");
+}
+
+int legend_svg(Buf *b, const Series *s, int ns, int x, int y, int w, int cols) {
+    const int row_h = 18;
+    int rows = (ns + cols - 1) / cols;
+    for (int i = 0; i < ns; i++) {
+        double ex = x + (double)w / cols * (i % cols), ey = y + row_h * (i / cols) + row_h / 2.0;
+        buf_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                      "stroke-width=\"2\"%s%s/><text x=\"%.1f\" y=\"%.1f\" fill=\"#222\">",
+                   ex, ex + 22, ey, ey, s[i].colour,
+                   s[i].style & SERIES_DASH ? " stroke-dasharray=\"5 3\"" : "",
+                   s[i].style & SERIES_FAINT ? " stroke-opacity=\".4\"" : "", ex + 28, ey + 4);
+        buf_html(b, s[i].name);
+        buf_puts(b, "</text>\n");
+    }
+    return rows * row_h;
 }

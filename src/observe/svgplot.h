@@ -46,17 +46,39 @@ void range_add_series(Range *r, const Series *s, int log_y);
  * space); a single value gets a range around it, no data a default. */
 Range range_finish(Range r, int log_y);
 
+/* A step marked on a chart: a major marker is a dashed line across the plot
+ * with its label at the top; a minor one a short tick in its colour at the
+ * foot, each minor marker of a chart in a lane of its own so that markers at
+ * one step stay apart. event names it in the markup (data-event). */
+typedef struct {
+    double x;
+    const char *colour, *event;
+    char label[64];
+    int major;
+} Marker;
+
 typedef struct {
     char id[64];
     const char *title, *ylabel; /* the x axis is always the training step */
     int w, h, log_y;
     double ref;                 /* dashed line at this y, NAN for none */
     Range x, y;                 /* final ranges (shared between small multiples) */
+    const Marker *marks;        /* nmarks markers at steps in the x range */
+    int nmarks;
+    /* Drawn for a file of its own rather than for the page: the look
+     * page.css gives the classes is written on the elements too, so the
+     * chart needs no stylesheet. */
+    int standalone;
 } Chart;
 
 /* The chart with its series as one <svg class="chart">. */
 void chart_svg(Buf *b, const Chart *c, const Series *s, int ns);
 /* One line per series: a stroke sample and the name. */
 void legend_html(Buf *b, const Series *s, int ns);
+/* The same legend as SVG elements of a standalone picture, cols entries to a
+ * row of width w from (x, y); returns the height it took. */
+int legend_svg(Buf *b, const Series *s, int ns, int x, int y, int w, int cols);
+/* The font stack of standalone pictures. */
+#define SVGPLOT_FONT "system-ui, 'DejaVu Sans', Helvetica, Arial, sans-serif"
 
 #endif
