@@ -115,14 +115,14 @@ static void test_hand_built(void) {
 typedef struct {
     const real *mean; /* [V, C] */
     const int *tokens;
-    int B, T;
+    int C;
 } OwnMean;
 
-static void own_mean_hook(void *ctx, const Model *m, int l, real *q, real *k) {
+static void own_mean_hook(void *ctx, int l, real *q, real *k, int B, int T) {
     (void)l, (void)k;
     const OwnMean *o = ctx;
-    int C = m->shape.C;
-    for (int i = 0; i < o->B * o->T; i++)
+    int C = o->C;
+    for (int i = 0; i < B * T; i++)
         memcpy(q + (size_t)i * C, o->mean + (size_t)o->tokens[i] * C, (size_t)C * sizeof(real));
 }
 
@@ -145,16 +145,15 @@ static void test_patch_own_mean(void) {
     real *mean = xcalloc((size_t)V * C, sizeof(real)), *logits = xmalloc((size_t)B * T * V * sizeof(real));
     int *count = xcalloc((size_t)V, sizeof(int));
     for (int i = 0; i < B * T; i++) {
-        for (int a = 0; a < C; a++) mean[(size_t)in[i] * C + a] += m.acts.q[(size_t)i * C + a];
+        for (int a = 0; a < C; a++) mean[(size_t)in[i] * C + a] += model_q(&m, 0)[(size_t)i * C + a];
         count[in[i]]++;
     }
     for (int v = 0; v < V; v++)
         for (int a = 0; count[v] && a < C; a++) mean[(size_t)v * C + a] /= count[v];
     memcpy(logits, m.acts.logits, (size_t)B * T * V * sizeof(real));
-    OwnMean o = {mean, in, B, T};
-    m.qk_hook = own_mean_hook;
-    m.qk_hook_ctx = &o;
-    model_forward(&m, in, tg, B, T);
+    OwnMean o = {mean, in, C};
+    const ForwardHooks hooks = {.edit_qk = own_mean_hook, .ctx = &o};
+    model_forward_hooked(&m, in, tg, B, T, &hooks);
     double worst = 0;
     for (size_t i = 0; i < (size_t)B * T * V; i++) worst = fmax(worst, fabs(m.acts.logits[i] - logits[i]));
     EXPECT(worst < 1e-5, "patching each query with its own key's mean query moved a logit by %g", worst);
@@ -162,7 +161,7 @@ static void test_patch_own_mean(void) {
     int *shifted = xmalloc((size_t)B * T * sizeof(int));
     for (int i = 0; i < B * T; i++) shifted[i] = (in[i] + 1) % V;
     o.tokens = shifted;
-    model_forward(&m, in, tg, B, T);
+    model_forward_hooked(&m, in, tg, B, T, &hooks);
     double moved = 0;
     for (size_t i = 0; i < (size_t)B * T * V; i++) moved = fmax(moved, fabs(m.acts.logits[i] - logits[i]));
     EXPECT(moved > 1e-2, "another token's mean query moved the logits only by %g", moved);
@@ -172,7 +171,75 @@ static void test_patch_own_mean(void) {
     corpus_free(&c);
 }
 
+/* The forward's hook points against the changes they stand for: swap_qk
+ * against the model with that head's W_Q and W_K exchanged, edit_z zeroing
+ * a head against its W_O columns zeroed (both to the bit), and a kept
+ * pattern against the pattern of a forward that scores every position. */
+typedef struct {
+    int layer, head, hs, C;
+} ZeroHead;
+
+static void zero_head(void *ctx, int l, real *z, int B, int T) {
+    const ZeroHead *o = ctx;
+    if (l != o->layer) return;
+    for (int i = 0; i < B * T; i++) memset(z + (size_t)i * o->C + o->head * o->hs, 0, o->hs * sizeof(real));
+}
+
+static void test_hooks(void) {
+    ModelShape s = {.V = 11, .L = 2, .NH = 2, .C = 16, .maxT = 9, .tie_embeddings = 1};
+    enum { B = 3, T = 9 };
+    Model m;
+    model_create(&m, &s, B);
+    Rng r;
+    rng_seed(&r, 5);
+    model_init_params(&m, &r, INIT_TORCH, 0);
+    int in[B * T], tg[B * T], all[B * T];
+    for (int i = 0; i < B * T; i++) {
+        in[i] = (int)rng_below(&r, s.V);
+        all[i] = (int)rng_below(&r, s.V);
+        tg[i] = i % 4 == 3 ? all[i] : TARGET_NONE; /* the last block then runs at rows */
+    }
+    size_t nl = (size_t)B * T * s.V, CC = (size_t)s.C * s.C, hs = (size_t)s.C / s.NH;
+    real *want = xmalloc(nl * sizeof(real)), *att = xmalloc((size_t)B * s.NH * T * T * sizeof(real));
+
+    /* swap_qk on head 1 of layer 1 */
+    unsigned char flags[4] = {0, 0, 0, 1};
+    const ForwardHooks swap = {.swap_qk = flags};
+    model_forward_hooked(&m, in, NULL, B, T, &swap);
+    memcpy(want, m.acts.logits, nl * sizeof(real));
+    real *wq = m.p.wq + CC + hs * s.C, *wk = m.p.wk + CC + hs * s.C;
+    for (size_t i = 0; i < hs * s.C; i++) {
+        real t = wq[i];
+        wq[i] = wk[i], wk[i] = t;
+    }
+    model_forward(&m, in, NULL, B, T);
+    EXPECT(!memcmp(want, m.acts.logits, nl * sizeof(real)), "swap_qk is the exchanged weights");
+    model_forward(&m, in, NULL, B, T); /* and the check can fail: exchanged twice */
+    model_forward_hooked(&m, in, NULL, B, T, &swap);
+    EXPECT(memcmp(want, m.acts.logits, nl * sizeof(real)) != 0, "swap_qk changed nothing");
+
+    /* edit_z zeroing head 0 of layer 0 */
+    ZeroHead zh = {.layer = 0, .head = 0, .hs = (int)hs, .C = s.C};
+    const ForwardHooks zero = {.edit_z = zero_head, .ctx = &zh};
+    model_forward_hooked(&m, in, NULL, B, T, &zero);
+    memcpy(want, m.acts.logits, nl * sizeof(real));
+    for (int i = 0; i < s.C; i++) memset(m.p.wo + (size_t)i * s.C, 0, hs * sizeof(real));
+    model_forward(&m, in, NULL, B, T);
+    EXPECT(!memcmp(want, m.acts.logits, nl * sizeof(real)), "edit_z is the zeroed W_O columns");
+
+    /* keep_pattern: every row of the last layer's weights, with unscored targets */
+    model_forward(&m, in, NULL, B, T);
+    memcpy(att, model_pattern(&m, 1), (size_t)B * s.NH * T * T * sizeof(real));
+    const ForwardHooks keep = {.keep_pattern = 1};
+    model_forward_hooked(&m, in, tg, B, T, &keep);
+    EXPECT(!memcmp(att, model_pattern(&m, 1), (size_t)B * s.NH * T * T * sizeof(real)),
+           "the kept pattern of a forward at rows");
+    free(want), free(att);
+    model_free(&m);
+}
+
 int main(void) {
+    test_hooks();
     test_probe();
     test_patch_own_mean();
     test_hand_built();

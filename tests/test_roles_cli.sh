@@ -2,7 +2,8 @@
 # qkscope roles with the real binaries: on a checkpoint and on its gauge
 # transform (W_Q -> A W_Q, W_K -> A^-T W_K) every figure agrees to 1e-6; the
 # tables, --json and --out files; a tied model's swaps change no accuracy;
-# a corpus checkpoint and bad arguments are refused with exit 2.
+# the circuit of the plain kv model (configs/kv.ini); a corpus checkpoint
+# and bad arguments are refused with exit 2.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 . "$QK_SOURCE/tests/lib.sh"
@@ -57,6 +58,36 @@ python3 - t.json <<'PY' || fail "tied swaps changed the accuracy"
 import json, sys
 r = json.load(open(sys.argv[1]))
 assert all(h["swap_acc"] == r["accuracy"] for h in r["heads"]), r
+PY
+
+# The plain model of configs/kv.ini (seed 1): roles names the circuit. A
+# previous-token head in layer 0 feeds the lookup heads of layer 1, whose
+# score reads the query's token and the key's previous token; exchanging
+# W_Q and W_K in layer 1 breaks the lookup, and so does ablating the
+# previous-token heads.
+"$build/train" "$QK_SOURCE/configs/kv.ini" run.out_dir=runs run.name=plain run.threads=1 \
+    log.heatmap_every=0 log.swap_batches=0 > /dev/null
+"$build/qkscope-roles" runs/plain/ckpt/latest.safetensors --json > plain.json
+"$build/qkscope-roles" runs/plain/ckpt/latest.safetensors > plain.txt
+grep -q "^circuit: lookup head L1 H" plain.txt || fail "no circuit line: $(cat plain.txt)"
+grep -q "every previous-token head mean-ablated at once" plain.txt || fail "no ablation line"
+python3 - plain.json <<'PY' || fail "the plain model's circuit: $(cat plain.txt)"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["accuracy"] >= 0.99, r["accuracy"]
+lk = r["lookup"]
+assert lk["layer"] == 1, lk
+h = next(h for h in r["heads"] if h["layer"] == lk["layer"] and h["head"] == lk["head"])
+assert h["role"] == "lookup"
+t = h["target_attn"]
+assert h["cf_q_cur"] <= t / 4 and h["cf_k_prev"] <= t / 4, h
+assert abs(h["cf_q_prev"] - t) <= 0.05 and abs(h["cf_k_cur"] - t) <= 0.05, h
+prev = [h for h in r["heads"] if h["role"] == "prev-token"]
+assert prev and all(p["layer"] == 0 and p["prev_attn_j"] >= 0.5 for p in prev), prev
+assert all(p["ablate_acc"] is not None for p in r["heads"] if p["layer"] == 0)
+assert r["layer_swap_acc"][1] <= 0.5, r["layer_swap_acc"]
+assert r["layer_patch_q_pred"][1] >= 0.9, r["layer_patch_q_pred"]
+assert r["prev_ablate_acc"] <= 0.5 and r["prev_ablate_target_attn"] <= t / 2, r
 PY
 
 # refusals

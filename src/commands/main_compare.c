@@ -50,7 +50,7 @@ static int side_load(Side *s, const char *path, Error *err) {
     int B = s->m.maxB, T = sh->maxT;
     int *inp = xmalloc((size_t)B * T * sizeof(int)), *tgt = xmalloc((size_t)B * T * sizeof(int));
     s->val_loss = model_eval_windows(&s->m, &s->corpus, 1, c->eval_batches * B, B, inp, tgt, NULL,
-                                     NULL, NULL);
+                                     NULL, NULL, NULL);
     int swap = (c->swap_batches > 0 ? c->swap_batches : 2) * B;
     s->swap_all = qk_eval_heads(&s->m, &s->corpus, swap, B, inp, tgt, s->heads, NULL);
     free(inp);

@@ -198,7 +198,7 @@ int main(int argc, char **argv) {
         windows = (long)c->eval_batches * c->batch_size;
         int *inp = xmalloc((size_t)B * T * sizeof(int)), *tgt = xmalloc((size_t)B * T * sizeof(int));
         s = model_eval_range(&m, &corpus, 1, 0, (int)windows, (int)windows, B, inp, tgt, NULL,
-                             NULL);
+                             NULL, NULL);
         free(inp);
         free(tgt);
     }

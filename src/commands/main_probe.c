@@ -106,12 +106,15 @@ int main(int argc, char **argv) {
         goto done;
     }
 
-    double loss = model_forward(&m, tok, tok + 1, 1, T);
+    const ForwardHooks keep = {.keep_pattern = 1};
+    double loss = model_forward_hooked(&m, tok, tok + 1, 1, T, &keep);
     model_backward(&m);
     qk_norms_create(&q, &m);
     qk_norms_measure_grads(&q, &m);
     att = xmalloc((size_t)s->L * s->NH * T * T * sizeof(float));
-    for (size_t i = 0; i < (size_t)s->L * s->NH * T * T; i++) att[i] = (float)m.acts.att[i];
+    size_t per_layer = (size_t)s->NH * T * T;
+    for (int l = 0; l < s->L; l++)
+        for (size_t i = 0; i < per_layer; i++) att[l * per_layer + i] = (float)model_pattern(&m, l)[i];
     chars = xmalloc((size_t)T * sizeof(uint32_t));
     for (int i = 0; i < T; i++) chars[i] = ck.vocab[tok[i]];
     for (int l = 0; l < s->L; l++) {

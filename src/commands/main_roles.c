@@ -32,7 +32,8 @@ static void usage(FILE *f) {
     X(target_attn) X(prev_attn) X(cf_q_cur) X(cf_q_prev) X(cf_k_cur) X(cf_k_prev)         \
     X(q_cur) X(q_prev) X(k_cur) X(k_prev) X(ctl_q_cur) X(ctl_q_prev) X(ctl_k_cur)         \
     X(ctl_k_prev) X(chance_q_cur) X(chance_q_prev) X(chance_k_cur) X(chance_k_prev)       \
-    X(patch_q_attn) X(patch_q_pred) X(patch_k) X(swap_acc)
+    X(patch_q_attn) X(patch_q_pred) X(patch_k) X(swap_acc) X(prev_attn_j) X(ablate_acc)      \
+    X(ablate_target_attn)
 #define NAME(f) #f,
 #define VALUE(f) h->f,
 static const char *const field_names[] = {FIELDS(NAME)};
@@ -57,7 +58,8 @@ static void print_json(const Roles *r, FILE *f) {
         const RolesHead *h = &r->heads[i];
         double v[N_FIELDS];
         head_values(h, v);
-        fprintf(f, "%s{\"layer\": %d, \"head\": %d", i ? ", " : "", h->layer, h->head);
+        fprintf(f, "%s{\"layer\": %d, \"head\": %d, \"role\": \"%s\"", i ? ", " : "", h->layer,
+                h->head, roles_role_name(h->role));
         for (int k = 0; k < N_FIELDS; k++) {
             fprintf(f, ", \"%s\": ", field_names[k]);
             json_num(f, v[k]);
@@ -74,7 +76,18 @@ static void print_json(const Roles *r, FILE *f) {
         if (l) fputs(", ", f);
         json_num(f, r->layer_patch_q_pred[l]);
     }
-    fputs("], \"composition\": [", f);
+    fputs("], \"layer_swap_acc\": [", f);
+    for (int l = 0; l < r->L; l++) {
+        if (l) fputs(", ", f);
+        json_num(f, r->layer_swap_acc[l]);
+    }
+    fprintf(f, "], \"lookup\": {\"layer\": %d, \"head\": %d}", r->lookup / r->NH,
+            r->lookup % r->NH);
+    fputs(", \"prev_ablate_acc\": ", f);
+    json_num(f, r->prev_ablate_acc);
+    fputs(", \"prev_ablate_target_attn\": ", f);
+    json_num(f, r->prev_ablate_target_attn);
+    fputs(", \"composition\": [", f);
     for (int i = 0; i < r->n_comp; i++) {
         const RolesComp *c = &r->comp[i];
         fprintf(f, "%s{\"layer\": %d, \"from_head\": %d, \"to_head\": %d, \"k_comp\": %.6f, "
@@ -89,12 +102,64 @@ static void cellf(double x) {
     else printf(" %6s", "-");
 }
 
+/* The K-composition of head `from` into head `to` of the next layer (NAN
+ * when `to` is not in the next layer). */
+static double k_comp(const Roles *r, int from, int to) {
+    for (int i = 0; i < r->n_comp; i++) {
+        const RolesComp *c = &r->comp[i];
+        if (c->layer * r->NH + c->to_head == to && (c->layer - 1) * r->NH + c->from_head == from)
+            return c->k_comp;
+    }
+    return NAN;
+}
+
+/* The lookup heads and what feeds them: each head below the first, its
+ * previous-token attention at the target, its K-composition into each
+ * lookup head of the next layer, and the accuracy and lookup attention
+ * without it. */
+static void print_circuit(const Roles *r) {
+    const RolesHead *lk = &r->heads[r->lookup];
+    printf("\ncircuit: lookup head L%d H%d (of the layers above the first, the most attention "
+           "on the target: %.3f)", lk->layer, lk->head, lk->target_attn);
+    printf("; lookup heads (target_attn >= %.2f):", ROLES_LOOKUP_MIN);
+    for (int i = 0; i < r->L * r->NH; i++)
+        if (r->heads[i].role == ROLE_LOOKUP) printf(" L%d H%d", r->heads[i].layer, r->heads[i].head);
+    printf("\n");
+    if (lk->layer == 0) return;
+    printf("each head below: attention from j on j-1 (a previous-token head at >= %.2f);\n"
+           "K-composition into each lookup head of the next layer; with the head's output\n"
+           "mean-ablated (its mean over the records' positions): the accuracy and L%d H%d's\n"
+           "target_attn\n",
+           ROLES_PREV_TOKEN_MIN, lk->layer, lk->head);
+    printf("  L  H  j->j-1 |  K-comp into");
+    for (int i = 0; i < r->L * r->NH; i++)
+        if (r->heads[i].role == ROLE_LOOKUP && r->heads[i].layer == lk->layer)
+            printf("   L%dH%d", r->heads[i].layer, r->heads[i].head);
+    printf(" |    acc target  role\n");
+    for (int i = 0; i < lk->layer * r->NH; i++) {
+        const RolesHead *h = &r->heads[i];
+        printf("%3d%3d", h->layer, h->head);
+        cellf(h->prev_attn_j);
+        printf(" |            ");
+        for (int k = 0; k < r->L * r->NH; k++)
+            if (r->heads[k].role == ROLE_LOOKUP && r->heads[k].layer == lk->layer) cellf(k_comp(r, i, k));
+        printf(" |");
+        cellf(h->ablate_acc), cellf(h->ablate_target_attn);
+        printf("  %s\n", roles_role_name(h->role));
+    }
+    printf("every previous-token head mean-ablated at once: accuracy");
+    cellf(r->prev_ablate_acc);
+    printf(", L%d H%d's target_attn", lk->layer, lk->head);
+    cellf(r->prev_ablate_target_attn);
+    printf("\n");
+}
+
 static void print_tables(const Roles *r) {
     printf("roles: %d records, %d scored query positions, accuracy %.4f\n\n", r->records, r->cases,
            r->accuracy);
     printf("where the head attends from the query position t (target: the lookup's answer "
            "position j)\n");
-    printf("  L  H  target   prev |  j-2    j-1      j    j+1    j+2\n");
+    printf("  L  H  target   prev |  j-2    j-1      j    j+1    j+2 | from j: j-1  role\n");
     for (int i = 0; i < r->L * r->NH; i++) {
         const RolesHead *h = &r->heads[i];
         printf("%3d%3d", h->layer, h->head);
@@ -102,7 +167,9 @@ static void print_tables(const Roles *r) {
         cellf(h->prev_attn);
         printf(" |");
         for (int o = 0; o < ROLES_OFFSETS; o++) cellf(h->offset_attn[o]);
-        printf("\n");
+        printf(" |       ");
+        cellf(h->prev_attn_j);
+        printf("  %s\n", roles_role_name(h->role));
     }
     printf("\nwhat the score reads: attention on j with one token changed, only this head's\n"
            "query at t or key at j recomputed\n");
@@ -144,7 +211,10 @@ static void print_tables(const Roles *r) {
     printf("every head of a layer patched at once (another key's mean query in each):\n"
            "the prediction becomes that key's answer in");
     for (int l = 0; l < r->L; l++) printf("%s L%d %.3f", l ? "," : "", l, r->layer_patch_q_pred[l]);
+    printf("\nevery head of a layer with W_Q and W_K exchanged: accuracy");
+    for (int l = 0; l < r->L; l++) printf("%s L%d %.3f", l ? "," : "", l, r->layer_swap_acc[l]);
     printf("\n");
+    print_circuit(r);
     if (r->n_comp) {
         printf("\ncomposition (Elhage et al.) of a head of layer l-1 into one of layer l\n");
         printf("  l from  to  K-comp Q-comp V-comp\n");
@@ -161,20 +231,23 @@ static void print_tables(const Roles *r) {
 static int write_picture(const Roles *r, const char *dir, Error *err) {
     static const char *const cols[] = {"target", "cf q(t)", "cf q(t-1)", "cf k(j)", "cf k(j-1)",
                                        "q cur", "q prev", "k cur", "k prev", "ctl k prev",
-                                       "patch_q", "q pred", "patch_k", "swap acc"};
+                                       "patch_q", "q pred", "patch_k", "swap acc", "prev j",
+                                       "abl acc", "abl tgt"};
     enum { NC = sizeof cols / sizeof cols[0] };
     int n = r->L * r->NH;
     float *v = xmalloc((size_t)n * NC * sizeof(float));
-    char (*names)[16] = xmalloc((size_t)n * sizeof *names);
+    char (*names)[24] = xmalloc((size_t)n * sizeof *names);
     const char **labels = xmalloc((size_t)n * sizeof *labels);
     for (int i = 0; i < n; i++) {
         const RolesHead *h = &r->heads[i];
         const double row[NC] = {h->target_attn, h->cf_q_cur, h->cf_q_prev, h->cf_k_cur,
                                 h->cf_k_prev, h->q_cur, h->q_prev, h->k_cur, h->k_prev,
                                 h->ctl_k_prev, h->patch_q_attn, h->patch_q_pred, h->patch_k,
-                                h->swap_acc};
+                                h->swap_acc, h->prev_attn_j, h->ablate_acc,
+                                h->ablate_target_attn};
         for (int k = 0; k < NC; k++) v[(size_t)i * NC + k] = (float)row[k];
-        snprintf(names[i], sizeof names[i], "L%d H%d", h->layer, h->head);
+        snprintf(names[i], sizeof names[i], "L%d H%d %s", h->layer, h->head,
+                 roles_role_name(h->role));
         labels[i] = names[i];
     }
     char path[4096], title[160];

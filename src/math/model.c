@@ -310,11 +310,29 @@ static real *at(real *base, int l, size_t stride) {
     return base ? base + (size_t)l * stride : NULL;
 }
 
+/* Exchanges the flagged heads' slices of q and k [BT, C] (the projections'
+ * outputs: the same numbers as projecting through exchanged weights). */
+static void swap_heads(real *q, real *k, const unsigned char *flags, size_t BT, int C, int NH) {
+    int hs = C / NH;
+    for (int h = 0; h < NH; h++) {
+        if (!flags[h]) continue;
+        for (size_t i = 0; i < BT; i++) {
+            real *a = q + i * C + (size_t)h * hs, *b = k + i * C + (size_t)h * hs;
+            for (int j = 0; j < hs; j++) {
+                real t = a[j];
+                a[j] = b[j];
+                b[j] = t;
+            }
+        }
+    }
+}
+
 /* Blocks `from` .. L-1 and the head over the B x T activations, block
  * from's input (the embeddings, or block from-1's output) in place; then the
  * loss of the scored targets. qk_only: stop once the last block's queries
  * and keys are computed. */
-static real forward_blocks(Model *m, int from, int qk_only, const int *targets, int B, int T) {
+static real forward_blocks(Model *m, int from, int qk_only, const int *targets, int B, int T,
+                           const ForwardHooks *hk) {
     const ModelShape *s = &m->shape;
     int C = s->C, NH = s->NH, V = s->V;
     size_t BT = (size_t)B * T, CC = (size_t)C * C, BTC = BT * C;
@@ -341,20 +359,24 @@ static real forward_blocks(Model *m, int from, int qk_only, const int *targets, 
               matmul_forward(qp, ln1, p->wq + l * CC, at(p->bq, l, C), NULL, BT, C, C, &ks->gemm));
         TIMED(OP_MATMUL,
               matmul_forward(kp, ln1, p->wk + l * CC, at(p->bk, l, C), NULL, BT, C, C, &ks->gemm));
+        if (hk && hk->swap_qk) swap_heads(qp, kp, hk->swap_qk + (size_t)l * NH, BT, C, NH);
         if (raw)
             TIMED(OP_ATTENTION, smear_forward(s->smear == SMEAR_KEY ? k : q, raw,
                                               p->smear + l * NH, B, T, C, NH));
-        if (m->qk_hook) m->qk_hook(m->qk_hook_ctx, m, l, q, k);
+        if (hk && hk->edit_qk) hk->edit_qk(hk->ctx, l, q, k, B, T);
+        m->pattern_layers = l; /* this layer's weights are about to change */
         if (qk_only && l == s->L - 1) return 0;
         TIMED(OP_MATMUL,
               matmul_forward(v, ln1, p->wv + l * CC, at(p->bv, l, C), NULL, BT, C, C, &ks->gemm));
-        m->att_at_rows = Rl < BT && !m->keep_attention;
+        m->att_at_rows = Rl < BT && !(hk && (hk->keep_pattern || hk->edit_z));
         if (m->att_at_rows)
             TIMED(OP_ATTENTION, attention_forward_rows(atty, att, q, k, v, m->rows, (int)Rl, B, T,
                                                        C, NH, &ks->attention));
         else
             TIMED(OP_ATTENTION,
                   attention_forward(atty, att, q, k, v, B, T, C, NH, &ks->attention));
+        if (!m->att_at_rows) m->pattern_layers = l + 1;
+        if (hk && hk->edit_z) hk->edit_z(hk->ctx, l, atty, B, T);
         const real *skip = resid; /* the residual the W_O product starts from */
         if (Rl < BT) { /* attention output and residual of the scored rows */
             if (!m->att_at_rows) TIMED(OP_OTHER, rows_gather(atty, atty, m->rows, Rl, C));
@@ -418,23 +440,55 @@ static void forward_embed(Model *m, const int *inputs, const int *targets, int B
     /* no target scored: the whole forward, as without targets */
     m->n_rows = n > 0 ? n : BT;
     m->att_at_rows = 0;
+    m->pattern_layers = 0;
     TIMED(OP_OTHER, encoder_forward(m->acts.encoded, inputs, m->p.wte, m->p.wpe, B, T, s->C));
 }
 
-real model_forward(Model *m, const int *inputs, const int *targets, int B, int T) {
+real model_forward_hooked(Model *m, const int *inputs, const int *targets, int B, int T,
+                          const ForwardHooks *hooks) {
     forward_embed(m, inputs, targets, B, T);
-    return forward_blocks(m, 0, 0, targets, B, T);
+    return forward_blocks(m, 0, 0, targets, B, T, hooks);
+}
+
+real model_forward(Model *m, const int *inputs, const int *targets, int B, int T) {
+    return model_forward_hooked(m, inputs, targets, B, T, NULL);
 }
 
 void model_forward_qk(Model *m, const int *inputs, int B, int T) {
     forward_embed(m, inputs, NULL, B, T);
-    forward_blocks(m, 0, 1, NULL, B, T);
+    forward_blocks(m, 0, 1, NULL, B, T, NULL);
 }
 
-real model_forward_from(Model *m, int layer) {
+real model_forward_from(Model *m, int layer, const ForwardHooks *hooks) {
     CHECK(m->B > 0 && layer >= 0 && layer < m->shape.L,
           "model_forward_from: layer %d of %d, after a forward", layer, m->shape.L);
-    return forward_blocks(m, layer, 0, m->targets, m->B, m->T);
+    return forward_blocks(m, layer, 0, m->targets, m->B, m->T, hooks);
+}
+
+/* Layer l's slice of a [L, B, T, C] activation of the last forward. */
+static const real *layer_rows(const Model *m, const real *base, int l, const char *what) {
+    CHECK(m->B > 0 && l >= 0 && l < m->shape.L, "%s: layer %d of %d, after a forward", what, l,
+          m->shape.L);
+    return base + (size_t)l * m->B * m->T * m->shape.C;
+}
+
+const real *model_pattern(const Model *m, int l) {
+    CHECK(l < m->pattern_layers,
+          "model_pattern: layer %d's weights were not kept (keep_pattern, or a whole forward)", l);
+    return m->acts.att + (size_t)l * m->B * m->shape.NH * m->T * m->T;
+}
+
+const real *model_q(const Model *m, int l) { return layer_rows(m, m->acts.q, l, "model_q"); }
+const real *model_k(const Model *m, int l) { return layer_rows(m, m->acts.k, l, "model_k"); }
+const real *model_head_input(const Model *m, int l) {
+    return layer_rows(m, m->acts.ln1, l, "model_head_input");
+}
+
+const real *model_z(const Model *m, int l) {
+    /* the last block gathers its scored rows' z after the edit */
+    CHECK(l < m->pattern_layers && (l < m->shape.L - 1 || m->n_rows == (size_t)m->B * m->T),
+          "model_z: layer %d's rows were not all kept", l);
+    return layer_rows(m, m->acts.atty, l, "model_z");
 }
 
 /* x[0..n) = 0 by all threads: megabytes of gradients zeroed by one thread
@@ -620,7 +674,8 @@ void model_eval_add(EvalSums *s, const Model *m, int per_target) {
 }
 
 EvalSums model_eval_range(Model *m, const Corpus *c, int val, int first, int n, int count, int B,
-                          int *inputs, int *targets, ChunkHook each, void *ctx) {
+                          int *inputs, int *targets, const ForwardHooks *hooks, ChunkHook each,
+                          void *ctx) {
     int T = m->shape.maxT;
     EvalSums s = {0};
     for (int i = first; i < first + n; i += B) {
@@ -629,7 +684,8 @@ EvalSums model_eval_range(Model *m, const Corpus *c, int val, int first, int n, 
             batch_eval_window(c, val, i + b, count, T, inputs + (size_t)b * T,
                               targets + (size_t)b * T);
         /* the hook's statistics see every position */
-        model_forward(m, inputs, targets, nb, each ? T : batch_trim(inputs, targets, nb, T));
+        model_forward_hooked(m, inputs, targets, nb, each ? T : batch_trim(inputs, targets, nb, T),
+                             hooks);
         model_eval_add(&s, m, c->task.kind != TASK_NONE);
         if (each) each(ctx, m, nb);
     }
@@ -637,8 +693,10 @@ EvalSums model_eval_range(Model *m, const Corpus *c, int val, int first, int n, 
 }
 
 double model_eval_windows(Model *m, const Corpus *c, int val, int count, int B, int *inputs,
-                          int *targets, ChunkHook each, void *ctx, double *acc) {
-    EvalSums s = model_eval_range(m, c, val, 0, count, count, B, inputs, targets, each, ctx);
+                          int *targets, const ForwardHooks *hooks, ChunkHook each, void *ctx,
+                          double *acc) {
+    EvalSums s =
+        model_eval_range(m, c, val, 0, count, count, B, inputs, targets, hooks, each, ctx);
     if (acc) *acc = s.scored > 0 ? s.correct / s.scored : 0;
     return s.loss / s.weight;
 }

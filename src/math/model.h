@@ -129,11 +129,29 @@ typedef struct {
  * span's allreduce can run while lower layers are still being computed. */
 typedef void (*GradReadyHook)(void *ctx, real *span, size_t n);
 
-/* Called by the forward in each layer after the queries and keys (smeared
- * ones included) are computed and before the scores read them: an analysis
- * may change them (activation patching). q, k are layer l's [B, T, C]. */
+/* The hook points of a forward (TransformerLens's hook_pattern, hook_q,
+ * hook_k and hook_z): what one forward keeps for its caller and what it
+ * changes, passed with the call (never set on the model), so an analysis
+ * states what it reads and edits and the training step pays for nothing.
+ * A NULL ForwardHooks is the plain forward. */
 struct Model;
-typedef void (*QkHook)(void *ctx, const struct Model *m, int l, real *q, real *k);
+typedef struct ForwardHooks {
+    /* Keep every query row of every layer's attention weights, for
+     * model_pattern; otherwise the last block of a forward that leaves
+     * targets unscored computes its scored rows' weights only. */
+    int keep_pattern;
+    /* [L * NH] or NULL: the flagged heads read their queries through W_K and
+     * their keys through W_Q (before any smear): the forward of the model
+     * with those heads' W_Q and W_K exchanged, to the bit. */
+    const unsigned char *swap_qk;
+    /* Layer l's queries and keys [B, T, C] (smeared ones included), after
+     * they are computed and before the scores read them. */
+    void (*edit_qk)(void *ctx, int l, real *q, real *k, int B, int T);
+    /* Layer l's head outputs z [B, T, C] (head h in columns h * C / NH ..)
+     * before W_O, over every row (the forward keeps the pattern then). */
+    void (*edit_z)(void *ctx, int l, real *z, int B, int T);
+    void *ctx;
+} ForwardHooks;
 
 /* Op categories of the per-op time breakdown. */
 enum { OP_MATMUL, OP_ATTENTION, OP_LAYERNORM, OP_GELU, OP_CROSSENTROPY, OP_OTHER, N_OPS };
@@ -172,10 +190,9 @@ typedef struct Model {
     size_t n_rows;
     /* The last block's attention then runs at those rows too, and its layer
      * of acts.att holds them as [n_rows, NH, T] (att_at_rows set by the
-     * forward), unless keep_attention is set: an analysis that reads every
-     * row's weights sets it while it runs. */
-    int keep_attention;
+     * forward), unless the call's hooks keep the pattern. */
     int att_at_rows;
+    int pattern_layers;    /* layers 0 .. pattern_layers-1 hold every row's weights */
     real loss;             /* mean loss over the scored targets of the last forward */
     double loss_sum;       /* their sum */
     size_t n_scored;       /* their count */
@@ -190,8 +207,6 @@ typedef struct Model {
     int grad_shards;
     GradReadyHook grad_ready; /* NULL alone */
     void *grad_ready_ctx;
-    QkHook qk_hook;        /* NULL: no patching */
-    void *qk_hook_ctx;
 } Model;
 
 /* The named views of a shape, in checkpoint order, without allocating a model
@@ -234,12 +249,33 @@ void model_init_params(Model *m, Rng *r, InitScheme scheme, int symmetric_qk);
  * model_logits_at: with targets, only the scored positions have them. */
 real model_forward(Model *m, const int *inputs, const int *targets, int B, int T);
 
+/* The same forward with hook points (NULL: none); read what it kept with
+ * the accessors below. */
+real model_forward_hooked(Model *m, const int *inputs, const int *targets, int B, int T,
+                          const ForwardHooks *hooks);
+
+/* What the last forward left, per layer l, laid out for its B x T; each
+ * CHECKs that the forward computed it. The attention weights [B, NH, T, T]
+ * (0 above the diagonal): every layer of a forward without unscored
+ * targets or with hooks keeping the pattern, and the layers below the last
+ * of any full forward. */
+const real *model_pattern(const Model *m, int l);
+/* The queries and keys [B, T, C] as the scores read them (after any smear
+ * and edit), and the heads' input (LayerNorm 1's output) [B, T, C]. */
+const real *model_q(const Model *m, int l);
+const real *model_k(const Model *m, int l);
+const real *model_head_input(const Model *m, int l);
+/* The heads' outputs z [B, T, C] before W_O (after any edit): the layers
+ * model_pattern gives, the last only in a forward that scores every
+ * position (it keeps the scored rows' z alone). */
+const real *model_z(const Model *m, int l);
+
 /* The logits [V] of position pos (b T + t) in the last forward, or NULL for
  * a position it did not compute (unscored, in a forward with targets). */
 const real *model_logits_at(const Model *m, size_t pos);
 
 /* The forward without targets only as far as every layer's queries and keys
- * (acts.q and acts.k; the last block's attention and everything after it
+ * (model_q, model_k; the last block's attention and everything after it
  * are not computed): what an analysis of the scores needs. */
 void model_forward_qk(Model *m, const int *inputs, int B, int T);
 
@@ -247,7 +283,7 @@ void model_forward_qk(Model *m, const int *inputs, int B, int T);
  * targets, reading block layer's input from the activations it left: after
  * a change to the weights of blocks >= layer, the forward of the changed
  * model (blocks below keep their activations). */
-real model_forward_from(Model *m, int layer);
+real model_forward_from(Model *m, int layer, const ForwardHooks *hooks);
 
 /* Gradients of the last forward's mean loss (over grad_count targets),
  * written (not accumulated) into m->grads; each finished span goes to
@@ -283,15 +319,18 @@ void model_eval_add(EvalSums *s, const Model *m, int per_target);
 
 /* Mean loss over `count` fixed windows of one split of c (val = 1:
  * validation; see batch_eval_window), evaluated B windows at a time;
- * inputs/targets are [B, maxT] buffers; `each` (may be NULL) sees every chunk.
+ * inputs/targets are [B, maxT] buffers; each chunk's forward gets hooks
+ * (may be NULL), and then `each` (may be NULL) sees the chunk.
  * acc (may be NULL) receives the accuracy on the scored targets. */
 double model_eval_windows(Model *m, const Corpus *c, int val, int count, int B, int *inputs,
-                          int *targets, ChunkHook each, void *ctx, double *acc);
+                          int *targets, const ForwardHooks *hooks, ChunkHook each, void *ctx,
+                          double *acc);
 
 /* The sums of windows first .. first+n-1 of those `count`: a data-parallel
  * rank's share of model_eval_windows. */
 EvalSums model_eval_range(Model *m, const Corpus *c, int val, int first, int n, int count, int B,
-                          int *inputs, int *targets, ChunkHook each, void *ctx);
+                          int *inputs, int *targets, const ForwardHooks *hooks, ChunkHook each,
+                          void *ctx);
 
 /* Describes the first non-finite element of buf (a parameter-layout buffer:
  * params or grads) into out, e.g. "blocks.1.attn.q.weight[70] = nan (layer 1,

@@ -132,9 +132,11 @@ long qk_csv_read(const char *path, void (*row)(void *ctx, int step, int layer, i
 
 void qk_probe_attention(Model *m, const int *tokens, int T, float *out) {
     const ModelShape *s = &m->shape;
-    model_forward(m, tokens, NULL, 1, T);
-    size_t per_layer = (size_t)s->NH * T * T; /* B = 1: layers are adjacent */
-    for (size_t i = 0; i < (size_t)s->L * per_layer; i++) out[i] = (float)m->acts.att[i];
+    const ForwardHooks keep = {.keep_pattern = 1};
+    model_forward_hooked(m, tokens, NULL, 1, T, &keep);
+    size_t per_layer = (size_t)s->NH * T * T;
+    for (int l = 0; l < s->L; l++)
+        for (size_t i = 0; i < per_layer; i++) out[l * per_layer + i] = (float)model_pattern(m, l)[i];
 }
 
 void qk_watch_create(QkWatch *w, const ModelShape *s, const int *probe,
@@ -591,27 +593,6 @@ void qk_attention_stats(const real *att, int B, int NH, int T, double *entropy,
     }
 }
 
-static void swap_rows(real *a, real *b, size_t n) {
-    if (a == b) return; /* tied: W_K is W_Q */
-    for (size_t i = 0; i < n; i++) {
-        real t = a[i];
-        a[i] = b[i];
-        b[i] = t;
-    }
-}
-
-void qk_swap(Model *m, int layer, int head) {
-    const ModelShape *s = &m->shape;
-    size_t C = s->C, hs = C / s->NH;
-    for (int l = 0; l < s->L; l++)
-        for (int h = 0; h < s->NH; h++) {
-            if (layer >= 0 && (l != layer || h != head)) continue;
-            size_t w = l * C * C + h * hs * C, b = l * C + h * hs;
-            swap_rows(m->p.wq + w, m->p.wk + w, hs * C);
-            if (s->bias) swap_rows(m->p.bq + b, m->p.bk + b, hs);
-        }
-}
-
 const char *const qk_eval_columns[QK_EVAL_NCOLS] = {
     "step", "layer", "head", "symmetry", "directionality", "balance", "overlap_mean",
     "overlap_max", "swap_delta", "entropy", "prev_token"};
@@ -623,6 +604,7 @@ typedef struct {
     int windows;
     int per_target;         /* a task: losses weighted by scored targets */
     EvalSums *swapped;      /* [L * NH + 1] each head swapped, then all of them */
+    unsigned char *swap_flags; /* [L * NH] the heads a swapped forward exchanges */
 } StatsAcc;
 
 /* After a chunk's forward: its attention statistics, then its loss with each
@@ -632,28 +614,29 @@ typedef struct {
 static void stats_chunk(void *ctx, Model *m, int nb) {
     StatsAcc *a = ctx;
     int T = m->T;
-    size_t per_layer = (size_t)nb * a->NH * T * T;
     for (int l = 0; l < a->L; l++) {
-        qk_attention_stats(m->acts.att + l * per_layer, nb, a->NH, T, a->e, a->p);
+        qk_attention_stats(model_pattern(m, l), nb, a->NH, T, a->e, a->p);
         for (int h = 0; h < a->NH; h++) {
             a->entropy[l * a->NH + h] += a->e[h] * nb;
             a->prev[l * a->NH + h] += a->p[h] * nb;
         }
     }
     a->windows += nb;
-    m->keep_attention = 0; /* the swapped forwards give losses alone */
+    /* the swapped forwards give losses alone */
+    size_t LH = (size_t)a->L * a->NH;
+    unsigned char *flags = a->swap_flags;
+    ForwardHooks swap = {.swap_qk = flags};
     for (int l = a->L - 1; l >= 0; l--)
         for (int h = 0; h < a->NH; h++) {
-            qk_swap(m, l, h);
-            model_forward_from(m, l);
+            flags[l * a->NH + h] = 1;
+            model_forward_from(m, l, &swap);
             model_eval_add(&a->swapped[l * a->NH + h], m, a->per_target);
-            qk_swap(m, l, h);
+            flags[l * a->NH + h] = 0;
         }
-    qk_swap(m, -1, -1);
-    model_forward_from(m, 0);
-    model_eval_add(&a->swapped[a->L * a->NH], m, a->per_target);
-    qk_swap(m, -1, -1);
-    m->keep_attention = 1;
+    memset(flags, 1, LH);
+    model_forward_from(m, 0, &swap);
+    model_eval_add(&a->swapped[LH], m, a->per_target);
+    memset(flags, 0, LH);
 }
 
 double qk_eval_heads(Model *m, const Corpus *c, int count, int B, int *inputs, int *targets,
@@ -666,11 +649,11 @@ double qk_eval_heads(Model *m, const Corpus *c, int count, int B, int *inputs, i
     acc.prev = acc.entropy + L * NH;
     acc.e = acc.prev + L * NH;
     acc.p = acc.e + NH;
+    acc.swap_flags = xcalloc((size_t)L * NH, 1);
     /* the statistics read every row of every layer's attention */
-    int keep = m->keep_attention;
-    m->keep_attention = 1;
-    double base = model_eval_windows(m, c, 1, count, B, inputs, targets, stats_chunk, &acc, NULL);
-    m->keep_attention = keep;
+    const ForwardHooks keep = {.keep_pattern = 1};
+    double base =
+        model_eval_windows(m, c, 1, count, B, inputs, targets, &keep, stats_chunk, &acc, NULL);
     double *cosines = xmalloc((size_t)d * sizeof(double));
     double *M = xmalloc((size_t)C * C * sizeof(double));
     for (int l = 0; l < L; l++)
@@ -699,6 +682,7 @@ double qk_eval_heads(Model *m, const Corpus *c, int count, int B, int *inputs, i
     const EvalSums *sw = &acc.swapped[L * NH];
     double all = sw->loss / sw->weight - base;
     free(acc.swapped);
+    free(acc.swap_flags);
     free(cosines);
     free(M);
     free(acc.entropy);

@@ -126,10 +126,6 @@ void qk_principal_cosines(const real *wq, const real *wk, int d, int C, double *
 void qk_attention_stats(const real *att, int B, int NH, int T, double *entropy,
                         double *prev_token);
 
-/* Exchanges W_Q^h and W_K^h (and their biases) of one head, or of every head
- * of every layer when layer < 0. Calling it twice restores the model. */
-void qk_swap(Model *m, int layer, int head);
-
 /* The gauge freedom of the scores: per head, W_Q^h -> A W_Q^h and
  * W_K^h -> A^-T W_K^h (biases likewise) with A = U D, U a random orthogonal
  * d x d matrix and D diagonal with entries in [1/2, 2] (well conditioned);

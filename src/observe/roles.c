@@ -263,7 +263,7 @@ double roles_lda_accuracy(const double *X, const int *y, const unsigned char *tr
     return ntest ? (double)right / ntest : NAN;
 }
 
-/* ---- patching through the forward's hook ---- */
+/* ---- patching through the forward's hook point ---- */
 
 typedef struct {
     int layer, head, t; /* head -1: every head of the layer */
@@ -272,18 +272,19 @@ typedef struct {
 
 typedef struct {
     const RowPatch *rows;
-    int nb, hs;
+    int hs, C;
 } PatchCtx;
 
-static void patch_hook(void *ctx, const Model *m, int l, real *q, real *k) {
+/* edit_qk: row b's query at its t in its layer becomes its patch. */
+static void patch_queries(void *ctx, int l, real *q, real *k, int B, int T) {
     (void)k;
     const PatchCtx *p = ctx;
-    size_t C = (size_t)m->shape.C;
-    for (int b = 0; b < p->nb; b++) {
+    size_t C = (size_t)p->C;
+    for (int b = 0; b < B; b++) {
         const RowPatch *r = &p->rows[b];
         if (r->layer != l) continue;
         size_t h = r->head < 0 ? 0 : (size_t)r->head, n = r->head < 0 ? C : (size_t)p->hs;
-        memcpy(q + ((size_t)b * m->T + r->t) * C + h * p->hs, r->q, n * sizeof(real));
+        memcpy(q + ((size_t)b * T + r->t) * C + h * p->hs, r->q, n * sizeof(real));
     }
 }
 
@@ -306,6 +307,8 @@ typedef struct {
     double *qmean;  /* [L*NH, V, hs] mean query by looked-up token */
     double *kmean;  /* [L*NH, V, hs] mean key at targets by the token before them */
     int *qn, *kn;   /* [V] counts (the same for every head) */
+    double *zmean;  /* [L - 1, C] mean head output over the records' positions */
+    long zn;        /* positions in it */
     real *qk_orig;  /* [2, L, B, T, C] a chunk's original q and k */
     char *spare;    /* what is left of the model's spare scratch */
     size_t spare_bytes;
@@ -340,8 +343,8 @@ static void chunk_rows(const Work *w, int first, int nb, int *inputs, int *targe
 static void keep_qk(Work *w, int nb) {
     size_t per = (size_t)nb * w->T * w->C, stride = (size_t)w->B * w->T * w->C;
     for (int l = 0; l < w->L; l++) {
-        memcpy(w->qk_orig + l * stride, w->m->acts.q + l * per, per * sizeof(real));
-        memcpy(w->qk_orig + (w->L + l) * stride, w->m->acts.k + l * per, per * sizeof(real));
+        memcpy(w->qk_orig + l * stride, model_q(w->m, l), per * sizeof(real));
+        memcpy(w->qk_orig + (w->L + l) * stride, model_k(w->m, l), per * sizeof(real));
     }
 }
 
@@ -361,34 +364,34 @@ static void pass_observe(Work *w, Roles *r, int first, int nb, const int *case_l
                          const int *case_hi, double *acc_right) {
     Model *m = w->m;
     int T = w->T, C = w->C, hs = w->hs;
-    const real *q = m->acts.q, *k = m->acts.k, *ln1 = m->acts.ln1;
-    size_t per = (size_t)nb * T * C;
     for (int b = 0; b < nb; b++)
         for (int ci = case_lo[first + b]; ci < case_hi[first + b]; ci++) {
             const Case *e = &w->cases[ci];
             *acc_right += predicted(m, (size_t)b * T + e->t) ==
                           w->recs[first + b].targets[e->t];
             for (int l = 0; l < w->L; l++) {
-                const real *att = m->acts.att + (size_t)l * nb * w->NH * T * T;
+                const real *att = model_pattern(m, l), *q = model_q(m, l), *k = model_k(m, l);
                 for (int h = 0; h < w->NH; h++) {
                     RolesHead *rh = &r->heads[l * w->NH + h];
                     const real *row = att + (((size_t)b * w->NH + h) * T + e->t) * T;
                     rh->target_attn += row[e->j];
                     rh->prev_attn += row[e->t - 1];
+                    rh->prev_attn_j += att[(((size_t)b * w->NH + h) * T + e->j) * T + e->j - 1];
                     for (int o = 0; o < ROLES_OFFSETS; o++) {
                         int p = e->j + o - ROLES_OFFSETS / 2;
                         rh->offset_attn[o] += p >= 0 && p <= e->t ? row[p] : 0;
                     }
                     double *f = w->feat + (((size_t)ci * w->LH + l * w->NH + h) * N_FEAT) * hs;
-                    const real *qv = q + l * per + ((size_t)b * T + e->t) * C + h * hs;
-                    const real *kv = k + l * per + ((size_t)b * T + e->j) * C + h * hs;
+                    const real *qv = q + ((size_t)b * T + e->t) * C + h * hs;
+                    const real *kv = k + ((size_t)b * T + e->j) * C + h * hs;
                     for (int i = 0; i < hs; i++) {
                         f[F_Q * hs + i] = qv[i];
                         f[F_K * hs + i] = kv[i];
                     }
                     if (h == 0) { /* the control is the layer's, stored with head 0 */
-                        const real *xt = ln1 + l * per + ((size_t)b * T + e->t) * C;
-                        const real *xj = ln1 + l * per + ((size_t)b * T + e->j) * C;
+                        const real *x = model_head_input(m, l);
+                        const real *xt = x + ((size_t)b * T + e->t) * C;
+                        const real *xj = x + ((size_t)b * T + e->j) * C;
                         for (int i = 0; i < hs; i++) {
                             const real *pr = w->proj + ((size_t)l * hs + i) * C;
                             double st = 0, sj = 0;
@@ -405,6 +408,17 @@ static void pass_observe(Work *w, Roles *r, int first, int nb, const int *case_l
             w->qn[e->lookup]++;
             w->kn[e->prev_j]++;
         }
+    /* the heads' mean outputs, which an ablation puts in their place (the
+     * last layer's z is not kept whole, and nothing above reads it) */
+    for (int b = 0; b < nb; b++) {
+        int n = w->recs[first + b].n;
+        for (int l = 0; l + 1 < w->L; l++) {
+            const real *z = model_z(m, l) + (size_t)b * T * C;
+            for (int p = 0; p < n; p++)
+                for (int a = 0; a < C; a++) w->zmean[(size_t)l * C + a] += z[(size_t)p * C + a];
+        }
+        w->zn += n;
+    }
 }
 
 /* The original attention of head lh from t on j of case e (chunk starting at
@@ -459,7 +473,7 @@ static void cf_flush(Work *w, const CfJob *jobs, const CfRun *runs, int n, int n
         memcpy(in, w->recs[runs[x].rec].inputs, (size_t)T * sizeof(int));
         in[runs[x].pos] = jobs[runs[x].job].rep;
     }
-    size_t stride = (size_t)w->B * w->T * C, per = (size_t)nrow * T * C;
+    size_t stride = (size_t)w->B * w->T * C;
     model_forward_qk(m, inputs, nrow, T);
     for (int x = 0, row = -1; x < n; x++) {
         if (x == 0 || !cf_same_row(&runs[x - 1], &runs[x])) row++;
@@ -471,7 +485,7 @@ static void cf_flush(Work *w, const CfJob *jobs, const CfRun *runs, int n, int n
                 const real *qo = head_vec(w->qk_orig, w, l, ob, e->t, h);
                 const real *ko = head_vec(w->qk_orig + w->L * stride, w, l, ob, 0, h);
                 /* the changed row's vector at the position it reads */
-                const real *changed = (qside ? m->acts.q : m->acts.k) + l * per +
+                const real *changed = (qside ? model_q(m, l) : model_k(m, l)) +
                                       ((size_t)row * T + (qside ? e->t : e->j)) * C + h * hs;
                 val[(size_t)runs[x].job * w->LH + (size_t)l * w->NH + h] =
                     attn_weight(qside ? changed : qo, ko, e->t, e->j, qside ? NULL : changed, hs,
@@ -545,12 +559,9 @@ static void patch_flush(Work *w, Roles *r, const RowPatch *rows, const int *who,
                         const int *whohead, int nr, const int *inputs, int *npq) {
     Model *m = w->m;
     int T = w->T;
-    PatchCtx ctx = {.rows = rows, .nb = nr, .hs = w->hs};
-    m->qk_hook = patch_hook;
-    m->qk_hook_ctx = &ctx;
-    model_forward(m, inputs, NULL, nr, T);
-    m->qk_hook = NULL;
-    m->qk_hook_ctx = NULL;
+    PatchCtx ctx = {.rows = rows, .hs = w->hs, .C = w->C};
+    const ForwardHooks hooks = {.keep_pattern = 1, .edit_qk = patch_queries, .ctx = &ctx};
+    model_forward_hooked(m, inputs, NULL, nr, T, &hooks);
     for (int x = 0; x < nr; x++) {
         const Case *e = &w->cases[who[x]];
         int pred = predicted(m, (size_t)x * T + e->t);
@@ -559,7 +570,7 @@ static void patch_flush(Work *w, Roles *r, const RowPatch *rows, const int *who,
             npq[w->LH + (size_t)rows[x].layer]++;
             continue;
         }
-        const real *row = m->acts.att + (size_t)rows[x].layer * nr * w->NH * T * T +
+        const real *row = model_pattern(m, rows[x].layer) +
                           (((size_t)x * w->NH + rows[x].head) * T + e->t) * T;
         int best = 0;
         for (int p = 1; p <= e->t; p++)
@@ -716,17 +727,104 @@ static void composition(Roles *r, const Model *m) {
 
 /* ---- the whole measurement ---- */
 
-/* Accuracy of the model on the records (the scored targets' argmax). */
-static double records_accuracy(Work *w, int *inputs, int *targets) {
-    double right = 0, scored = 0;
+/* Accuracy of the model on the records (the scored targets' argmax), each
+ * forward with hooks (may be NULL); with target_attn, also the mean
+ * attention of head lh from the cases' t on their j (the hooks keep the
+ * pattern). */
+static double records_accuracy(Work *w, int *inputs, int *targets, const ForwardHooks *hooks,
+                               size_t lh, double *target_attn) {
+    double right = 0, scored = 0, attn = 0;
+    int l = (int)(lh / (size_t)w->NH), h = (int)(lh % (size_t)w->NH), T = w->T;
     for (int first = 0; first < w->n_recs; first += w->B) {
         int nb = w->n_recs - first < w->B ? w->n_recs - first : w->B;
         chunk_rows(w, first, nb, inputs, targets);
-        model_forward(w->m, inputs, targets, nb, w->T);
+        model_forward_hooked(w->m, inputs, targets, nb, T, hooks);
         right += (double)model_count_correct(w->m);
         scored += (double)w->m->n_scored;
+        for (int ci = 0; target_attn && ci < w->n_cases; ci++) {
+            const Case *e = &w->cases[ci];
+            if (e->rec < first || e->rec >= first + nb) continue;
+            attn += model_pattern(w->m, l)[(((size_t)(e->rec - first) * w->NH + h) * T + e->t) * T + e->j];
+        }
     }
+    if (target_attn) *target_attn = w->n_cases ? attn / w->n_cases : NAN;
     return scored > 0 ? right / scored : 0;
+}
+
+/* ---- mean ablation through the forward's hook point ---- */
+
+typedef struct {
+    const unsigned char *heads; /* [L * NH] the heads ablated */
+    const double *mean;         /* [L - 1, C] the mean head outputs */
+    int NH, hs, C;
+} Ablation;
+
+/* edit_z: the flagged heads' outputs at every position become their means. */
+static void ablate_heads(void *ctx, int l, real *z, int B, int T) {
+    const Ablation *a = ctx;
+    for (int h = 0; h < a->NH; h++) {
+        if (!a->heads[l * a->NH + h]) continue;
+        size_t off = (size_t)h * a->hs;
+        const double *mean = a->mean + (size_t)l * a->C + off;
+        for (size_t i = 0; i < (size_t)B * T; i++)
+            for (int j = 0; j < a->hs; j++) z[i * a->C + off + j] = (real)mean[j];
+    }
+}
+
+/* The lookup heads, and the previous-token heads below the first. */
+static void label_roles(Roles *r) {
+    int NH = r->NH, from = r->L > 1 ? NH : 0;
+    r->lookup = from;
+    for (int i = from; i < r->L * NH; i++)
+        if (r->heads[i].target_attn > r->heads[r->lookup].target_attn) r->lookup = i;
+    for (int i = 0; i < r->L * NH; i++) {
+        RolesHead *h = &r->heads[i];
+        h->role = i == r->lookup || (i >= from && h->target_attn >= ROLES_LOOKUP_MIN) ? ROLE_LOOKUP
+                  : h->layer < r->lookup / NH && h->prev_attn_j >= ROLES_PREV_TOKEN_MIN
+                      ? ROLE_PREV_TOKEN
+                      : ROLE_OTHER;
+    }
+}
+
+const char *roles_role_name(RolesRole role) {
+    static const char *const names[] = {"", "lookup", "prev-token"};
+    return (unsigned)role <= ROLE_PREV_TOKEN ? names[role] : "?";
+}
+
+/* The interventions on whole heads and layers: each head's W_Q and W_K
+ * exchanged, then each layer's; each head below the lookup head's layer
+ * mean-ablated. */
+static void heads_intervene(Work *w, Roles *r, int *inputs, int *targets) {
+    unsigned char *swap = xcalloc(w->LH, 1);
+    const ForwardHooks swapped = {.swap_qk = swap};
+    for (size_t lh = 0; lh < w->LH; lh++) {
+        swap[lh] = 1;
+        r->heads[lh].swap_acc = records_accuracy(w, inputs, targets, &swapped, 0, NULL);
+        swap[lh] = 0;
+    }
+    for (int l = 0; l < w->L; l++) {
+        memset(swap + (size_t)l * w->NH, 1, (size_t)w->NH);
+        r->layer_swap_acc[l] = records_accuracy(w, inputs, targets, &swapped, 0, NULL);
+        memset(swap + (size_t)l * w->NH, 0, (size_t)w->NH);
+    }
+    for (long i = 0; w->zn && i < (long)(w->L - 1) * w->C; i++) w->zmean[i] /= (double)w->zn;
+    /* swap's flags, cleared, now say which heads are ablated */
+    Ablation a = {.heads = swap, .mean = w->zmean, .NH = w->NH, .hs = w->hs, .C = w->C};
+    const ForwardHooks ablated = {.keep_pattern = 1, .edit_z = ablate_heads, .ctx = &a};
+    size_t below = (size_t)(r->lookup / w->NH) * w->NH, lookup = (size_t)r->lookup;
+    for (size_t lh = 0; lh < below; lh++) {
+        RolesHead *rh = &r->heads[lh];
+        swap[lh] = 1;
+        rh->ablate_acc = records_accuracy(w, inputs, targets, &ablated, lookup,
+                                          &rh->ablate_target_attn);
+        swap[lh] = 0;
+    }
+    int any = 0;
+    for (size_t lh = 0; lh < below; lh++) any |= swap[lh] = r->heads[lh].role == ROLE_PREV_TOKEN;
+    if (any)
+        r->prev_ablate_acc =
+            records_accuracy(w, inputs, targets, &ablated, lookup, &r->prev_ablate_target_attn);
+    free(swap);
 }
 
 /* LDA accuracy of one feature set of every case of head lh against labels. */
@@ -751,8 +849,11 @@ int roles_measure(Roles *r, Model *m, const Corpus *c, int n, uint64_t base, int
               .T = s->maxT, .B = m->maxB, .V = s->V, .LH = (size_t)s->L * s->NH, .n_recs = n};
     r->L = s->L, r->NH = s->NH, r->records = n;
     r->heads = xcalloc(w.LH, sizeof(RolesHead));
-    r->layer_patch_q_pred = xcalloc((size_t)s->L, sizeof(double));
+    r->layer_patch_q_pred = xcalloc((size_t)2 * s->L, sizeof(double));
+    r->layer_swap_acc = r->layer_patch_q_pred + s->L;
     for (int l = 0; !full && l < s->L; l++) r->layer_patch_q_pred[l] = NAN;
+    for (int l = 0; l < s->L; l++) r->layer_swap_acc[l] = NAN;
+    r->prev_ablate_acc = r->prev_ablate_target_attn = NAN;
     for (int l = 0; l < s->L; l++)
         for (int h = 0; h < s->NH; h++) r->heads[l * s->NH + h].layer = l, r->heads[l * s->NH + h].head = h;
     w.recs = xmalloc((size_t)n * sizeof(Record));
@@ -785,18 +886,18 @@ int roles_measure(Roles *r, Model *m, const Corpus *c, int n, uint64_t base, int
     w.kmean = xcalloc(w.LH * w.V * w.hs, sizeof(double));
     w.qn = xcalloc((size_t)w.V, sizeof(int));
     w.kn = xcalloc((size_t)w.V, sizeof(int));
+    w.zmean = xcalloc((size_t)w.L * w.C, sizeof(double));
     int *inputs = xmalloc((size_t)w.B * w.T * sizeof(int)), *targets = xmalloc((size_t)w.B * w.T * sizeof(int));
     double (*cf_sum)[N_CF] = xcalloc(w.LH, sizeof *cf_sum);
     int (*cf_n)[N_CF] = xcalloc(w.LH, sizeof *cf_n);
     double right = 0;
     /* the passes read the attention of the cases' rows in every layer */
-    int keep = m->keep_attention;
-    m->keep_attention = 1;
+    const ForwardHooks keep = {.keep_pattern = 1};
 
     for (int first = 0; first < n; first += w.B) {
         int nb = n - first < w.B ? n - first : w.B;
         chunk_rows(&w, first, nb, inputs, targets);
-        model_forward(m, inputs, targets, nb, w.T);
+        model_forward_hooked(m, inputs, targets, nb, w.T, &keep);
         pass_observe(&w, r, first, nb, case_lo, case_hi, &right);
         keep_qk(&w, nb);
         pass_counterfactual(&w, cf_sum, cf_n, first, nb, case_lo, case_hi, inputs);
@@ -815,7 +916,7 @@ int roles_measure(Roles *r, Model *m, const Corpus *c, int n, uint64_t base, int
     double *X = xmalloc((size_t)(w.n_cases ? w.n_cases : 1) * w.hs * sizeof(double));
     for (size_t lh = 0; lh < w.LH; lh++) {
         RolesHead *rh = &r->heads[lh];
-        rh->target_attn /= nc, rh->prev_attn /= nc;
+        rh->target_attn /= nc, rh->prev_attn /= nc, rh->prev_attn_j /= nc;
         for (int o = 0; o < ROLES_OFFSETS; o++) rh->offset_attn[o] /= nc;
         double *cf[N_CF] = {&rh->cf_q_cur, &rh->cf_q_prev, &rh->cf_k_cur, &rh->cf_k_prev};
         for (int k = 0; k < N_CF; k++) *cf[k] = cf_n[lh][k] ? cf_sum[lh][k] / cf_n[lh][k] : NAN;
@@ -830,7 +931,9 @@ int roles_measure(Roles *r, Model *m, const Corpus *c, int n, uint64_t base, int
         rh->ctl_k_cur = probe(&w, l0, F_CTL_K, cur_j, train, X, &ignore);
         rh->ctl_k_prev = probe(&w, l0, F_CTL_K, prev_j, train, X, &ignore);
         rh->patch_q_attn = rh->patch_q_pred = rh->patch_k = rh->swap_acc = NAN;
+        rh->ablate_acc = rh->ablate_target_attn = NAN;
     }
+    label_roles(r);
     if (full) {
         means_finish(&w);
         /* npq: per head, then per layer for the whole-layer patch */
@@ -849,19 +952,16 @@ int roles_measure(Roles *r, Model *m, const Corpus *c, int n, uint64_t base, int
             rh->patch_q_attn = npq[lh] ? rh->patch_q_attn / npq[lh] : NAN;
             rh->patch_q_pred = npq[lh] ? rh->patch_q_pred / npq[lh] : NAN;
             rh->patch_k = npk[lh] ? rh->patch_k / npk[lh] : NAN;
-            qk_swap(m, rh->layer, rh->head);
-            rh->swap_acc = records_accuracy(&w, inputs, targets);
-            qk_swap(m, rh->layer, rh->head);
         }
+        heads_intervene(&w, r, inputs, targets);
         for (int l = 0; l < w.L; l++)
             r->layer_patch_q_pred[l] = npq[w.LH + l] ? r->layer_patch_q_pred[l] / npq[w.LH + l] : NAN;
         free(npq), free(npk);
     }
-    m->keep_attention = keep;
     if (full) composition(r, m);
     free(train), free(lab), free(X), free(cf_sum), free(cf_n), free(inputs), free(targets);
     free(w.recs), free(rows), free(w.cases), free(case_lo), free(case_hi), free(feat_heap), free(w.proj);
-    free(w.qmean), free(w.kmean), free(w.qn), free(w.kn), free(qk_heap);
+    free(w.qmean), free(w.kmean), free(w.qn), free(w.kn), free(w.zmean), free(qk_heap);
     return 0;
 }
 

@@ -12,11 +12,29 @@
 #include "model.h"
 
 #define ROLES_OFFSETS 5 /* offset_attn: the target - 2 .. the target + 2 */
+/* A head below the lookup head's layer is a previous-token head when at
+ * least half its attention from the target goes to the position before:
+ * the majority of its output there is the previous token's. */
+#define ROLES_PREV_TOKEN_MIN 0.5
+/* A head of the layers above the first is a lookup head, beside the one
+ * with the most attention on the target, when the majority of its
+ * attention from t is on the target. */
+#define ROLES_LOOKUP_MIN 0.5
+
+/* What a head does in the lookup: a lookup head (the one of the layers
+ * above the first with the most attention on the target, layer 0's in a
+ * one-layer model, and any other there with ROLES_LOOKUP_MIN), a
+ * previous-token head below the first lookup head, or neither. */
+typedef enum { ROLE_OTHER = 0, ROLE_LOOKUP, ROLE_PREV_TOKEN } RolesRole;
+const char *roles_role_name(RolesRole r);
 
 typedef struct {
     int layer, head;
     /* attention from the scored query positions t */
     double target_attn, prev_attn, offset_attn[ROLES_OFFSETS];
+    /* attention from the target j on j - 1: a previous-token head at the
+     * positions whose keys the lookup reads */
+    double prev_attn_j;
     /* the attention on the target when one token is changed and only this
      * head's query at t or key at the target is recomputed (NAN: no case) */
     double cf_q_cur, cf_q_prev, cf_k_cur, cf_k_prev;
@@ -29,6 +47,11 @@ typedef struct {
     double chance_q_cur, chance_q_prev, chance_k_cur, chance_k_prev;
     /* interventions (only with full measurements; NAN otherwise) */
     double patch_q_attn, patch_q_pred, patch_k, swap_acc;
+    /* this head's output z replaced by its mean over the records' positions
+     * (heads of layers below the lookup head's; NAN otherwise): the
+     * accuracy, and the lookup head's target_attn */
+    double ablate_acc, ablate_target_attn;
+    RolesRole role;
 } RolesHead;
 
 /* Elhage et al.'s composition of a head of layer l-1 into one of layer l. */
@@ -47,6 +70,13 @@ typedef struct {
      * which the model's prediction becomes the other key's answer [L] (NAN
      * without the interventions) */
     double *layer_patch_q_pred;
+    /* the task accuracy with every head of a layer's W_Q and W_K exchanged
+     * [L] (NAN without the interventions) */
+    double *layer_swap_acc;
+    int lookup;                /* index l * NH + h of the lookup head with the most target_attn */
+    /* every previous-token head mean-ablated at once: the accuracy and the
+     * lookup head's target_attn (NAN: none, or no interventions) */
+    double prev_ablate_acc, prev_ablate_target_attn;
 } Roles;
 
 /* Records base .. base + n - 1 of the roles stream (TASK_STREAM_ROLES) of the

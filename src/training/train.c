@@ -111,8 +111,8 @@ static const char *const base_metric_cols[] = {"step", "lr", "loss", "grad_norm"
 static const char *const eval_cols[] = {"step", "train_loss", "val_loss", "train_acc", "val_acc"};
 static const char *const roles_cols[] = {"step", "layer", "head", "target_attn", "prev_attn",
                                          "cf_q_cur", "cf_q_prev", "cf_k_cur", "cf_k_prev",
-                                         "q_cur", "q_prev", "k_cur", "k_prev"};
-#define N_ROLES_COLS 13
+                                         "q_cur", "q_prev", "k_cur", "k_prev", "prev_attn_j"};
+#define N_ROLES_COLS 14
 #define N_BASE_METRIC_COLS 7
 #define N_EVAL_COLS 5
 
@@ -225,7 +225,8 @@ static int train_roles_eval(Trainer *t, Error *err) {
     for (int i = 0; i < r.L * r.NH; i++) {
         const RolesHead *h = &r.heads[i];
         const double v[] = {h->target_attn, h->prev_attn, h->cf_q_cur, h->cf_q_prev, h->cf_k_cur,
-                            h->cf_k_prev, h->q_cur, h->q_prev, h->k_cur, h->k_prev};
+                            h->cf_k_prev, h->q_cur, h->q_prev, h->k_cur, h->k_prev,
+                            h->prev_attn_j};
         csvlog_int(&t->roleseval, t->step);
         csvlog_int(&t->roleseval, h->layer);
         csvlog_int(&t->roleseval, h->head);
@@ -382,7 +383,7 @@ static int train_eval(Trainer *t, Error *err) {
     EvalSums sums[2];
     for (int val = 0; val < 2; val++)
         sums[val] = model_eval_range(&t->model, &t->corpus, val, first, n, count, B, t->inputs,
-                                     t->targets, NULL, NULL);
+                                     t->targets, NULL, NULL, NULL);
     _Static_assert(sizeof(EvalSums) == 4 * sizeof(double), "EvalSums is four sums");
     dist_sum((double *)sums, 8);
     char what[64];
