@@ -138,7 +138,7 @@ function formationExpect(dir, L, NH) {
     }
     return pick;
   };
-  const prev = best([0], 'prev_attn');
+  const prev = best([0], 'prev_attn_j');
   const look = best(L > 1 ? Array.from({ length: L - 1 }, (_, i) => i + 1) : [0], 'target_attn');
   const P = `L${prev[0]}H${prev[1]}`, K = `L${look[0]}H${look[1]}`;
   const evals = csvObjects(path.join(dir, 'eval.csv'));
@@ -147,14 +147,14 @@ function formationExpect(dir, L, NH) {
   const series = (rows, col) => rows.map((row) => [num(row.step), num(row[col])]);
   const events = [
     ['jump', '', series(evals, 'val_acc')],
-    ['prev_attn', P, series(prevRows, 'prev_attn')],
+    ['prev_attn_j', P, series(prevRows, 'prev_attn_j')],
     ['target_attn', K, series(lookRows, 'target_attn')],
     ['cf_q_cur', K, series(lookRows, 'cf_q_cur')],
     ['cf_k_prev', K, series(lookRows, 'cf_k_prev')],
   ].map(([event, head, points]) => ({ event, head, ...halfway(points) }));
   return {
     dir,
-    names: ['val_acc', `${P} prev_attn`, `${K} target_attn`, `${K} cf_q_cur`, `${K} cf_k_prev`,
+    names: ['val_acc', `${P} prev_attn_j`, `${K} target_attn`, `${K} cf_q_cur`, `${K} cf_k_prev`,
       `${K} gq_norm / its max`, `${K} gk_norm / its max`],
     counts: [evals.length, prevRows.length, lookRows.length, lookRows.length, lookRows.length,
       normRows.length, normRows.length],

@@ -13,6 +13,7 @@
 #endif
 
 #include "check.h"
+#include "csvtable.h"
 #include "optim.h"
 #include "qk.h"
 
@@ -232,6 +233,19 @@ static void test_csv_roundtrip(void) {
                    "uk_ratio\n,0,0,1,1,1,1,1,1,1,1\n",
                    "row 2: step, layer"),
            "an empty step is refused: %s", err.msg);
+    /* a column a later version added reads as NAN from an older file, where
+     * asked, and is refused otherwise */
+    FILE *f = fopen(path, "w");
+    CHECK(f && fputs("step,a\n1,2\n3,4\n", f) >= 0 && fclose(f) == 0, "cannot write %s", path);
+    const char *const cols[] = {"a", "late", "step"};
+    CsvTable t;
+    EXPECT(csvtable_read(&t, path, cols, 3, CSVTABLE_ABSENT_NAN, &err) == 0 && t.rows == 2 &&
+               csvtable_at(&t, 1, 0) == 4 && isnan(csvtable_at(&t, 0, 1)) &&
+               isnan(csvtable_at(&t, 1, 1)) && csvtable_at(&t, 1, 2) == 3,
+           "an absent column as NAN");
+    csvtable_free(&t);
+    EXPECT(csvtable_read(&t, path, cols, 3, 0, &err) == -1 && strstr(err.msg, "no column 'late'"),
+           "an absent column refused: %s", err.msg);
     remove(path);
     qk_norms_free(&q);
     model_free(&m);

@@ -130,7 +130,7 @@ grep -q '>jump: step [0-9]' runs/k/formation.svg || fail "formation.svg without 
 [ "$(head -1 runs/k/formation.csv)" = '"event","step","value_first","value_last","head"' ] ||
     fail "formation.csv header: $(head -1 runs/k/formation.csv)"
 [ "$(tail -n +2 runs/k/formation.csv | cut -d, -f1 | tr '\n' ' ')" = \
-    '"jump" "prev_attn" "target_attn" "cf_q_cur" "cf_k_prev" ' ] ||
+    '"jump" "prev_attn_j" "target_attn" "cf_q_cur" "cf_k_prev" ' ] ||
     fail "formation.csv events: $(cat runs/k/formation.csv)"
 jump=$(awk -F, 'NR > 1 && $1 == "\"jump\"" { print $2 }' runs/k/formation.csv)
 [[ $jump =~ ^[0-9]+$ ]] && ((jump > 0)) || fail "formation.csv: jump step '$jump'"

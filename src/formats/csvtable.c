@@ -19,6 +19,7 @@ typedef struct {
     int col;
     int bad;
     int final;    /* csv_fini is delivering a last row that had no newline */
+    int absent_nan; /* CSVTABLE_ABSENT_NAN */
     double *cur;  /* [ncols] the row being read */
     CsvTable *t;
 } CsvRead;
@@ -63,7 +64,7 @@ static void csvread_row(int c, void *p) {
         for (int k = 0; k < t->ncols && !r->bad; k++) {
             int found = 0;
             for (int i = 0; i < r->col; i++) found |= r->map[i] == k;
-            if (!found) {
+            if (!found && !r->absent_nan) {
                 r->bad = 1;
                 error_set(r->err, "%s: no column '%s' in the header", r->path, r->names[k]);
             }
@@ -96,8 +97,10 @@ int csvtable_read(CsvTable *t, const char *path, const char *const *names, int n
     }
     struct csv_parser p;
     CHECK(csv_init(&p, CSV_STRICT | CSV_APPEND_NULL) == 0, "csv_init failed");
-    CsvRead r = {.path = path, .err = err, .names = names, .t = t};
-    r.cur = xcalloc((size_t)ncols, sizeof(double));
+    CsvRead r = {.path = path, .err = err, .names = names, .t = t,
+                 .absent_nan = (flags & CSVTABLE_ABSENT_NAN) != 0};
+    r.cur = xmalloc((size_t)ncols * sizeof(double));
+    for (int k = 0; k < ncols; k++) r.cur[k] = NAN; /* an absent column's, every row */
     char buf[1 << 16];
     size_t n;
     while (!r.bad && (n = fread(buf, 1, sizeof buf, f)) > 0)

@@ -21,6 +21,9 @@ static inline double csvtable_at(const CsvTable *t, size_t row, int col) {
 /* A missing or empty file is an empty table (a log the run has not written
  * yet) instead of an error. */
 #define CSVTABLE_OPTIONAL 1
+/* A wanted column the header lacks reads as NAN in every row instead of an
+ * error: a column a later version added, read from an older run. */
+#define CSVTABLE_ABSENT_NAN 2
 
 /* Reads the columns names[0..ncols-1] of the CSV file at path. Empty fields
  * are NAN. A last row without its newline is one being written, so it is

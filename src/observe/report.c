@@ -173,7 +173,7 @@ static const char *const heval_cols[QE_N] = {"step",       "layer",     "head", 
 /* roles_eval.csv (task runs) and the panels drawn of it, per layer. */
 enum { RO_TARGET = 3, RO_CF_Q_CUR, RO_CF_K_PREV, RO_K_PREV, RO_PREV, RO_N };
 static const char *const roles_cols[RO_N] = {"step",     "layer",     "head",   "target_attn",
-                                             "cf_q_cur", "cf_k_prev", "k_prev", "prev_attn"};
+                                             "cf_q_cur", "cf_k_prev", "k_prev", "prev_attn_j"};
 static const struct {
     int col;
     const char *key, *title;
@@ -327,15 +327,17 @@ static int run_load(Run *r, const char *dir, const char *page_dir, Error *err) {
         CsvTable *t;
         const char *file;
         const char *const *cols;
-        int n;
-    } logs[] = {{&r->metrics, "metrics.csv", metrics_cols, MT_N},
-                {&r->evals, "eval.csv", eval_cols, EV_N},
-                {&r->norms, "qk.csv", norm_cols, QN_N},
-                {&r->heval, "qk_eval.csv", heval_cols, QE_N},
-                {&r->roles, "roles_eval.csv", roles_cols, RO_N}};
+        int n, flags;
+    } logs[] = {{&r->metrics, "metrics.csv", metrics_cols, MT_N, 0},
+                {&r->evals, "eval.csv", eval_cols, EV_N, 0},
+                {&r->norms, "qk.csv", norm_cols, QN_N, 0},
+                {&r->heval, "qk_eval.csv", heval_cols, QE_N, 0},
+                /* prev_attn_j came later: an older run's page still draws */
+                {&r->roles, "roles_eval.csv", roles_cols, RO_N, CSVTABLE_ABSENT_NAN}};
     for (size_t i = 0; i < sizeof logs / sizeof logs[0] && !rc; i++) {
         path = path_join(dir, logs[i].file);
-        rc = csvtable_read(logs[i].t, path, logs[i].cols, logs[i].n, CSVTABLE_OPTIONAL, err);
+        rc = csvtable_read(logs[i].t, path, logs[i].cols, logs[i].n,
+                           CSVTABLE_OPTIONAL | logs[i].flags, err);
         free(path);
     }
     if (rc) return -1;
@@ -444,7 +446,7 @@ static const struct {
     int style;
 } formation_looks[FS_N] = {
     {"jump", "#222222", SERIES_DOTS},
-    {"prev_attn", "#2ca02c", SERIES_DOTS},
+    {"prev_attn_j", "#2ca02c", SERIES_DOTS},
     {"target_attn", "#d9730d", SERIES_DOTS},
     {"cf_q_cur", "#8e44ad", SERIES_DASH | SERIES_DOTS},
     {"cf_k_prev", "#16a0b5", SERIES_DASH | SERIES_DOTS},
@@ -587,8 +589,9 @@ static void section_formation(Buf *b, const Run *runs, int n, Range steps) {
     for (int r = 0; r < n; r++) any |= runs[r].formed;
     if (!any) return;
     buf_puts(b, "<section id=\"formation\"><h2>Formation</h2><p class=\"note\">On one step axis: "
-                "val_acc (eval.csv); the previous-token head's <code>prev_attn</code> (the head of "
-                "layer 0 with the largest <code>prev_attn</code> at the last eval); the lookup "
+                "val_acc (eval.csv); the previous-token head's <code>prev_attn_j</code>, its attention "
+                "from the lookup's target on the position before (the head of layer 0 with the "
+                "largest <code>prev_attn_j</code> at the last eval); the lookup "
                 "head's <code>target_attn</code>, <code>cf_q_cur</code> and <code>cf_k_prev</code> "
                 "(roles_eval.csv; the head of layers &ge; 1, of layer 0 in a one-layer model, with "
                 "the largest <code>target_attn</code> at the last eval); and the lookup head's W_Q "
@@ -629,7 +632,8 @@ static void formation_svg(Buf *out, const Run *u) {
         "eval value to its last.",
         "Ticks at the foot: the same for each roles series (roles_eval.csv), rising or falling; "
         "formation.csv lists the steps.",
-        "Previous-token head: the layer-0 head with the largest prev_attn at the last eval; lookup "
+        "Previous-token head: the layer-0 head with the largest prev_attn_j (attention from the "
+        "target on the position before) at the last eval; lookup "
         "head: the head of layers \xe2\x89\xa5 1",
         "(layer 0 in a one-layer model) with the largest target_attn there. gq_norm, gk_norm: the "
         "lookup head's W_Q and W_K",
