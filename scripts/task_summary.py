@@ -2,7 +2,10 @@
 """Summarises scripts/task_experiments' runs (standard library only): per
 variant, over seeds, the final val accuracy and loss, the first eval step at
 which val_acc reaches 0.5 (the jump off the plateau) and 0.99 (solved), and
-the wall time of the whole run, as a markdown table with each seed's values.
+the wall time of the whole run, as a markdown table with each seed's values;
+then the lookup head's roles, the circuit of the two-layer runs (from
+qkscope roles), the formation events of each run (formation.csv) and, for
+the symmetric start, the lookup head's symmetry over training (qk_eval.csv).
 
 usage: task_summary.py OUT_DIR [--seeds "1 2 3"]
 """
@@ -14,12 +17,14 @@ import re
 import statistics
 
 VARIANTS = [
-    ("kv", "kv (configs/kv.ini: 2 layers, smear = key)"),
+    ("kv", "kv (configs/kv.ini: plain, init = torch)"),
     ("kv_cross", "kv_cross (configs/kv_cross.ini)"),
-    ("repeat", "repeat (configs/repeat.ini: 2 layers, no smear)"),
-    ("kv_plain", "kv, smear = none, 3000 steps"),
+    ("repeat", "repeat (configs/repeat.ini)"),
+    ("kv_gpt2", "kv, init = gpt2"),
     ("kv_tied", "kv, qk = tied"),
     ("kv_cross_tied", "kv_cross, qk = tied"),
+    ("kv_sym", "kv, qk_init = symmetric"),
+    ("kv_smear", "kv, smear = key (configs/kv_smear.ini)"),
     ("abl_kv_none", "1 layer, kv, smear = none"),
     ("abl_kv_key", "1 layer, kv, smear = key"),
     ("abl_kv_query", "1 layer, kv, smear = query"),
@@ -66,26 +71,28 @@ def cell(values, fmt):
     return ", ".join("never" if v is None else fmt % v for v in values)
 
 
-ROLE_FIELDS = ["target_attn", "prev_attn", "cf_q_cur", "cf_q_prev", "cf_k_cur", "cf_k_prev",
+ROLE_FIELDS = ["target_attn", "prev_attn_j", "cf_q_cur", "cf_q_prev", "cf_k_cur", "cf_k_prev",
                "q_cur", "q_prev", "k_cur", "k_prev", "ctl_q_cur", "ctl_q_prev", "ctl_k_cur",
                "ctl_k_prev", "patch_q_attn", "patch_q_pred", "patch_k", "swap_acc"]
 
 
 def lookup_head(out, name):
-    """The head of a run's roles.json with the most attention on the target."""
+    """The lookup head of a run's roles.json (roles' choice), and the whole."""
     path = os.path.join(out, name + ".roles.json")
     if not os.path.exists(path):
         return None
     with open(path, encoding="utf-8") as f:
         r = json.load(f)
-    return max(r["heads"], key=lambda h: h["target_attn"]), r
+    lk = r["lookup"]
+    return next(h for h in r["heads"] if (h["layer"], h["head"]) == (lk["layer"], lk["head"])), r
 
 
 def roles_tables(out, seeds):
     """Per variant: the lookup head's figures, mean and spread over seeds, and
     where the heads attend; plus the largest K- and Q-composition."""
-    lines = ["", "The lookup head of each run (the head with the most attention on the "
-             "target), mean ± sd over seeds; which head it is per seed in the first column.", ""]
+    lines = ["", "The lookup head of each run (roles' choice: of the layers above the first, "
+             "the head with the most attention on the target), mean ± sd over seeds; which "
+             "head it is per seed in the first column.", ""]
     groups = [ROLE_FIELDS[:6], ROLE_FIELDS[6:14], ROLE_FIELDS[14:]]
     for fields in groups:
         lines += ["| variant | head (L H) | " + " | ".join(fields) + " |",
@@ -113,6 +120,91 @@ def roles_tables(out, seeds):
         cells = [spread([max(c[k] for c in r["composition"]) for _, r in found], "%.3f")
                  for k in ("k_comp", "q_comp", "v_comp")]
         lines.append("| %s | %s |" % (label, " | ".join(cells)))
+    return lines
+
+
+def circuit_table(out, seeds):
+    """Per two-layer variant: the previous-token heads, the ablation of all of
+    them, the whole lookup layer's swap and query patch, and the largest
+    K-composition of a previous-token head into the lookup head."""
+    lines = ["", "The circuit (two-layer runs; qkscope roles): previous-token heads of layer 0 "
+             "per seed; accuracy and the lookup head's target_attn with all of them "
+             "mean-ablated at once; accuracy with every lookup-layer head's W_Q and W_K "
+             "exchanged; the fraction of cases whose prediction follows a patch of every "
+             "lookup-layer query; the largest K-composition of a previous-token head into the "
+             "lookup head (mean ± sd over seeds).", "",
+             "| variant | prev-token heads (L H) | acc, prev ablated | target_attn, prev ablated "
+             "| acc, lookup layer swapped | lookup layer patch_q_pred | K-comp prev -> lookup |",
+             "|---|---|---|---|---|---|---|"]
+    for key, label in VARIANTS:
+        found = [lookup_head(out, "%s_s%s" % (key, s)) for s in seeds]
+        found = [f for f in found if f and len(f[1]["layer_swap_acc"]) > 1]
+        if not found:
+            continue
+        prevs, kcomp = [], []
+        for h, r in found:
+            p = [x for x in r["heads"] if x["role"] == "prev-token"]
+            prevs.append(" ".join("%d %d" % (x["layer"], x["head"]) for x in p) or "none")
+            ks = [c["k_comp"] for c in r["composition"] if c["layer"] == h["layer"]
+                  and c["to_head"] == h["head"]
+                  and any(x["layer"] == c["layer"] - 1 and x["head"] == c["from_head"] for x in p)]
+            kcomp.append(max(ks) if ks else None)
+        cells = [spread([r["prev_ablate_acc"] for _, r in found], "%.3f"),
+                 spread([r["prev_ablate_target_attn"] for _, r in found], "%.3f"),
+                 spread([r["layer_swap_acc"][h["layer"]] for h, r in found], "%.3f"),
+                 spread([r["layer_patch_q_pred"][h["layer"]] for h, r in found], "%.3f"),
+                 spread(kcomp, "%.3f")]
+        lines.append("| %s | %s | %s |" % (label, "; ".join(prevs), " | ".join(cells)))
+    return lines
+
+
+EVENTS = ["jump", "prev_attn_j", "target_attn", "cf_q_cur", "cf_k_prev"]
+
+
+def events_table(out, seeds):
+    """Each run's formation.csv: the halfway step of val_acc (the jump) and of
+    each roles series, per seed."""
+    lines = ["", "Formation (formation.csv of each run, written by the report): the first eval "
+             "at which each series covered half its way from its first to its last value; "
+             "jump is val_acc's. Per seed.", "",
+             "| variant | seed | " + " | ".join(EVENTS) + " |", "|---|---|" + "---|" * len(EVENTS)]
+    for key, label in VARIANTS:
+        for s in seeds:
+            path = os.path.join(out, "%s_s%s" % (key, s), "formation.csv")
+            if not os.path.exists(path):
+                continue
+            with open(path, newline="", encoding="utf-8") as f:
+                ev = {r["event"]: r for r in csv.DictReader(f)}
+            cells = [(ev[e]["step"] or "none") + (" (%s)" % ev[e]["head"] if ev[e]["head"] else "")
+                     if e in ev else "-" for e in EVENTS]
+            lines.append("| %s | %s | %s |" % (label, s, " | ".join(cells)))
+    return lines
+
+
+def symmetry_table(out, seeds, key="kv_sym"):
+    """The symmetric start: the lookup head's symmetry (qk_eval.csv) at the
+    first eval, at the jump, at the end, and the first eval below 0.5."""
+    lines = ["", "Symmetric start (%s): the lookup head's symmetry score over training "
+             "(qk_eval.csv), per seed." % key, "",
+             "| seed | lookup head | at step 0 | at the jump | at the end | first step below 0.5 |",
+             "|---|---|---|---|---|---|"]
+    for s in seeds:
+        name = "%s_s%s" % (key, s)
+        found = lookup_head(out, name)
+        path = os.path.join(out, name, "qk_eval.csv")
+        if not found or not os.path.exists(path):
+            continue
+        h = found[0]
+        with open(path, newline="", encoding="utf-8") as f:
+            sym = [(int(r["step"]), float(r["symmetry"])) for r in csv.DictReader(f)
+                   if (int(r["layer"]), int(r["head"])) == (h["layer"], h["head"])]
+        figs = run_figures(out, name)
+        jump = figs["jump"] if figs else None
+        at_jump = next((v for st, v in sym if jump is not None and st >= jump), None)
+        below = next((st for st, v in sym if v < 0.5), None)
+        lines.append("| %s | %d %d | %.3f | %s | %.3f | %s |" % (
+            s, h["layer"], h["head"], sym[0][1], "-" if at_jump is None else "%.3f" % at_jump,
+            sym[-1][1], "never" if below is None else below))
     return lines
 
 
@@ -156,6 +248,9 @@ def main():
             cell([f["solved"] for f in figs], "%d"), cell(form, "%d"),
             cell([f["wall"] for f in figs], "%.1f")))
     lines += roles_tables(args.out, seeds)
+    lines += circuit_table(args.out, seeds)
+    lines += events_table(args.out, seeds)
+    lines += symmetry_table(args.out, seeds)
     text = ("Seeds %s; val_acc is the last eval's; the steps are the first evals at which "
             "val_acc reached 0.5 and 0.99 (never: not within the run); roles form at: the "
             "first eval at which the best head's attention on the target (roles_eval.csv) "

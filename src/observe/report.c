@@ -641,7 +641,10 @@ static void formation_svg(Buf *out, const Run *u) {
     };
     const Formation *f = &u->form;
     char title[CONFIG_STR + 128];
-    Range steps = {0, u->cfg.steps > 0 ? u->cfg.steps : 1};
+    /* the file shows what happened: up to the last eval (a run that met
+     * stop_at_acc ends before its planned steps) */
+    double last = u->evals.rows ? csvtable_at(&u->evals, u->evals.rows - 1, EV_STEP) : 0;
+    Range steps = {0, last > 0 ? last : 1};
     Chart c = formation_chart(u, 0, steps, 1, title, sizeof title);
     Buf body = {0};
     chart_svg(&body, &c, f->s, FS_N);
