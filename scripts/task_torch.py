@@ -2,21 +2,27 @@
 """The kv and repeat tasks on the PyTorch reference model, to check a
 qkscope result against an independent implementation.
 
-    python3 scripts/task_torch.py [--task kv|repeat] [--steps N] [--layers L]
-                                  [--smear none|key|query] [--init gpt2|torch]
+    python3 scripts/task_torch.py [--task kv|repeat] [--cross] [--steps N]
+                                  [--layers L] [--smear none|key|query]
+                                  [--init gpt2|torch] [--qk untied|tied]
+                                  [--batch B] [--schedule constant|cosine]
                                   [--seed S]
 
 The model is ../shared/peers/torch_peer.py's CharGPT (2 layers, 4 heads, 64
 channels by default, block 32, tied embeddings), trained with the masked loss
-(PyTorch's ignore_index on every target but the answers), AdamW lr 3e-3 ->
-3e-4 cosine with 100 warm-up steps, betas 0.9/0.99, weight decay 0.1 on
-matrices, gradient clip 1, batch 32: configs/kv.ini's recipe. The records
-follow docs/tasks.md with Python's own generator (not qkscope's streams).
---smear adds Olsson et al.'s smeared keys (or queries), one gate per head
-starting at 0, as model.smear does. --init is model.init: gpt2 (the peer's
+(PyTorch's ignore_index on every target but the answers), AdamW lr 3e-3
+after 100 warm-up steps, constant (or --schedule cosine: to 3e-4), betas
+0.9/0.99, weight decay 0.1 on matrices, gradient clip 1, batch 64 (repeat:
+128), PyTorch's initialisation: configs/kv.ini's and configs/repeat.ini's
+recipe. The records follow docs/tasks.md with Python's own generator (not
+qkscope's streams). --smear adds Olsson et al.'s smeared keys (or queries),
+one gate per head starting at 0, as model.smear does; --qk tied computes the
+keys with W_Q, as model.qk=tied; --init is model.init: gpt2 (the peer's
 GPT-2 init) or torch (PyTorch's module defaults). Prints the step, the
-validation loss and accuracy on 256 fixed records every 250 steps. Needs
-Debian's python3-torch; see ../shared/README.md for OpenBLAS.
+validation loss and accuracy on 256 fixed records every --eval-every steps,
+and stops once the accuracy reached --stop-at at two evals in a row (as
+train.stop_at_acc; 0 = never). Needs Debian's python3-torch; see
+../shared/README.md for OpenBLAS.
 """
 import argparse
 import importlib.util
@@ -42,8 +48,9 @@ def load_peer():
     return peer
 
 
-def smear_attention(peer, side):
-    """Replaces the peer's attention by one with smeared keys or queries."""
+def patch_attention(peer, side, tied):
+    """Replaces the peer's attention by one with smeared keys or queries
+    (side: "key" or "query", or "none"), and with keys through W_Q (tied)."""
     base_init = peer.SelfAttention.__init__
 
     def init(self, n_embd, n_head, block_size, bias):
@@ -59,9 +66,11 @@ def smear_attention(peer, side):
         b, t, c = x.shape
         hs = c // self.n_head
         q, k, v = (z.view(b, t, self.n_head, hs).transpose(1, 2) for z in self.qkv(x).split(c, 2))
+        if tied:
+            k = q
         if side == "key":
             k = mix(k, self.smear)
-        else:
+        elif side == "query":
             q = mix(q, self.smear)
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
         scores = scores.masked_fill(~self.causal[:, :, :t, :t], float("-inf"))
@@ -83,11 +92,11 @@ def torch_init(model):
                 m.reset_parameters()
 
 
-def kv_record(rng):
+def kv_record(rng, cross=False):
     n = rng.randint(4, 6)
     keys = rng.sample("abcdefghijkl", n)
     vals = [rng.randrange(10) for _ in keys]
-    s = "".join(k + str(v) for k, v in zip(keys, vals)) + "|"
+    s = "".join((k.upper() if cross else k) + str(v) for k, v in zip(keys, vals)) + "|"
     scored = []
     for _ in range(8):
         i = rng.randrange(n)
@@ -103,11 +112,11 @@ def repeat_record(rng):
     return text + "|" + text, list(range(n + 2, 2 * n + 1))
 
 
-def batch(task, rng, n, stoi):
+def batch(task, rng, n, stoi, cross):
     x = torch.full((n, T), stoi["."], dtype=torch.long)
     y = torch.full((n, T), IGNORE, dtype=torch.long)
     for b in range(n):
-        s, scored = (kv_record if task == "kv" else repeat_record)(rng)
+        s, scored = kv_record(rng, cross) if task == "kv" else repeat_record(rng)
         ids = [stoi[ch] for ch in s]
         x[b, :len(ids) - 1] = torch.tensor(ids[:-1])
         for j in scored:
@@ -121,17 +130,25 @@ def main():
     ap.add_argument("--task", choices=["kv", "repeat"], default="kv")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--cross", action="store_true", help="kv_cross: definitions in uppercase")
     ap.add_argument("--smear", choices=["none", "key", "query"], default="none")
-    ap.add_argument("--init", choices=["gpt2", "torch"], default="gpt2")
+    ap.add_argument("--init", choices=["gpt2", "torch"], default="torch")
+    ap.add_argument("--qk", choices=["untied", "tied"], default="untied")
+    ap.add_argument("--batch", type=int, default=0, help="default: 64 (kv), 128 (repeat)")
+    ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
+    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--stop-at", type=float, default=0.99)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
+    bsz = args.batch or (64 if args.task == "kv" else 128)
     peer = load_peer()
-    if args.smear != "none":
-        smear_attention(peer, args.smear)
+    if args.smear != "none" or args.qk == "tied":
+        patch_attention(peer, args.smear, args.qk == "tied")
     torch.manual_seed(args.seed)
-    vocab = ["."] + [str(d) for d in range(10)] + [chr(97 + i) for i in range(26)] + ["|"]
+    vocab = (["."] + [str(d) for d in range(10)] + [chr(97 + i) for i in range(26)] + ["|"]
+             + [chr(65 + i) for i in range(26)])
     stoi = {ch: i for i, ch in enumerate(vocab)}
-    vx, vy = batch(args.task, random.Random(12345), 256, stoi)
+    vx, vy = batch(args.task, random.Random(12345), 256, stoi, args.cross)
     rng = random.Random(args.seed)
     model = peer.CharGPT(len(vocab), args.layers, 4, 64, T, bias=False, tied=True)
     if args.init == "torch":
@@ -140,14 +157,20 @@ def main():
     rest = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
                              {"params": rest, "weight_decay": 0.0}], lr=3e-3, betas=(0.9, 0.99))
-    lr, min_lr, warm = 3e-3, 3e-4, 100
+    lr, warm = 3e-3, 100
+    min_lr = lr if args.schedule == "constant" else 3e-4
+    above = 0
     for it in range(args.steps + 1):
-        if it % 250 == 0 or it == args.steps:
+        if it % args.eval_every == 0 or it == args.steps:
             with torch.no_grad():
                 logits, loss = model(vx, vy)
                 m = vy != IGNORE
                 acc = (logits.argmax(-1)[m] == vy[m]).float().mean().item()
             print(f"step {it} val loss {loss.item():.4f} val acc {acc:.4f}", flush=True)
+            above = above + 1 if args.stop_at > 0 and acc >= args.stop_at else 0
+            if above == 2:
+                print(f"stopped at step {it}: val acc >= {args.stop_at} at two evals in a row")
+                break
         if it == args.steps:
             break
         r = (it - warm) / max(1, args.steps - warm)
@@ -155,7 +178,7 @@ def main():
             min_lr + 0.5 * (1 + math.cos(math.pi * min(1.0, r))) * (lr - min_lr)
         for g in opt.param_groups:
             g["lr"] = cur
-        x, y = batch(args.task, rng, 32, stoi)
+        x, y = batch(args.task, rng, bsz, stoi, args.cross)
         _, loss = model(x, y)
         opt.zero_grad()
         loss.backward()
