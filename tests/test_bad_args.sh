@@ -97,6 +97,9 @@ qkscope-report runs/a runs/a runs/a | report: unexpected argument 'runs/a' (see 
 qkscope-report runs/a --out | --out: missing value (see qkscope report --help)
 qkscope-report none | none: not a run folder (cannot read none/config.ini)
 qkscope-report not_a_run | not_a_run: not a run folder (cannot read not_a_run/config.ini)
+qkscope-verify | verify: 0 arguments given, expected at least 1 (qkscope verify CKPT...; see qkscope verify --help)
+qkscope-verify @CK --bogus | verify: unexpected argument '--bogus' (see qkscope verify --help)
+qkscope-verify @CK none.st | none.st: cannot open checkpoint: No such file or directory
 qkscope-report runs/a not_a_run | not_a_run: not a run folder (cannot read not_a_run/config.ini)
 qkscope-report runs/a --out not_a_run | not_a_run: cannot write: Is a directory
 qkscope-bench | bench: 0 arguments given, expected at least 1 (qkscope bench CONFIG [--steps N] [--warmup N] [--threads N] [section.key=value ...]; see qkscope bench --help)
@@ -115,7 +118,7 @@ check "a refused override was written as a file" [ ! -e model.init=torch ]
 
 # --help is not an error: usage on stdout, status 0, nothing on stderr.
 for cmd in train qkscope-info qkscope-eval qkscope-sample qkscope-probe qkscope-gauge \
-    qkscope-compare qkscope-report qkscope-bench qkscope-roles; do
+    qkscope-compare qkscope-report qkscope-bench qkscope-roles qkscope-verify; do
     # shellcheck disable=SC2016 # $1 is the inner shell's
     check "$cmd --help" bash -c '"$1" --help > help.txt 2> err.txt && grep -q "^usage: " help.txt &&
         [ ! -s err.txt ]' _ "$build/$cmd"

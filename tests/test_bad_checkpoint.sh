@@ -17,9 +17,14 @@ cp -r runs/a runs/r # resumed with each bad file as its latest checkpoint
 latest=runs/r/ckpt/latest.safetensors
 
 # The corruptions, written by a small safetensors editor; facts.txt gets the
-# numbers the messages quote.
+# numbers the messages quote. An edited header gets its checksums anew
+# (scripts/ckpt.py's pack), so that each case reaches the check it is about;
+# the checksums' own cases follow.
 "$py" - "$good" <<'PY'
-import json, struct, sys
+import json, os, struct, sys
+
+sys.path.insert(0, os.path.join(os.environ["QK_SOURCE"], "scripts"))
+import ckpt
 
 raw = open(sys.argv[1], "rb").read()
 hlen = struct.unpack("<Q", raw[:8])[0]
@@ -38,9 +43,18 @@ def pack(text):
 
 
 def save(name, h=None, d=data, text=None):
+    """Header h with its checksums recomputed, or a header text as is."""
     if text is None:
-        text = json.dumps(h, separators=(",", ":"), ensure_ascii=False)
-    open(name, "wb").write(pack(text) + bytes(d))
+        open(name, "wb").write(ckpt.pack(h, d))
+    else:
+        open(name, "wb").write(pack(text) + bytes(d))
+
+
+def plain_header():
+    """The header without its crc32 entries: a text to edit by hand."""
+    h = header()
+    h["__metadata__"] = {k: v for k, v in h["__metadata__"].items() if not k.startswith("crc32.")}
+    return h
 
 
 def without(name):
@@ -75,7 +89,7 @@ open("cut_half.st", "wb").write(raw[:len(raw) // 2])
 open("len10g.st", "wb").write(struct.pack("<Q", 10 * 10**9) + raw[8:])
 open("len_max.st", "wb").write(b"\xff" * 8 + raw[8:])
 save("not_json.st", text="x" * hlen)
-json_text = json.dumps(header())
+json_text = json.dumps(plain_header())
 save("json_tail.st", text=json_text + " xx")
 save("json_array.st", text="[]")
 h = header()
@@ -99,7 +113,8 @@ save("missing_optim.st", *without("optim.v.wte.weight"))
 h = header()
 h["extra.weight"] = {"dtype": "F32", "shape": [1], "data_offsets": [len(data), len(data) + 4]}
 save("extra.st", h, data + b"\0" * 4)
-save("twice.st", text=raw[8:8 + hlen].replace(b'"wpe.weight"', b'"wte.weight"'))
+plain_text = json.dumps(plain_header(), separators=(",", ":"), ensure_ascii=False)
+save("twice.st", text=plain_text.replace('"wpe.weight"', '"wte.weight"'))
 edit("dtype.st", lambda h: h["wte.weight"].update(dtype="F16"))
 edit("no_dtype.st", lambda h: h["wte.weight"].pop("dtype"))
 edit("shape.st", lambda h: h["wpe.weight"].update(shape=[16, 17]))
@@ -202,6 +217,127 @@ if [ "$(id -u)" -ne 0 ]; then # root reads anything
     refuse "locked.st: cannot open checkpoint: Permission denied" "$build/qkscope-info" locked.st
 fi
 check "a refused init_from created a run folder" [ ! -e runs/init ]
+
+# The checksums. One bit flipped in each tensor in turn (weights and AdamW
+# moments, the high byte of its first value: an exponent bit), in the header
+# (a digit of the config: n_embd = 16 becomes 17), a byte cut or added, and
+# malformed crc32 entries (the header's CRC made right again, so that each is
+# refused for itself). The expected CRCs are Python's zlib.crc32 of the bytes:
+# a second implementation that the C reader's messages must agree with.
+"$py" - "$good" > crc_cases.txt <<'PY'
+import json, os, re, struct, sys, zlib
+
+sys.path.insert(0, os.path.join(os.environ["QK_SOURCE"], "scripts"))
+import ckpt
+
+raw = open(sys.argv[1], "rb").read()
+hlen = struct.unpack("<Q", raw[:8])[0]
+text, data = raw[8:8 + hlen], raw[8 + hlen:]
+h = json.loads(text)
+meta = h["__metadata__"]
+names = [k for k in h if k != "__metadata__"]
+
+
+def case(name, content, msg):
+    open(name, "wb").write(content)
+    print(f"{name}|{msg}")
+
+
+for i, name in enumerate(names):
+    b, e = h[name]["data_offsets"]
+    d = bytearray(data)
+    d[b + 3] ^= 0x10
+    case(f"flip_{name}.st", raw[:8 + hlen] + d,
+         f"checksum mismatch in tensor '{name}': expected crc32 {meta['crc32.' + name]}, "
+         f"found {zlib.crc32(d[b:e]):08x} (the file is corrupt)")
+
+t = bytearray(text)
+t[text.index(b"n_embd = 16") + len("n_embd = 1")] ^= 0x01
+zeroed = bytearray(t)
+at = zeroed.index(b'"crc32.header":"') + len('"crc32.header":"')
+zeroed[at:at + 8] = b"00000000"
+case("flip_header.st", raw[:8] + t + data,
+     f"checksum mismatch in the header: expected crc32 {meta['crc32.header']}, "
+     f"found {zlib.crc32(zeroed):08x} (the file is corrupt)")
+
+last = names[-1]
+case("cut_1.st", raw[:-1], f"tensor '{last}': data_offsets [{h[last]['data_offsets'][0]}, "
+     f"{len(data)}] out of range (the data section has {len(data) - 1} bytes)")
+case("extra_byte.st", raw + b"\0",
+     "1 byte of data after the last tensor (the data section must end with it)")
+
+
+def crc_edit(name, change, msg):
+    g = json.loads(text)
+    change(g["__metadata__"])
+    case(name, ckpt.pack(g, data, "keep"), msg)
+
+
+hexes = "expected 8 lowercase hex digits (a CRC-32)"
+crc_edit("crc_upper.st", lambda m: m.update({"crc32.wte.weight": "ABCDEF01"}),
+         f"metadata 'crc32.wte.weight' is 'ABCDEF01', {hexes}")
+crc_edit("crc_short.st", lambda m: m.update({"crc32.ln_f.bias": "1234567"}),
+         f"metadata 'crc32.ln_f.bias' is '1234567', {hexes}")
+crc_edit("crc_number.st", lambda m: m.update({"crc32.wpe.weight": 12345678}),
+         f"metadata 'crc32.wpe.weight' is not a string, {hexes}")
+crc_edit("crc_header_bad.st", lambda m: m.update({"crc32.header": "zzzzzzzz"}),
+         f"metadata 'crc32.header' is 'zzzzzzzz', {hexes}")
+crc_edit("crc_stray.st", lambda m: m.update({"crc32.nothing.weight": "00000000"}),
+         "metadata 'crc32.nothing.weight' names no tensor of the file")
+crc_edit("crc_missing.st", lambda m: m.pop("crc32.optim.v.wpe.weight"),
+         "tensor 'optim.v.wpe.weight' has no checksum (metadata 'crc32.optim.v.wpe.weight'), "
+         "while the file has others")
+crc_edit("crc_no_header.st", lambda m: m.pop("crc32.header"),
+         "metadata has crc32 entries but no 'crc32.header'")
+entry = re.search(rb'"crc32\.header":"[0-9a-f]{8}"', text).group(0)
+twice = text.replace(entry, entry + b"," + entry)
+case("crc_header_twice.st", struct.pack("<Q", len(twice)) + twice + data,
+     "metadata 'crc32.header' is not written once as \"crc32.header\":\"<8 hex digits>\" in "
+     "the header's text")
+PY
+while IFS='|' read -r file msg; do
+    case $file in
+    flip_*) ;; # below
+    *) bad_checkpoint "$file" "$msg" ;;
+    esac
+done < crc_cases.txt
+# eval for the flip in each tensor; every command that reads a checkpoint
+# for one weight, one moment and the header
+grep -q "^flip_optim.v.ln_f.bias.st|" crc_cases.txt || fail "no case for the last tensor"
+while IFS='|' read -r file msg; do
+    refuse "$file: $msg" "$build/qkscope-eval" "$file"
+done < <(grep '^flip_' crc_cases.txt)
+cp -r runs/a runs/rep # its checkpoint's header, as read by report
+for t in blocks.0.attn.k.weight optim.m.blocks.1.mlp.fc.weight header; do
+    f=flip_$t.st
+    msg=$(grep "^$f|" crc_cases.txt | cut -d'|' -f2-)
+    [ -n "$msg" ] || fail "no case $f"
+    bad_checkpoint "$f" "$msg"
+    refuse "$f: $msg" "$build/qkscope-sample" "$f" --tokens 5
+    refuse "$f: $msg" "$build/qkscope-probe" "$f" --text "line 1" --out probe_out
+    refuse "$f: $msg" "$build/qkscope-gauge" "$f" gauged.st
+    refuse "$f: $msg" "$build/qkscope-compare" "$f" "$good" --out compare_out
+    refuse "$f: $msg" "$build/qkscope-compare" "$good" "$f" --out compare_out
+    refuse "$f: $msg" "$build/qkscope-roles" "$f" --records 4
+    refuse "$f: $msg" "$build/qkscope-verify" "$f"
+done
+rep_ck=runs/rep/ckpt/step_000003.safetensors
+cp flip_header.st "$rep_ck"
+before=$(tree_sum runs/rep)
+refuse "$rep_ck: $(grep '^flip_header.st|' crc_cases.txt | cut -d'|' -f2-)" \
+    "$build/qkscope-report" runs/rep
+check "a refused report changed runs/rep" [ "$(tree_sum runs/rep)" = "$before" ]
+# verify: a line a file, the bad one's on stderr, status 2 for any bad file
+set +e
+"$build/qkscope-verify" "$good" flip_header.st > verify.out 2> verify.err
+rc=$?
+set -e
+check "verify of a good and a corrupt file: status $rc, expected 2" [ "$rc" -eq 2 ]
+check "verify's ok line: $(cat verify.out)" \
+    [ "$(cat verify.out)" = "$good: ok, $(grep -c '^flip_' crc_cases.txt | awk '{ print $1 - 1 }') tensors verified" ]
+check "verify's refusal: $(cat verify.err)" \
+    [ "$(cat verify.err)" = "qkscope: $(grep '^flip_header.st|' crc_cases.txt | sed 's/|/: /')" ]
+check "verify of a good file" "$build/qkscope-verify" "$good"
 
 # Valid checkpoints that do not fit: another shape, another vocabulary.
 "$build/train" a.ini run.name=wide model.n_embd=32 > /dev/null

@@ -1,11 +1,13 @@
 /* Unit tests of src/formats/checkpoint.c: byte-identical round trips for every model
  * variant, the file layout, every kind of malformed file (each refused with
- * the path and the problem), and atomic saving. Files live in a temp folder
+ * the path and the problem), the checksums (a flipped bit anywhere is
+ * refused), and atomic saving. Files live in a temp folder
  * that is removed at the end. */
 #include "checkpoint.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
 #include <signal.h>
@@ -212,8 +214,10 @@ static void test_weights_only(void) {
 
 /* ---- malformed files ---------------------------------------------------- */
 
-/* A valid file's header as JSON and a copy of its data section (with room
- * for a few more bytes), to be edited and written back. */
+/* A valid file's header as JSON, without its crc32 entries, and a copy of
+ * its data section (with room for a few more bytes), to be edited and
+ * written back: the structural checks are those of any file, and an edited
+ * header with its checksums would be refused as a mismatch (test_checksums). */
 #define DATA_SLACK 16
 typedef struct {
     cJSON *header;
@@ -228,6 +232,11 @@ static Parsed parsed_load(const char *path) {
     uint64_t n = 0;
     for (int i = 0; i < 8; i++) n |= (uint64_t)(unsigned char)file[i] << (8 * i);
     p.header = cJSON_ParseWithLength(file + 8, n);
+    cJSON *meta = cJSON_GetObjectItemCaseSensitive(p.header, "__metadata__");
+    for (cJSON *item = meta->child, *next; item; item = next) {
+        next = item->next;
+        if (!strncmp(item->string, "crc32.", 6)) cJSON_Delete(cJSON_DetachItemViaPointer(meta, item));
+    }
     p.data_len = len - 8 - n;
     p.data = xcalloc(p.data_len + DATA_SLACK, 1);
     memcpy(p.data, file + 8 + n, p.data_len);
@@ -491,6 +500,91 @@ static void test_malformed(void) {
     model_free(&fx.m);
 }
 
+/* ---- checksums ---------------------------------------------------------- */
+
+/* With one bit of byte `byte` of the file at path flipped (in place: a
+ * rewritten file would wait on the disk each time), reading it must fail;
+ * phrase, when not NULL, must be in the message. The bit is flipped back. */
+static void expect_flip_refused(const char *path, size_t byte, const char *phrase) {
+    int fd = open(path, O_RDWR);
+    unsigned char was, now;
+    CHECK(fd >= 0 && pread(fd, &was, 1, (off_t)byte) == 1, "cannot read %s", path);
+    now = was ^ (unsigned char)(1u << (byte % 8));
+    CHECK(pwrite(fd, &now, 1, (off_t)byte) == 1, "cannot write %s", path);
+    Checkpoint ck;
+    Error err = {{0}};
+    int rc = checkpoint_read(&ck, path, &err);
+    if (rc == 0) {
+        checkpoint_free(&ck);
+        fprintf(stderr, "a bit flipped in byte %zu: the file loads\n", byte);
+        check_failures++;
+    } else if (phrase && (!strstr(err.msg, phrase) || strchr(err.msg, '\n'))) {
+        fprintf(stderr, "a bit flipped in byte %zu:\n  got:  %s\n  want: ...%s...\n", byte,
+                err.msg, phrase);
+        check_failures++;
+    }
+    CHECK(pwrite(fd, &was, 1, (off_t)byte) == 1 && close(fd) == 0, "cannot write %s", path);
+}
+
+/* A saved file verifies every tensor; one bit flipped in the header or in a
+ * tensor is refused, as a header mismatch (but inside the crc32.header entry
+ * itself, where any refusal will do) or as the mismatch of the tensor whose
+ * bytes hold it; the same file without its crc32 entries loads unverified. */
+static void test_checksums(void) {
+    Fixture fx;
+    fixture_make(&fx, 1, 0, 0);
+    const char *good = at("crc.safetensors"), *bad = at("crc_bad.safetensors");
+    save(good, &fx, 1);
+    int n_tensors = 3 * fx.m.n_views, n_verified = -1, verified = -1;
+    Checkpoint ck;
+    Error err = {{0}};
+    EXPECT(checkpoint_read(&ck, good, &err) == 0, "read: %s", err.msg);
+    EXPECT(ck.n_verified == n_tensors, "verified %d tensors of %d", ck.n_verified, n_tensors);
+    checkpoint_free(&ck);
+    EXPECT(checkpoint_verify(good, &n_verified, &err) == 0 && n_verified == n_tensors,
+           "checkpoint_verify: %d tensors (%s)", n_verified, err.msg);
+    EXPECT(checkpoint_verify_header(good, &verified, &err) == 0 && verified == 1,
+           "checkpoint_verify_header: %d (%s)", verified, err.msg);
+
+    size_t len;
+    char *file = file_read(good, &len);
+    uint64_t n = 0;
+    for (int i = 0; i < 8; i++) n |= (uint64_t)(unsigned char)file[i] << (8 * i);
+    const char *entry = strstr(file + 8, "\"crc32.header\":\"");
+    CHECK(entry, "no crc32.header entry in %s", good);
+    size_t entry_b = (size_t)(entry - file), entry_e = entry_b + strlen("\"crc32.header\":\"") + 9;
+    /* every byte of the header (a bit a byte, in turn), and the first, a
+     * middle and the last byte of every tensor */
+    file_write(bad, file, len);
+    for (size_t i = 8; i < 8 + n; i++)
+        expect_flip_refused(bad, i, i >= entry_b && i < entry_e ? NULL
+                                                               : "checksum mismatch in the header");
+    size_t at_byte = 8 + n;
+    for (int k = 0; k < n_tensors; k++) {
+        const ParamView *v = &fx.m.views[k % fx.m.n_views];
+        char phrase[160];
+        snprintf(phrase, sizeof phrase, "checksum mismatch in tensor '%s%s': expected crc32 ",
+                 k < fx.m.n_views ? "" : k < 2 * fx.m.n_views ? "optim.m." : "optim.v.", v->name);
+        size_t picks[3] = {at_byte, at_byte + 2 * v->numel + 1, at_byte + 4 * v->numel - 1};
+        for (int j = 0; j < 3; j++) expect_flip_refused(bad, picks[j], phrase);
+        at_byte += 4 * v->numel;
+    }
+    EXPECT(at_byte == len, "tensors end at %zu, the file at %zu", at_byte, len);
+    free(file);
+
+    Parsed p = parsed_load(good);
+    parsed_write(bad, &p);
+    parsed_free(&p);
+    EXPECT(checkpoint_read(&ck, bad, &err) == 0, "without checksums: %s", err.msg);
+    EXPECT(ck.n_verified == 0, "a file without checksums verified %d tensors", ck.n_verified);
+    checkpoint_free(&ck);
+    EXPECT(checkpoint_verify(bad, &n_verified, &err) == 0 && n_verified == 0,
+           "checkpoint_verify without checksums: %d (%s)", n_verified, err.msg);
+    EXPECT(checkpoint_verify_header(bad, &verified, &err) == 0 && verified == 0,
+           "checkpoint_verify_header without checksums: %d (%s)", verified, err.msg);
+    model_free(&fx.m);
+}
+
 /* ---- atomic saving ------------------------------------------------------ */
 
 static void test_atomic(void) {
@@ -544,6 +638,7 @@ int main(void) {
         test_round_trip(variant & 1, (variant >> 1) & 1, (variant >> 2) & 1);
     test_weights_only();
     test_malformed();
+    test_checksums();
     test_atomic();
     nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
     CHECK_DONE("test_checkpoint");

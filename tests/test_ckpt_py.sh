@@ -2,7 +2,11 @@
 # The Python tools against the C code, on a tiny run of the real trainer over
 # a corpus written here: scripts/ckpt.py reads the checkpoint the trainer
 # wrote (names, shapes, metadata), and scripts/ref_model.py, an independent
-# float64 numpy model, gives the same loss as qkscope-eval.
+# float64 numpy model, gives the same loss as qkscope-eval. The checksums:
+# ckpt.py (Python's zlib.crc32) verifies what the C writer wrote, writes the
+# file back byte for byte, refuses a flipped bit with the C reader's own
+# message, and writes a file without checksums that qkscope still loads,
+# as unverified.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 . "$QK_SOURCE/tests/lib.sh"
@@ -61,6 +65,53 @@ last = list(csv.DictReader(open(sys.argv[1])))[-1]
 for k in ("train_loss", "val_loss"):
     assert abs(float(s[k]) - float(last[k])) <= 1e-6 * float(last[k]), (k, s[k], last[k])
 ' runs/py/eval.csv || fail "ckpt.py --json"
+
+# ---- checksums, through both implementations
+expect_line "checksums   verified"
+"$py" "$scripts/ckpt.py" "$ck" --write back.st || fail "ckpt.py --write failed"
+cmp -s back.st "$ck" || fail "ckpt.py wrote $ck back with other bytes"
+"$py" "$scripts/ckpt.py" "$ck" --write old.st --without-checksums || fail "ckpt.py --without-checksums"
+[ "$(tensors old.st | sha256sum)" = "$(tensors "$ck" | sha256sum)" ] || fail "old.st: other tensors"
+"$py" "$scripts/ckpt.py" old.st --write new.st || fail "ckpt.py --write of old.st"
+cmp -s new.st "$ck" || fail "checksums computed by ckpt.py differ from the C writer's"
+grep -q '"crc32\.' old.st && fail "old.st has crc32 entries"
+info=$("$build/qkscope-info" "$ck") || fail "info $ck"
+grep -qx "checksums   verified (CRC-32 of the header and of [0-9]* tensors)" <<<"$info" ||
+    fail "info of a checkpoint with checksums: $info"
+info=$("$build/qkscope-info" old.st) || fail "info of a checkpoint without checksums refused it"
+grep -qx "checksums   unverified (the file has none: .*)" <<<"$info" ||
+    fail "info of a checkpoint without checksums: $info"
+[ "$("$build/qkscope-verify" old.st)" = "old.st: unverified (no checksums)" ] ||
+    fail "verify of old.st: $("$build/qkscope-verify" old.st 2>&1)"
+[ "$("$py" "$scripts/ckpt.py" old.st | grep '^checksums')" = "checksums   unverified" ] ||
+    fail "ckpt.py of old.st does not say unverified"
+a=$("$build/qkscope-eval" "$ck" --json) || fail "eval $ck"
+b=$("$build/qkscope-eval" old.st --json) || fail "eval of a checkpoint without checksums"
+[ "$a" = "$b" ] || fail "eval without checksums: $b, with: $a"
+# a bit flipped in each of a weight, a moment and the header: both readers
+# refuse, with the same message
+"$py" - "$ck" <<'PY' || fail "writing the flipped files"
+import json, struct, sys
+raw = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack("<Q", raw[:8])[0]
+h = json.loads(raw[8:8 + n])
+for i, at in enumerate([8 + n + h["blocks.1.attn.q.weight"]["data_offsets"][0] + 9,
+                        8 + n + h["optim.v.lm_head.weight"]["data_offsets"][1] - 1,
+                        8 + raw[8:8 + n].index(b'"step":"') + 2]):
+    raw[at] ^= 0x04
+    open(f"flip{i}.st", "wb").write(raw)
+    raw[at] ^= 0x04
+PY
+for f in flip0.st flip1.st flip2.st; do
+    c_msg=$("$build/qkscope-eval" "$f" 2>&1 >/dev/null) && fail "qkscope-eval loaded $f"
+    p_msg=$("$py" "$scripts/ckpt.py" "$f" 2>&1 >/dev/null) && fail "ckpt.py loaded $f"
+    grep -q "^qkscope: $f: checksum mismatch in " <<<"$c_msg" || fail "eval of $f: $c_msg"
+    [ "${c_msg#qkscope: }" = "${p_msg#ckpt.py: }" ] || fail "the readers disagree on $f:
+  C:      $c_msg
+  Python: $p_msg"
+    "$py" "$scripts/ckpt.py" "$f" --write rewritten.st 2>/dev/null && fail "ckpt.py rewrote corrupt $f"
+done
+[ ! -e rewritten.st ] || fail "a refused --write wrote its output"
 
 # ---- ref_model.py against qkscope-eval on the whole corpus
 ref=$("$py" "$scripts/ref_model.py" "$ck" --data corpus.txt --json) || fail "ref_model.py failed"

@@ -8,7 +8,8 @@ int main(int argc, char **argv) {
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         printf("usage: qkscope info CKPT\n"
                "  Prints a checkpoint's config summary, parameter count, step, vocabulary\n"
-               "  size and the last eval losses it stores.\n");
+               "  size, the last eval losses it stores and whether its checksums were\n"
+               "  verified.\n");
         return 0;
     }
     if (argc == 2 && argv[1][0] == '-') {
@@ -47,6 +48,13 @@ int main(int argc, char **argv) {
                ck.state.train_loss, ck.state.val_loss);
     else
         printf("last eval   none stored\n");
+    /* the read refuses a mismatch, so what is left to say is whether there
+     * were checksums to match */
+    if (ck.n_verified)
+        printf("checksums   verified (CRC-32 of the header and of %d tensors)\n", ck.n_verified);
+    else
+        printf("checksums   unverified (the file has none: written before qkscope recorded "
+               "them, or by another tool)\n");
     checkpoint_free(&ck);
     return 0;
 }

@@ -25,6 +25,14 @@
  *   train_loss  last eval losses, "%.9g", or "nan" when none
  *   val_loss
  *   eval_step   step of that eval, -1 when none
+ *   crc32.header  CRC-32 (zlib's) of the N header bytes, padding included,
+ *               with this value's 8 digits read as "00000000": the writer
+ *               writes that placeholder, computes, and patches the digits
+ *   crc32.<name>  CRC-32 of tensor <name>'s bytes in the file, one key per
+ *               tensor (moments included); all values 8 lowercase hex digits
+ * A file without any crc32.* key (written before they existed, or by another
+ * tool) loads as unverified; with one, every tensor and the header must have
+ * theirs, and every one must match.
  *
  * The reader trusts nothing: every size, offset and string is checked against
  * the file's real size and the stored config before memory is allocated or
@@ -43,7 +51,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
+#include <zlib.h>
 
 /* The header limit of the safetensors reference implementation. */
 #define HEADER_MAX 100000000u
@@ -53,6 +61,11 @@
 /* Tensor sets in file order: parameters, then the two AdamW moments. */
 enum { SET_PARAMS, SET_M, SET_V, N_SETS };
 static const char *const set_prefix[N_SETS] = {"", "optim.m.", "optim.v."};
+
+/* The checksum keys: CRC_PREFIX + tensor name, and the header's. */
+#define CRC_PREFIX "crc32."
+#define CRC_HEADER_KEY CRC_PREFIX "header"
+#define CRC_PLACEHOLDER "00000000"
 
 static const char *const meta_keys[] = {"format", "config", "vocab", "step",
                                         "rng", "train_loss", "val_loss", "eval_step"};
@@ -81,7 +94,15 @@ static float f32_from_le(const unsigned char *in) {
     return x;
 }
 
+/* zlib's CRC-32 continued over n bytes; crc32_z takes a size_t length. */
+static uint32_t crc_add(uint32_t crc, const void *p, size_t n) {
+    return (uint32_t)crc32_z(crc, p, n);
+}
+
 /* ---- writing ----------------------------------------------------------- */
+
+/* A tensor's name in the file: its set's prefix and the view's name. */
+typedef char TensorName[sizeof ((ParamView *)0)->name + 16];
 
 static char *vocab_to_json(const uint32_t *vocab, int V) {
     cJSON *arr = json_ok(cJSON_CreateArray());
@@ -103,7 +124,8 @@ static void format_loss(double x, char *out, size_t n) {
 }
 
 static cJSON *metadata_build(const Config *cfg, const uint32_t *vocab, int V,
-                             const TrainState *st) {
+                             const TrainState *st, const TensorName *names,
+                             const uint32_t *crcs, int n_tensors) {
     char step[32], rng[80], train_loss[40], val_loss[40], eval_step[32];
     const uint64_t *s = st->batch_rng.s;
     snprintf(step, sizeof step, "%d", st->step);
@@ -118,24 +140,36 @@ static cJSON *metadata_build(const Config *cfg, const uint32_t *vocab, int V,
                                   rng, train_loss, val_loss, eval_step};
     cJSON *meta = json_ok(cJSON_CreateObject());
     for (int i = 0; i < N_META; i++) json_ok(cJSON_AddStringToObject(meta, meta_keys[i], values[i]));
+    json_ok(cJSON_AddStringToObject(meta, CRC_HEADER_KEY, CRC_PLACEHOLDER));
+    for (int i = 0; i < n_tensors; i++) {
+        char key[sizeof names[i] + sizeof CRC_PREFIX], hex[9];
+        snprintf(key, sizeof key, CRC_PREFIX "%s", names[i]);
+        snprintf(hex, sizeof hex, "%08" PRIx32, crcs[i]);
+        json_ok(cJSON_AddStringToObject(meta, key, hex));
+    }
     free(config);
     free(vocab_json);
     return meta;
 }
 
-/* The header JSON padded with spaces to a multiple of 8 bytes; *len receives
- * the padded length. */
+/* The header JSON padded with spaces to a multiple of 8 bytes, its
+ * crc32.header patched in; *len receives the padded length. crcs: the
+ * tensors' CRC-32s in file order. */
 static char *header_build(const Model *m, const Config *cfg, const uint32_t *vocab, int V,
-                          const TrainState *st, int n_sets, size_t *len) {
+                          const TrainState *st, int n_sets, const uint32_t *crcs, size_t *len) {
+    int n_tensors = n_sets * m->n_views;
+    TensorName *names = xmalloc((size_t)n_tensors * sizeof *names);
+    for (int k = 0; k < n_tensors; k++)
+        snprintf(names[k], sizeof names[k], "%s%s", set_prefix[k / m->n_views],
+                 m->views[k % m->n_views].name);
     cJSON *root = json_ok(cJSON_CreateObject());
-    cJSON_AddItemToObject(root, "__metadata__", metadata_build(cfg, vocab, V, st));
+    cJSON_AddItemToObject(root, "__metadata__",
+                          metadata_build(cfg, vocab, V, st, names, crcs, n_tensors));
     uint64_t off = 0;
     for (int set = 0; set < n_sets; set++) {
         for (int i = 0; i < m->n_views; i++) {
             const ParamView *v = &m->views[i];
-            char name[sizeof v->name + 16];
-            snprintf(name, sizeof name, "%s%s", set_prefix[set], v->name);
-            cJSON *t = json_ok(cJSON_AddObjectToObject(root, name));
+            cJSON *t = json_ok(cJSON_AddObjectToObject(root, names[set * m->n_views + i]));
             json_ok(cJSON_AddStringToObject(t, "dtype", "F32"));
             cJSON_AddItemToObject(t, "shape", json_ok(cJSON_CreateIntArray(v->shape, v->ndim)));
             double offsets[2] = {(double)off, (double)(off + 4 * (uint64_t)v->numel)};
@@ -145,11 +179,21 @@ static char *header_build(const Model *m, const Config *cfg, const uint32_t *voc
     }
     char *text = json_ok(cJSON_PrintUnformatted(root));
     cJSON_Delete(root);
+    free(names);
+    /* Every other string is escaped JSON and every key is fixed by qkscope,
+     * so the entry occurs once; the CRC reads its placeholder. */
+    static const char entry[] = "\"" CRC_HEADER_KEY "\":\"" CRC_PLACEHOLDER "\"";
+    const char *at = strstr(text, entry);
+    CHECK(at, "header_build: no crc32.header entry");
+    size_t digits = (size_t)(at - text) + sizeof entry - 10;
     size_t n = strlen(text), padded = (n + 7) / 8 * 8;
     char *out = xmalloc(padded);
     memcpy(out, text, n);
     memset(out + n, ' ', padded - n);
     free(text);
+    char hex[9];
+    snprintf(hex, sizeof hex, "%08" PRIx32, crc_add(0, out, padded));
+    memcpy(out + digits, hex, 8);
     *len = padded;
     return out;
 }
@@ -165,14 +209,19 @@ static void out_write(Out *o, const void *p, size_t n) {
     if (fwrite(p, 1, n, o->f) != n) o->errnum = errno ? errno : EIO;
 }
 
-static void tensor_write(Out *o, const real *x, size_t n) {
+/* A tensor's bytes as the file holds them: written to o (NULL: only
+ * counted), their CRC-32 returned. */
+static uint32_t tensor_write(Out *o, const real *x, size_t n) {
     unsigned char buf[4 * CHUNK_FLOATS];
+    uint32_t crc = 0;
     for (size_t done = 0; done < n;) {
         size_t k = n - done < CHUNK_FLOATS ? n - done : CHUNK_FLOATS;
         for (size_t i = 0; i < k; i++) f32_to_le(buf + 4 * i, (float)x[done + i]);
-        out_write(o, buf, 4 * k);
+        crc = crc_add(crc, buf, 4 * k);
+        if (o) out_write(o, buf, 4 * k);
         done += k;
     }
+    return crc;
 }
 
 /* Flushes the file to disk and closes it; 0 or an errno. */
@@ -206,8 +255,17 @@ int checkpoint_save(const char *path, const Model *m, const Config *cfg, const u
     CHECK(memcmp(&want, &m->shape, sizeof want) == 0,
           "checkpoint_save: the model's shape disagrees with its config and vocabulary");
     int n_sets = with_optim ? N_SETS : 1;
+    const real *bufs[N_SETS] = {m->params, m->adam_m, m->adam_v};
+    /* The header holds the tensors' CRCs and comes first: one pass to
+     * compute them, one to write. */
+    uint32_t *crcs = xmalloc((size_t)n_sets * m->n_views * sizeof *crcs);
+    for (int k = 0; k < n_sets * m->n_views; k++) {
+        const ParamView *v = &m->views[k % m->n_views];
+        crcs[k] = tensor_write(NULL, bufs[k / m->n_views] + v->offset, v->numel);
+    }
     size_t hlen;
-    char *header = header_build(m, cfg, vocab, V, st, n_sets, &hlen);
+    char *header = header_build(m, cfg, vocab, V, st, n_sets, crcs, &hlen);
+    free(crcs);
 
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
@@ -222,7 +280,6 @@ int checkpoint_save(const char *path, const Model *m, const Config *cfg, const u
     out_write(&o, len_le, sizeof len_le);
     out_write(&o, header, hlen);
     free(header);
-    const real *bufs[N_SETS] = {m->params, m->adam_m, m->adam_v};
     for (int set = 0; set < n_sets; set++)
         for (int i = 0; i < m->n_views; i++)
             tensor_write(&o, bufs[set] + m->views[i].offset, m->views[i].numel);
@@ -259,6 +316,13 @@ typedef struct {
     unsigned char *seen;            /* [N_SETS * n_views] by slot */
     Entry *entries;                 /* tensor entries in header order */
     int n_entries;
+    int keep;                       /* store the tensors (0: check them only) */
+    int n_crc;                      /* crc32.* metadata keys; 0: unverified */
+    int header_crc_found;           /* crc32.header entries in the raw text */
+    char header_crc_hex[9];         /* the digits of the one found */
+    uint32_t *crc;                  /* [N_SETS * n_views] expected, by slot */
+    unsigned char *has_crc;         /* [N_SETS * n_views] */
+    int n_verified;                 /* tensors whose CRC matched */
 } Reader;
 
 static int fail(const Reader *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -310,11 +374,62 @@ static int file_open(Reader *r, uint64_t *hlen) {
     return 0;
 }
 
+static int is_crc_hex(const char *s) {
+    for (int i = 0; i < 8; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+    return 1;
+}
+
+static int json_space(char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Counts the entries "crc32.header" : "<value>" in the raw header text;
+ * *at and *len receive the last one's value. */
+static int header_crc_locate(const char *text, size_t n, size_t *at, size_t *len) {
+    static const char key[] = "\"" CRC_HEADER_KEY "\"";
+    int found = 0;
+    for (size_t i = 0; i + sizeof key - 1 <= n; i++) {
+        if (text[i] != '"' || memcmp(text + i, key, sizeof key - 1)) continue;
+        size_t j = i + sizeof key - 1;
+        while (j < n && json_space(text[j])) j++;
+        if (j >= n || text[j++] != ':') continue;
+        while (j < n && json_space(text[j])) j++;
+        if (j >= n || text[j++] != '"') continue;
+        size_t k = j;
+        while (k < n && text[k] != '"') k++;
+        found++;
+        *at = j;
+        *len = k - j;
+    }
+    return found;
+}
+
+/* Checks crc32.header against the raw bytes before they are parsed, so that
+ * a flipped bit anywhere in the header, even one that breaks the JSON, is
+ * reported as the corruption it is. An entry that is absent, repeated or
+ * malformed is judged with the parsed metadata (checksums_meta). */
+static int header_crc_check(Reader *r, size_t n) {
+    size_t at = 0, len = 0;
+    r->header_crc_found = header_crc_locate(r->header_text, n, &at, &len);
+    if (r->header_crc_found != 1 || len != 8 || !is_crc_hex(r->header_text + at)) return 0;
+    memcpy(r->header_crc_hex, r->header_text + at, 8);
+    uint32_t want = (uint32_t)strtoul(r->header_crc_hex, NULL, 16);
+    uint32_t got = crc_add(0, r->header_text, at);
+    got = crc_add(got, CRC_PLACEHOLDER, 8);
+    got = crc_add(got, r->header_text + at + 8, n - at - 8);
+    if (got != want)
+        return fail(r, "checksum mismatch in the header: expected crc32 %s, found %08" PRIx32
+                       " (the file is corrupt)", r->header_crc_hex, got);
+    return 0;
+}
+
 static int header_parse(Reader *r, size_t n) {
     r->header_text = xmalloc(n + 1);
     if (fread(r->header_text, 1, n, r->f) != n)
         return fail(r, "cannot read checkpoint: %s", ferror(r->f) ? strerror(errno) : "truncated");
     r->header_text[n] = '\0';
+    if (header_crc_check(r, n)) return -1;
     const char *end = NULL;
     r->header = cJSON_ParseWithLengthOpts(r->header_text, n, &end, 0);
     if (!r->header)
@@ -326,6 +441,37 @@ static int header_parse(Reader *r, size_t n) {
         if (!strchr(" \t\r\n", r->header_text[i]) || r->header_text[i] == '\0')
             return fail(r, "header is not valid JSON (unexpected data at byte %zu)", i);
     if (!cJSON_IsObject(r->header)) return fail(r, "header is not a JSON object");
+    return 0;
+}
+
+/* The crc32.* metadata keys: each a CRC of 8 lowercase hex digits, and, when
+ * there are any, crc32.header among them, the entry header_crc_check found.
+ * A missing or repeated __metadata__ is left to metadata_parse to name. */
+static int checksums_meta(Reader *r) {
+    const cJSON *meta = NULL, *item;
+    int n_meta = 0, has_header = 0;
+    cJSON_ArrayForEach(item, r->header) {
+        if (!strcmp(item->string, "__metadata__")) meta = item, n_meta++;
+    }
+    if (n_meta != 1 || !cJSON_IsObject(meta)) return 0;
+    cJSON_ArrayForEach(item, meta) {
+        if (strncmp(item->string, CRC_PREFIX, strlen(CRC_PREFIX))) continue;
+        r->n_crc++;
+        const char *v = cJSON_GetStringValue(item);
+        if (!v)
+            return fail(r, "metadata '%.200s' is not a string, expected 8 lowercase hex digits "
+                           "(a CRC-32)", item->string);
+        if (strlen(v) != 8 || !is_crc_hex(v))
+            return fail(r, "metadata '%.200s' is '%.64s', expected 8 lowercase hex digits "
+                           "(a CRC-32)", item->string, v);
+        if (strcmp(item->string, CRC_HEADER_KEY)) continue;
+        if (has_header++) return fail(r, "metadata '" CRC_HEADER_KEY "' appears twice");
+        if (r->header_crc_found != 1 || strcmp(v, r->header_crc_hex))
+            return fail(r, "metadata '" CRC_HEADER_KEY "' is not written once as \"" CRC_HEADER_KEY
+                           "\":\"<8 hex digits>\" in the header's text");
+    }
+    if (r->n_crc && !has_header)
+        return fail(r, "metadata has crc32 entries but no '" CRC_HEADER_KEY "'");
     return 0;
 }
 
@@ -580,16 +726,44 @@ static int tensors_check(Reader *r) {
     for (int i = 0; i < r->n_entries; i++)
         if (offsets_check(r, &r->entries[i], &pos)) return -1;
     if (pos != r->data_size)
-        return fail(r, "%" PRIu64 " bytes of data after the last tensor (the data section must "
-                       "end with it)", r->data_size - pos);
+        return fail(r, "%" PRIu64 " byte%s of data after the last tensor (the data section must "
+                       "end with it)", r->data_size - pos, r->data_size - pos == 1 ? "" : "s");
     return 0;
 }
 
-/* Reads the data section tensor by tensor, refusing non-finite values. */
+/* With checksums, every crc32.<name> names a tensor of the file and every
+ * tensor has one; their values go to r->crc by slot. */
+static int checksums_match(Reader *r) {
+    if (!r->n_crc) return 0;
+    size_t n_slots = (size_t)N_SETS * r->n_views, plen = strlen(CRC_PREFIX);
+    r->crc = xcalloc(n_slots, sizeof *r->crc);
+    r->has_crc = xcalloc(n_slots, 1);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(r->header, "__metadata__")) {
+        const char *key = item->string;
+        if (strncmp(key, CRC_PREFIX, plen) || !strcmp(key, CRC_HEADER_KEY)) continue;
+        int slot = slot_find(r, key + plen);
+        if (slot < 0 || !r->seen[slot])
+            return fail(r, "metadata '%.200s' names no tensor of the file", key);
+        if (r->has_crc[slot]) return fail(r, "metadata '%.200s' appears twice", key);
+        r->has_crc[slot] = 1;
+        r->crc[slot] = (uint32_t)strtoul(item->valuestring, NULL, 16);
+    }
+    for (int i = 0; i < r->n_entries; i++)
+        if (!r->has_crc[r->entries[i].slot])
+            return fail(r, "tensor '%s' has no checksum (metadata '" CRC_PREFIX "%s'), while "
+                           "the file has others", r->entries[i].json->string,
+                        r->entries[i].json->string);
+    return 0;
+}
+
+/* Reads the data section tensor by tensor (storing it when r->keep),
+ * checking each tensor's CRC, then refusing non-finite values: a flipped bit
+ * that makes a NaN is named as the corruption it is. */
 static int tensors_read(Reader *r) {
     Checkpoint *ck = r->ck;
-    ck->params = xmalloc(ck->n_params * sizeof(float));
-    if (ck->has_optim) {
+    if (r->keep) ck->params = xmalloc(ck->n_params * sizeof(float));
+    if (r->keep && ck->has_optim) {
         ck->adam_m = xmalloc(ck->n_params * sizeof(float));
         ck->adam_v = xmalloc(ck->n_params * sizeof(float));
     }
@@ -598,45 +772,90 @@ static int tensors_read(Reader *r) {
         return fail(r, "cannot read checkpoint: %s", strerror(errno));
     unsigned char chunk[4 * CHUNK_FLOATS];
     for (int s = 0; s < r->n_entries; s++) {
-        const ParamView *v = &r->views[r->entries[s].slot % r->n_views];
-        int set = r->entries[s].slot / r->n_views;
-        float *dst = bufs[set] + v->offset;
+        int slot = r->entries[s].slot, set = slot / r->n_views;
+        const ParamView *v = &r->views[slot % r->n_views];
+        float *dst = r->keep ? bufs[set] + v->offset : NULL;
+        uint32_t crc = 0;
+        size_t bad = v->numel;
+        float bad_x = 0;
         for (size_t done = 0; done < v->numel;) {
             size_t k = v->numel - done < CHUNK_FLOATS ? v->numel - done : CHUNK_FLOATS;
             if (fread(chunk, 4, k, r->f) != k)
                 return fail(r, "cannot read checkpoint: %s",
                             ferror(r->f) ? strerror(errno) : "file shrank while being read");
+            if (r->n_crc) crc = crc_add(crc, chunk, 4 * k);
             for (size_t i = 0; i < k; i++) {
                 float x = f32_from_le(chunk + 4 * i);
-                if (!isfinite(x))
-                    return fail(r, "tensor '%s%s' has a non-finite value (%s) at index %zu",
-                                set_prefix[set], v->name, isnan(x) ? "nan" : "inf", done + i);
-                dst[done + i] = x;
+                if (!isfinite(x) && bad == v->numel) bad = done + i, bad_x = x;
+                if (dst) dst[done + i] = x;
             }
             done += k;
         }
+        if (r->n_crc && crc != r->crc[slot])
+            return fail(r, "checksum mismatch in tensor '%s%s': expected crc32 %08" PRIx32
+                           ", found %08" PRIx32 " (the file is corrupt)", set_prefix[set],
+                        v->name, r->crc[slot], crc);
+        if (bad < v->numel)
+            return fail(r, "tensor '%s%s' has a non-finite value (%s) at index %zu",
+                        set_prefix[set], v->name, isnan(bad_x) ? "nan" : "inf", bad);
     }
+    r->n_verified = r->n_crc ? r->n_entries : 0;
     return 0;
 }
 
-int checkpoint_read(Checkpoint *ck, const char *path, Error *err) {
+static void reader_free(Reader *r) {
+    if (r->f) fclose(r->f);
+    cJSON_Delete(r->header);
+    free(r->header_text);
+    free(r->views);
+    free(r->by_name);
+    free(r->seen);
+    free(r->entries);
+    free(r->crc);
+    free(r->has_crc);
+}
+
+/* The whole file, every check; the tensors stored when keep is set. */
+static int read_all(Checkpoint *ck, const char *path, int keep, Error *err) {
     memset(ck, 0, sizeof *ck);
     snprintf(ck->path, sizeof ck->path, "%s", path);
-    Reader r = {.path = path, .err = err, .ck = ck};
+    Reader r = {.path = path, .err = err, .ck = ck, .keep = keep};
     uint64_t hlen = 0;
     int rc = file_open(&r, &hlen);
     if (!rc) rc = header_parse(&r, (size_t)hlen);
+    if (!rc) rc = checksums_meta(&r);
     if (!rc) rc = metadata_parse(&r);
     if (!rc) rc = tensors_check(&r);
+    if (!rc) rc = checksums_match(&r);
     if (!rc) rc = tensors_read(&r);
-    if (r.f) fclose(r.f);
-    cJSON_Delete(r.header);
-    free(r.header_text);
-    free(r.views);
-    free(r.by_name);
-    free(r.seen);
-    free(r.entries);
+    ck->n_verified = r.n_verified;
+    reader_free(&r);
     if (rc) checkpoint_free(ck);
+    return rc;
+}
+
+int checkpoint_read(Checkpoint *ck, const char *path, Error *err) {
+    return read_all(ck, path, 1, err);
+}
+
+int checkpoint_verify(const char *path, int *n_verified, Error *err) {
+    Checkpoint ck;
+    int rc = read_all(&ck, path, 0, err);
+    *n_verified = ck.n_verified;
+    checkpoint_free(&ck);
+    return rc;
+}
+
+int checkpoint_verify_header(const char *path, int *verified, Error *err) {
+    Checkpoint ck;
+    memset(&ck, 0, sizeof ck);
+    Reader r = {.path = path, .err = err, .ck = &ck};
+    uint64_t hlen = 0;
+    int rc = file_open(&r, &hlen);
+    if (!rc) rc = header_parse(&r, (size_t)hlen);
+    if (!rc) rc = checksums_meta(&r);
+    *verified = !rc && r.n_crc > 0;
+    reader_free(&r);
     return rc;
 }
 

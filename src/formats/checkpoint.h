@@ -4,7 +4,8 @@
  * conventions (see model.c's views); training checkpoints also hold the AdamW
  * moments as optim.m.<name> / optim.v.<name>. String metadata under
  * __metadata__ carries the resolved config, the vocabulary and the training
- * state needed for exact resume (docs/checkpoints.md documents each key). */
+ * state needed for exact resume, and a CRC-32 of each tensor and of the header
+ * (docs/checkpoints.md documents each key). */
 #ifndef QK_CHECKPOINT_H
 #define QK_CHECKPOINT_H
 
@@ -38,6 +39,8 @@ typedef struct {
     float *params;         /* [n_params] in model buffer order */
     float *adam_m, *adam_v;/* [n_params] or NULL */
     size_t n_params;
+    int n_verified;        /* tensors whose CRC-32 matched; 0: the file has no
+                            * checksums (written before them, or by another tool) */
 } Checkpoint;
 
 /* Writes the model (and, with_optim, its AdamW moments) atomically: a temp
@@ -52,8 +55,20 @@ int checkpoint_save(const char *path, const Model *m, const Config *cfg, const u
  * overlapping or not contiguous, dtype other than F32, missing or extra
  * tensors, shapes that disagree with the stored config, metadata that does
  * not parse, NaN/Inf in any tensor) returns -1 with one line naming the file
- * and the problem. Never reads out of bounds. */
+ * and the problem. A file with checksums must match every one (the header's
+ * and each tensor's) and must have them all; the message of a mismatch names
+ * the header or the tensor and both CRCs. Never reads out of bounds. */
 int checkpoint_read(Checkpoint *ck, const char *path, Error *err);
+
+/* The same checks as checkpoint_read, tensors streamed and not kept (no
+ * model, memory of one chunk). *n_verified: tensors whose CRC matched, 0 for
+ * a file without checksums. */
+int checkpoint_verify(const char *path, int *n_verified, Error *err);
+
+/* Only the header: its CRC and the crc32 entries' form, for a reader that
+ * peeks at the header alone. *verified: the file has checksums. A file
+ * without them passes. */
+int checkpoint_verify_header(const char *path, int *verified, Error *err);
 
 /* Copies the weights (and moments when present and want_optim) into a model
  * created with ck->shape. */

@@ -6,16 +6,23 @@
  * Checks, beyond "no crash, no sanitizer report, no exit":
  *  - every refusal is one non-empty line without control characters (set
  *    QK_FUZZ_LAX_MESSAGES=1 to skip this check and fuzz on past it);
+ *  - checkpoint_verify (tensors streamed, not kept) gives the same outcome
+ *    and message as checkpoint_read, and checkpoint_verify_header refuses
+ *    only what checkpoint_read refuses, with the same message;
+ *  - a loaded checkpoint with checksums verified every tensor, and the same
+ *    file with one bit flipped after the 8-byte length (a bit chosen from
+ *    the input) is refused;
  *  - a loaded checkpoint is consistent: V >= 1, sorted vocabulary, n_params
  *    as model_views says, finite tensors, eval_step <= step;
  *  - checkpoint_save of the loaded model reads back as the same checkpoint
  *    (weights, moments, vocabulary, config and state; the losses to the 9
- *    significant digits they are written with).
+ *    significant digits they are written with), verified.
  * Models whose buffers (at batch 1) exceed MODEL_BYTES_MAX are loaded but not
  * created: the commands refuse those through train_check_memory, and
  * libFuzzer's malloc limit would call them a crash. */
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +68,52 @@ static void check_loaded(const Checkpoint *ck) {
     FUZZ_ASSERT(ck->state.step >= 0 && ck->state.eval_step >= -1 &&
                     ck->state.eval_step <= ck->state.step,
                 "step %d, eval_step %d", ck->state.step, ck->state.eval_step);
+    FUZZ_ASSERT(ck->n_verified == 0 || ck->n_verified == n_views * (ck->has_optim ? 3 : 1),
+                "%d tensors verified of %d", ck->n_verified, n_views * (ck->has_optim ? 3 : 1));
+}
+
+/* The verifying entry points agree with checkpoint_read on the file at path
+ * (rc and err: checkpoint_read's outcome). */
+static void check_verify_agrees(const char *path, int rc, const Error *err, int n_verified) {
+    Error verr = {{0}}, herr = {{0}};
+    int nv = -1, hv = -1;
+    int vrc = checkpoint_verify(path, &nv, &verr);
+    FUZZ_ASSERT(vrc == rc, "checkpoint_verify %d, checkpoint_read %d (%s / %s)", vrc, rc, verr.msg,
+                err->msg);
+    FUZZ_ASSERT(rc ? !strcmp(verr.msg, err->msg) : nv == n_verified,
+                "checkpoint_verify: '%s' (%d verified), checkpoint_read: '%s' (%d)", verr.msg,
+                nv, err->msg, n_verified);
+    if (checkpoint_verify_header(path, &hv, &herr))
+        FUZZ_ASSERT(rc && !strcmp(herr.msg, err->msg),
+                    "checkpoint_verify_header refused: '%s'; checkpoint_read: %d '%s'", herr.msg,
+                    rc, rc ? err->msg : "");
+    else if (!rc)
+        FUZZ_ASSERT(hv == (n_verified > 0), "header verified %d, tensors verified %d", hv,
+                    n_verified);
+}
+
+/* A checkpoint with checksums and one bit flipped past the length: a CRC-32
+ * detects every single-bit error, so it must not load. */
+static void check_flip_refused(const char *path, const uint8_t *data, size_t size) {
+    if (size <= 8) return;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a of the input picks the bit */
+    for (size_t i = 0; i < size; i++) h = (h ^ data[i]) * 1099511628211ull;
+    size_t bit = (size_t)(h % ((uint64_t)(size - 8) * 8));
+    uint8_t *copy = malloc(size);
+    FUZZ_ASSERT(copy, "out of memory");
+    memcpy(copy, data, size);
+    copy[8 + bit / 8] ^= (uint8_t)(1u << (bit % 8));
+    if (fuzz_write_file(path, copy, size) == 0) {
+        Checkpoint ck;
+        Error err;
+        int rc = checkpoint_read(&ck, path, &err);
+        unlink(path);
+        if (rc == 0) checkpoint_free(&ck);
+        FUZZ_ASSERT(rc != 0, "a bit flipped at byte %zu of a checksummed file: it loads",
+                    8 + bit / 8);
+        check_refusal(&err);
+    }
+    free(copy);
 }
 
 /* Save the model built from ck and read it back. */
@@ -74,6 +127,7 @@ static void check_resave(const Checkpoint *ck, const Model *m) {
     int rc = checkpoint_read(&back, path, &err);
     unlink(path);
     FUZZ_ASSERT(rc == 0, "a saved checkpoint does not read back: %s", err.msg);
+    FUZZ_ASSERT(back.n_verified > 0, "a saved checkpoint has no checksums");
     FUZZ_ASSERT(back.V == ck->V && !memcmp(back.vocab, ck->vocab, (size_t)ck->V * 4),
                 "vocabulary changed");
     FUZZ_ASSERT(!memcmp(&back.cfg, &ck->cfg, sizeof back.cfg), "config changed");
@@ -102,12 +156,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     Checkpoint ck;
     Error err;
     int rc = checkpoint_read(&ck, path, &err);
+    check_verify_agrees(path, rc, &err, rc ? 0 : ck.n_verified);
     unlink(path);
     if (rc) {
         check_refusal(&err);
         return 0;
     }
     check_loaded(&ck);
+    if (ck.n_verified) check_flip_refused(path, data, size);
     if (model_memory_bytes(&ck.shape, 1) <= MODEL_BYTES_MAX) {
         Model m;
         model_create(&m, &ck.shape, 1);

@@ -8,6 +8,13 @@
 #   trunc_*.safetensors     the first one cut at 4 and 8 bytes, after the
 #                           header, in the middle of the data, 4 bytes short
 #   hlen_huge.safetensors   a header length beyond the file
+#   unverified.safetensors  the first one without its crc32 entries (a file
+#                           from before checksums: mutations reach the
+#                           checks behind them)
+#   flip_data.safetensors, flip_header.safetensors
+#                           the first one with a bit flipped in a tensor, in
+#                           the header: checksum mismatches
+# Files of seeds/checkpoint/ that it does not write (regressions) are kept.
 # Usage: tests/fuzz/make_checkpoint_seeds.sh [BUILD_DIR]   (default: build)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -48,7 +55,7 @@ INI
 "$build/src/qkscope-gauge" runs/s1/ckpt/latest.safetensors gauge.safetensors > /dev/null
 
 mkdir -p "$out"
-rm -f "$out"/*.safetensors
+rm -f "$out"/{untied,tied_bias,gauge,unverified,hlen_huge}.safetensors "$out"/{trunc,flip}_*.safetensors
 a=$out/untied.safetensors
 cp runs/s1/ckpt/step_000002.safetensors "$a"
 cp runs/s2/ckpt/step_000002.safetensors "$out/tied_bias.safetensors"
@@ -62,4 +69,14 @@ head -c $((8 + hlen)) "$a" > "$out/trunc_header.safetensors"
 head -c $(((8 + hlen + size) / 2 / 4 * 4)) "$a" > "$out/trunc_data.safetensors"
 head -c $((size - 4)) "$a" > "$out/trunc_last4.safetensors"
 { printf '\xff\xff\xff\xff\xff\xff\x00\x00'; head -c 72 "$a" | tail -c +9; } > "$out/hlen_huge.safetensors"
+python3 "$root/scripts/ckpt.py" "$a" --write "$out/unverified.safetensors" --without-checksums
+python3 - "$a" "$out" <<'PY'
+import sys
+raw = bytearray(open(sys.argv[1], "rb").read())
+n = int.from_bytes(raw[:8], "little")
+for name, at in (("flip_data", len(raw) - 5), ("flip_header", 8 + n // 2)):
+    raw[at] ^= 0x08
+    open(f"{sys.argv[2]}/{name}.safetensors", "wb").write(raw)
+    raw[at] ^= 0x08
+PY
 ls -l "$out"
