@@ -58,6 +58,8 @@ class Model:
                              "this reference")
         self.t = {k: v.astype(np.float64) for k, v in tensors.items()
                   if not k.startswith("optim.")}
+        # a list: attention() appends each layer's weights [B, NH, T, T] to it
+        self.keep = None
 
     def w(self, name):
         return self.t[name]
@@ -94,6 +96,8 @@ class Model:
         s = np.where(np.tril(np.ones((T, T), dtype=bool)), s, -np.inf)
         s = np.exp(s - s.max(-1, keepdims=True))
         a = s / s.sum(-1, keepdims=True)
+        if self.keep is not None:
+            self.keep.append(a)
         y = (a @ v).transpose(0, 2, 1, 3).reshape(B, T, C)
         return self.linear(y, blk + "attn.o", C)
 

@@ -2,8 +2,8 @@
 # qkscope roles with the real binaries: on a checkpoint and on its gauge
 # transform (W_Q -> A W_Q, W_K -> A^-T W_K) every figure agrees to 1e-6; the
 # tables, --json and --out files; a tied model's swaps change no accuracy;
-# the circuit of the plain kv model (configs/kv.ini); a corpus checkpoint
-# and bad arguments are refused with exit 2.
+# the circuit of the plain kv model (configs/kv.ini); bad arguments are
+# refused with exit 2 (corpus checkpoints: test_roles_lm.sh).
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 . "$QK_SOURCE/tests/lib.sh"
@@ -91,13 +91,10 @@ assert r["prev_ablate_acc"] <= 0.5 and r["prev_ablate_target_attn"] <= t / 2, r
 PY
 
 # refusals
-write_corpus corpus.txt 200 'line %d: some %d words go by %d at a time.\n' 7 3
-write_config c.ini run.name=c train.steps=2 train.warmup_steps=1 log.heatmap_every=0
-"$build/train" c.ini > /dev/null
-expect_exit 2 "roles needs a task checkpoint (kv or repeat); this one was trained on a corpus (corpus.txt)" \
-    "$build/qkscope-roles" runs/c/ckpt/latest.safetensors
 expect_exit 2 "--records '0': expected an integer from 1 to 1000000" "$build/qkscope-roles" "$ck" --records 0
 expect_exit 2 "--seed .16777216.: expected an integer from 0 to 16777215" "$build/qkscope-roles" "$ck" --seed 16777216
+expect_exit 2 "--segment and --dump-sequences apply to a corpus checkpoint; this one was trained on the kv task" \
+    "$build/qkscope-roles" "$ck" --segment 4
 expect_exit 2 "roles: 0 arguments given" "$build/qkscope-roles"
 expect_exit 2 "nope.st" "$build/qkscope-roles" nope.st
 echo "roles_cli: all checks passed"

@@ -1,5 +1,7 @@
 /* qkscope roles CKPT [--records N] [--seed S] [--json] [--out DIR]: what the
- * queries and keys of each head carry on a task checkpoint (src/observe/roles.c). */
+ * queries and keys of each head carry on a task checkpoint (src/observe/roles.c);
+ * on a corpus checkpoint, [--segment S] [--dump-sequences FILE]: what its heads
+ * do on repeated sequences (src/observe/roles_lm.c). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -8,23 +10,37 @@
 #include "cli.h"
 #include "heatmap.h"
 #include "roles.h"
+#include "roles_lm.h"
 #include "train.h"
 
 #define ROLES_RECORDS_DEFAULT 512
+/* a corpus checkpoint's sequences per set: block_size tokens each */
+#define ROLES_LM_RECORDS_DEFAULT 64
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: qkscope roles CKPT [--records N] [--seed S] [--json] [--out DIR]\n"
+            "       qkscope roles CORPUS_CKPT [--records N] [--segment S] [--json] [--out DIR]\n"
+            "                     [--dump-sequences FILE]\n"
             "  What the queries and keys of each head carry, on N fresh records of the\n"
             "  checkpoint's task (kv or repeat): attention on the target, counterfactuals,\n"
             "  decodability with its control, patching, swaps, composition scores.\n"
-            "  --records N  records (default %d)\n"
+            "  On a corpus checkpoint, on N sequences per set of S characters followed by\n"
+            "  themselves (validation segments; random strings): previous-token, induction,\n"
+            "  duplicate and sink attention with a label per head, the loss on each copy,\n"
+            "  counterfactuals, a shift, patching, swaps, composition.\n"
+            "  --records N  records (default %d), or sequences per set (default %d)\n"
             "  --seed S     which records: records S*2^32 .. of the roles stream, S < 2^24\n"
-            "               (default 0)\n"
+            "               (default 0; tasks only)\n"
+            "  --segment S  corpus: characters before the repeat, 2 .. block_size/2\n"
+            "               (default block_size/2)\n"
+            "  --dump-sequences FILE  corpus: also write the sequences' token ids to FILE\n"
+            "               (JSON), for scripts/ref_roles_lm.py\n"
             "  --json       one JSON object instead of the tables\n"
             "  --out DIR    also write DIR/roles.csv, DIR/composition.csv and DIR/roles.png\n"
-            "               (the counterfactual, decodability and intervention tables)\n",
-            ROLES_RECORDS_DEFAULT);
+            "               (the counterfactual, decodability and intervention tables);\n"
+            "               corpus: DIR/roles_lm.csv and DIR/roles.png\n",
+            ROLES_RECORDS_DEFAULT, ROLES_LM_RECORDS_DEFAULT);
 }
 
 /* The per-head fields, in table, CSV and JSON order. */
@@ -50,6 +66,28 @@ static void json_num(FILE *f, double x) {
     else fputs("null", f);
 }
 
+/* [x0, x1, ...] */
+static void json_array(FILE *f, const double *x, int n) {
+    fputs("[", f);
+    for (int i = 0; i < n; i++) {
+        if (i) fputs(", ", f);
+        json_num(f, x[i]);
+    }
+    fputs("]", f);
+}
+
+/* A head's object, open for more: its layer, head, a text field (the role
+ * or label) and the n named numbers; after a comma unless it is the first. */
+static void json_head(FILE *f, int i, int layer, int head, const char *key, const char *text,
+                      const char *const *names, const double *v, int n) {
+    fprintf(f, "%s{\"layer\": %d, \"head\": %d, \"%s\": \"%s\"", i ? ", " : "", layer, head, key,
+            text);
+    for (int k = 0; k < n; k++) {
+        fprintf(f, ", \"%s\": ", names[k]);
+        json_num(f, v[k]);
+    }
+}
+
 static void print_json(const Roles *r, FILE *f) {
     fprintf(f, "{\"records\": %d, \"cases\": %d, \"accuracy\": ", r->records, r->cases);
     json_num(f, r->accuracy);
@@ -58,30 +96,17 @@ static void print_json(const Roles *r, FILE *f) {
         const RolesHead *h = &r->heads[i];
         double v[N_FIELDS];
         head_values(h, v);
-        fprintf(f, "%s{\"layer\": %d, \"head\": %d, \"role\": \"%s\"", i ? ", " : "", h->layer,
-                h->head, roles_role_name(h->role));
-        for (int k = 0; k < N_FIELDS; k++) {
-            fprintf(f, ", \"%s\": ", field_names[k]);
-            json_num(f, v[k]);
-        }
-        fputs(", \"offset_attn\": [", f);
-        for (int o = 0; o < ROLES_OFFSETS; o++) {
-            if (o) fputs(", ", f);
-            json_num(f, h->offset_attn[o]);
-        }
-        fputs("]}", f);
+        json_head(f, i, h->layer, h->head, "role", roles_role_name(h->role), field_names, v,
+                  N_FIELDS);
+        fputs(", \"offset_attn\": ", f);
+        json_array(f, h->offset_attn, ROLES_OFFSETS);
+        fputs("}", f);
     }
-    fputs("], \"layer_patch_q_pred\": [", f);
-    for (int l = 0; l < r->L; l++) {
-        if (l) fputs(", ", f);
-        json_num(f, r->layer_patch_q_pred[l]);
-    }
-    fputs("], \"layer_swap_acc\": [", f);
-    for (int l = 0; l < r->L; l++) {
-        if (l) fputs(", ", f);
-        json_num(f, r->layer_swap_acc[l]);
-    }
-    fprintf(f, "], \"lookup\": {\"layer\": %d, \"head\": %d}", r->lookup / r->NH,
+    fputs("], \"layer_patch_q_pred\": ", f);
+    json_array(f, r->layer_patch_q_pred, r->L);
+    fputs(", \"layer_swap_acc\": ", f);
+    json_array(f, r->layer_swap_acc, r->L);
+    fprintf(f, ", \"lookup\": {\"layer\": %d, \"head\": %d}", r->lookup / r->NH,
             r->lookup % r->NH);
     fputs(", \"prev_ablate_acc\": ", f);
     json_num(f, r->prev_ablate_acc);
@@ -259,14 +284,27 @@ static int write_picture(const Roles *r, const char *dir, Error *err) {
     return rc;
 }
 
-static int write_csvs(const Roles *r, const char *dir, Error *err) {
-    if (dir_create(dir, err)) return -1;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/roles.csv", dir);
+/* DIR/name opened for writing (DIR created), its path in path[4096], and
+ * the start of its header written: head, then ",name" for each of the n
+ * names. NULL with a message. */
+static FILE *csv_open(const char *dir, const char *name, char *path, const char *head,
+                      const char *const *names, int n, Error *err) {
+    if (dir_create(dir, err)) return NULL;
+    snprintf(path, 4096, "%s/%s", dir, name);
     FILE *f = fopen(path, "w");
-    if (!f) return error_set(err, "%s: cannot write: %s", path, strerror(errno));
-    fprintf(f, "layer,head");
-    for (int k = 0; k < N_FIELDS; k++) fprintf(f, ",%s", field_names[k]);
+    if (!f) {
+        error_set(err, "%s: cannot write: %s", path, strerror(errno));
+        return NULL;
+    }
+    fputs(head, f);
+    for (int k = 0; k < n; k++) fprintf(f, ",%s", names[k]);
+    return f;
+}
+
+static int write_csvs(const Roles *r, const char *dir, Error *err) {
+    char path[4096];
+    FILE *f = csv_open(dir, "roles.csv", path, "layer,head", field_names, N_FIELDS, err);
+    if (!f) return -1;
     for (int o = 0; o < ROLES_OFFSETS; o++) fprintf(f, ",offset_%+d", o - ROLES_OFFSETS / 2);
     fprintf(f, "\n");
     for (int i = 0; i < r->L * r->NH; i++) {
@@ -279,10 +317,9 @@ static int write_csvs(const Roles *r, const char *dir, Error *err) {
         fprintf(f, "\n");
     }
     if (fclose(f)) return error_set(err, "%s: cannot write: %s", path, strerror(errno));
-    snprintf(path, sizeof path, "%s/composition.csv", dir);
-    f = fopen(path, "w");
-    if (!f) return error_set(err, "%s: cannot write: %s", path, strerror(errno));
-    fprintf(f, "layer,from_head,to_head,k_comp,q_comp,v_comp\n");
+    f = csv_open(dir, "composition.csv", path, "layer,from_head,to_head,k_comp,q_comp,v_comp\n",
+                 NULL, 0, err);
+    if (!f) return -1;
     for (int i = 0; i < r->n_comp; i++) {
         const RolesComp *c = &r->comp[i];
         fprintf(f, "%d,%d,%d,%.9g,%.9g,%.9g\n", c->layer, c->from_head, c->to_head, c->k_comp,
@@ -292,14 +329,242 @@ static int write_csvs(const Roles *r, const char *dir, Error *err) {
     return 0;
 }
 
+/* ---- a corpus checkpoint (src/observe/roles_lm.c) ---- */
+
+/* The per-head fields, in table, CSV and JSON order. */
+#define LM_FIELDS(X)                                                                     \
+    X(prev_attn) X(induction_attn) X(duplicate_attn) X(sink_attn) X(top_attn) X(cf_q_cur)  \
+    X(cf_q_prev) X(cf_k_cur) X(cf_k_prev) X(cf_shift) X(patch_q_attn) X(swap_dloss)
+static const char *const lm_field_names[] = {LM_FIELDS(NAME)};
+enum { N_LM_FIELDS = sizeof lm_field_names / sizeof lm_field_names[0] };
+
+static void lm_values(const RolesLmHead *h, double *out) {
+    const double v[] = {LM_FIELDS(VALUE)};
+    memcpy(out, v, sizeof v);
+}
+
+static void print_lm_json(const RolesLm *r, FILE *f) {
+    fprintf(f, "{\"records\": %d, \"segment\": %d, \"intervention_records\": %d, \"queries\": %d, "
+               "\"sets\": [", r->records, r->segment, r->sub_records, r->queries);
+    for (int k = 0; k < ROLES_LM_SETS; k++) {
+        const RolesLmSetResult *s = &r->set[k];
+        fprintf(f, "%s{\"name\": \"%s\", \"loss_first\": ", k ? ", " : "", roles_lm_set_name(k));
+        json_num(f, s->loss_first);
+        fputs(", \"loss_second\": ", f);
+        json_num(f, s->loss_second);
+        fputs(", \"gain\": ", f);
+        json_num(f, s->loss_first - s->loss_second);
+        fprintf(f, ", \"cases\": %d, \"patch_cases\": %d, \"heads\": [", s->cases, s->patch_cases);
+        for (int i = 0; i < r->L * r->NH; i++) {
+            const RolesLmHead *h = &s->heads[i];
+            double v[N_LM_FIELDS];
+            lm_values(h, v);
+            json_head(f, i, h->layer, h->head, "label", roles_lm_role_name(h->role), lm_field_names,
+                      v, N_LM_FIELDS);
+            fputs("}", f);
+        }
+        fputs("], \"layer_swap_dloss\": ", f);
+        json_array(f, s->layer_swap_dloss, r->L);
+        fputs("}", f);
+    }
+    fputs("], \"composition\": [", f);
+    for (int i = 0; i < r->n_comp; i++) {
+        const RolesLmComp *c = &r->comp[i];
+        fprintf(f, "%s{\"from_layer\": %d, \"from_head\": %d, \"to_layer\": %d, \"to_head\": %d, "
+                   "\"k_comp\": %.6f, \"q_comp\": %.6f}",
+                i ? ", " : "", c->from_layer, c->from_head, c->to_layer, c->to_head, c->k_comp,
+                c->q_comp);
+    }
+    fputs("]}\n", f);
+}
+
+/* A loss change: signed. */
+static void dlossf(double x) {
+    if (isfinite(x)) printf(" %+6.3f", x);
+    else printf(" %6s", "-");
+}
+
+/* A head's row: its layer and head, then its fields from .. to - 1. */
+static void lm_row(const RolesLmHead *h, int from, int to) {
+    double v[N_LM_FIELDS];
+    lm_values(h, v);
+    printf("%3d%3d", h->layer, h->head);
+    for (int q = from; q < to; q++) cellf(v[q]);
+}
+
+static void print_lm_set(const RolesLm *r, int k) {
+    static const char *const what[] = {
+        "validation segments, each followed by itself: induction on the model's own text",
+        "random strings over the vocabulary, each followed by itself: pure in-context copying"};
+    const RolesLmSetResult *s = &r->set[k];
+    printf("\nset %s: %s\n", roles_lm_set_name(k), what[k]);
+    printf("loss on the first copy %.4f, on the second %.4f: in-context gain %.4f\n", s->loss_first,
+           s->loss_second, s->loss_first - s->loss_second);
+    printf("  L  H   prev induct    dup   sink  label\n");
+    for (int i = 0; i < r->L * r->NH; i++) {
+        lm_row(&s->heads[i], 0, 4); /* prev_attn .. sink_attn */
+        printf("  %s\n", roles_lm_role_name(s->heads[i].role));
+    }
+    if (!r->sub_records) return;
+    printf("what the score reads (%d cases): from t in the second copy on its most-attended "
+           "key j\n", s->cases);
+    printf("  L  H    top   q(t) q(t-1)   k(j) k(j-1)  shift |  patch   swap\n");
+    for (int i = 0; i < r->L * r->NH; i++) {
+        lm_row(&s->heads[i], 4, 10); /* top_attn .. cf_shift */
+        printf(" |");
+        cellf(s->heads[i].patch_q_attn), dlossf(s->heads[i].swap_dloss);
+        printf("\n");
+    }
+    printf("every head of a layer with W_Q and W_K exchanged: second-copy loss change");
+    for (int l = 0; l < r->L; l++) printf("%s L%d %+.3f", l ? "," : "", l, s->layer_swap_dloss[l]);
+    printf("\n");
+}
+
+static void print_lm_tables(const RolesLm *r) {
+    printf("roles on a language model: %d sequences per set, each %d characters followed by "
+           "themselves\n", r->records, r->segment);
+    printf("attention from t on t-1 (prev, t >= 1), from the second copy's S+i on i+1 (induct)\n"
+           "and on i (dup), from t >= 1 on position 0 (sink); labels: prev >= %.2f, induct >=\n"
+           "%.2f, dup >= %.2f (the largest that qualifies), else sink >= %.2f, else other\n",
+           ROLES_LM_PREV_MIN, ROLES_LM_INDUCTION_MIN, ROLES_LM_DUPLICATE_MIN, ROLES_LM_SINK_MIN);
+    if (r->sub_records)
+        printf("interventions on the first %d sequences of each set, at %d consecutive query\n"
+               "positions t of the second copy in each: q(t) .. k(j-1), the attention on j with\n"
+               "that token changed and only this head's query at t or key at j recomputed;\n"
+               "shift, from t+1 on j+1 with the sequence one position later; patch, the fraction\n"
+               "of cases in which another position's query moves the argmax to that token's\n"
+               "successor; swap, the second copy's loss with W_Q and W_K exchanged, minus\n"
+               "without\n",
+               r->sub_records, r->queries);
+    for (int k = 0; k < ROLES_LM_SETS; k++) print_lm_set(r, k);
+    if (!r->sub_records) return;
+    printf("\ncomposition (Elhage et al.) of each previous-token head into each induction head of "
+           "a later layer\n");
+    if (!r->n_comp) printf("  none: no previous-token head below an induction head\n");
+    else printf("  from     to     K-comp Q-comp\n");
+    for (int i = 0; i < r->n_comp; i++) {
+        const RolesLmComp *c = &r->comp[i];
+        printf("  L%d H%-2d  L%d H%-2d", c->from_layer, c->from_head, c->to_layer, c->to_head);
+        cellf(c->k_comp), cellf(c->q_comp);
+        printf("\n");
+    }
+}
+
+static int write_lm_csv(const RolesLm *r, const char *dir, Error *err) {
+    char path[4096];
+    FILE *f = csv_open(dir, "roles_lm.csv", path, "set,layer,head", lm_field_names, N_LM_FIELDS,
+                       err);
+    if (!f) return -1;
+    fprintf(f, ",label,loss_first,loss_second,layer_swap_dloss\n");
+    for (int s = 0; s < ROLES_LM_SETS; s++)
+        for (int i = 0; i < r->L * r->NH; i++) {
+            const RolesLmHead *h = &r->set[s].heads[i];
+            double v[N_LM_FIELDS];
+            lm_values(h, v);
+            fprintf(f, "%s,%d,%d", roles_lm_set_name(s), h->layer, h->head);
+            for (int k = 0; k < N_LM_FIELDS; k++) fprintf(f, isfinite(v[k]) ? ",%.9g" : ",", v[k]);
+            double ls = r->set[s].layer_swap_dloss[h->layer];
+            fprintf(f, ",%s,%.9g,%.9g", roles_lm_role_name(h->role), r->set[s].loss_first,
+                    r->set[s].loss_second);
+            fprintf(f, isfinite(ls) ? ",%.9g\n" : ",\n", ls);
+        }
+    if (fclose(f)) return error_set(err, "%s: cannot write: %s", path, strerror(errno));
+    return 0;
+}
+
+/* roles.png: one row per set and head, the attention figures and the
+ * counterfactuals as swatches (the swaps' loss changes are not in 0..1). */
+static int write_lm_picture(const RolesLm *r, const char *dir, Error *err) {
+    static const char *const cols[] = {"prev", "induct", "dup", "sink", "top", "cf q(t)",
+                                       "cf q(t-1)", "cf k(j)", "cf k(j-1)", "shift", "patch"};
+    enum { NC = sizeof cols / sizeof cols[0] };
+    int LH = r->L * r->NH, n = ROLES_LM_SETS * LH;
+    float *v = xmalloc((size_t)n * NC * sizeof(float));
+    char (*names)[48] = xmalloc((size_t)n * sizeof *names);
+    const char **labels = xmalloc((size_t)n * sizeof *labels);
+    for (int i = 0; i < n; i++) {
+        const RolesLmHead *h = &r->set[i / LH].heads[i % LH];
+        double all[N_LM_FIELDS];
+        lm_values(h, all);
+        for (int k = 0; k < NC; k++) v[(size_t)i * NC + k] = (float)all[k];
+        snprintf(names[i], sizeof names[i], "%s L%d H%d %s", roles_lm_set_name(i / LH), h->layer,
+                 h->head, roles_lm_role_name(h->role));
+        labels[i] = names[i];
+    }
+    char path[4096], title[200];
+    snprintf(path, sizeof path, "%s/roles.png", dir);
+    const RolesLmSetResult *val = &r->set[ROLES_LM_VAL], *rnd = &r->set[ROLES_LM_RANDOM];
+    snprintf(title, sizeof title, "qkscope roles: %d sequences of 2 x %d per set; in-context gain "
+             "val %.3f, random %.3f (docs/roles.md)", r->records, r->segment,
+             val->loss_first - val->loss_second, rnd->loss_first - rnd->loss_second);
+    int rc = heatmap_write_table(path, title, v, n, NC, labels, cols, err);
+    free(v), free(names), free(labels);
+    return rc;
+}
+
+/* --dump-sequences: {"segment": S, "records": n, "sets": {"val": [[ids..], ..], ..}}. */
+static int dump_sequences(const Corpus *c, const RolesLmSpec *spec, const char *path, Error *err) {
+    size_t per = (size_t)spec->records * 2 * spec->segment;
+    int *ids = xmalloc(per * sizeof(int));
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        free(ids);
+        return error_set(err, "%s: cannot write: %s", path, strerror(errno));
+    }
+    fprintf(f, "{\"segment\": %d, \"records\": %d, \"sets\": {", spec->segment, spec->records);
+    for (int k = 0; k < ROLES_LM_SETS; k++) {
+        roles_lm_sequences(c, spec, k, ids, err); /* roles_lm_measure checked the spec */
+        fprintf(f, "%s\"%s\": [", k ? ", " : "", roles_lm_set_name(k));
+        for (size_t i = 0; i < per; i++)
+            fprintf(f, "%s%d%s", i % (2 * spec->segment) ? ", " : i ? "], [" : "[", ids[i],
+                    i + 1 == per ? "]" : "");
+        fputs("]", f);
+    }
+    fputs("}}\n", f);
+    free(ids);
+    if (fclose(f)) return error_set(err, "%s: cannot write: %s", path, strerror(errno));
+    return 0;
+}
+
+static int run_lm(const char *path, Checkpoint *ck, Model *m, long records, long segment,
+                  long seed, int json, const char *out, const char *dump, Error *err) {
+    if (seed >= 0)
+        return error_set(err, "--seed picks a task's records; %s was trained on a corpus (%s), "
+                              "whose sequences are fixed", path, ck->cfg.data_path);
+    int T = m->shape.maxT;
+    RolesLmSpec spec = {.records = records < 0 ? ROLES_LM_RECORDS_DEFAULT : (int)records,
+                        .segment = segment < 0 ? T / 2 : (int)segment};
+    if (segment < 0 && spec.segment < 2)
+        return error_set(err, "block_size %d leaves no segment: a sequence is a segment of at "
+                              "least 2 characters twice, which needs block_size >= 4", T);
+    if (2 * spec.segment > T)
+        return error_set(err, "--segment %d: two copies (%d characters) exceed block_size %d; "
+                              "at most %d", spec.segment, 2 * spec.segment, T, T / 2);
+    Corpus corpus = {0};
+    RolesLm r = {0};
+    int rc = train_data_open(&corpus, &ck->cfg, err) ||
+             checkpoint_check_compatible(ck, &ck->cfg, &corpus, err) ||
+             roles_lm_measure(&r, m, &corpus, &spec, 1, err) ||
+             (dump && dump_sequences(&corpus, &spec, dump, err)) ||
+             (out && (write_lm_csv(&r, out, err) || write_lm_picture(&r, out, err)));
+    if (!rc && json) print_lm_json(&r, stdout);
+    else if (!rc) print_lm_tables(&r);
+    roles_lm_free(&r);
+    corpus_free(&corpus);
+    return rc ? -1 : 0;
+}
+
 int main(int argc, char **argv) {
-    const char *out = NULL, *pos[1];
-    long records = ROLES_RECORDS_DEFAULT, seed = 0;
+    const char *out = NULL, *dump = NULL, *pos[1];
+    /* -1: not given (the defaults differ between tasks and corpora) */
+    long records = -1, seed = -1, segment = -1;
     int json = 0, npos, status;
     Error err;
     const CliOption opts[] = {{"--records", OPT_LONG, &records, 1, 1e6},
                               /* below 2^24: the index then stays clear of the stream bits */
                               {"--seed", OPT_LONG, &seed, 0, 16777215},
+                              {"--segment", OPT_LONG, &segment, 2, 1e6},
+                              {"--dump-sequences", OPT_STR, &dump, 0, 0},
                               {"--json", OPT_FLAG, &json, 0, 0},
                               {"--out", OPT_STR, &out, 0, 0},
                               {NULL, 0, NULL, 0, 0}};
@@ -310,13 +575,18 @@ int main(int argc, char **argv) {
     Corpus corpus = {0};
     Roles r = {0};
     int rc = 0;
+    if (records < 0 && ck.cfg.task.kind != TASK_NONE) records = ROLES_RECORDS_DEFAULT;
     if (ck.cfg.task.kind == TASK_NONE) {
-        error_set(&err, "%s: roles needs a task checkpoint (kv or repeat); this one was trained "
-                        "on a corpus (%s)", pos[0], ck.cfg.data_path);
+        if (run_lm(pos[0], &ck, &m, records, segment, seed, json, out, dump, &err))
+            rc = cli_fail(&err);
+    } else if (segment >= 0 || dump) {
+        error_set(&err, "%s: --segment and --dump-sequences apply to a corpus checkpoint; this one "
+                        "was trained on the %s task", pos[0], task_name(ck.cfg.task.kind));
         rc = cli_fail(&err);
     } else if (train_data_open(&corpus, &ck.cfg, &err) ||
                checkpoint_check_compatible(&ck, &ck.cfg, &corpus, &err) ||
-               roles_measure(&r, &m, &corpus, (int)records, (uint64_t)seed << 32, 1, &err) ||
+               roles_measure(&r, &m, &corpus, (int)records, (uint64_t)(seed < 0 ? 0 : seed) << 32,
+                             1, &err) ||
                (out && (write_csvs(&r, out, &err) || write_picture(&r, out, &err)))) {
         rc = cli_fail(&err);
     } else if (json) {

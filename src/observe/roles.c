@@ -725,6 +725,23 @@ static void composition(Roles *r, const Model *m) {
     free(qk), free(ov0), free(ov1), free(tmp), free(ta), free(tb);
 }
 
+void roles_composition_pair(const Model *m, int l0, int h0, int l1, int h1, double *k_comp,
+                            double *q_comp, double *v_comp) {
+    CHECK(l0 < l1, "roles_composition_pair: layer %d does not come before layer %d", l0, l1);
+    int C = m->shape.C, hs = C / m->shape.NH;
+    size_t n = (size_t)C * C;
+    /* W_QK, the two W_OV, the product's scratch, then head_qk's two panels */
+    double *buf = xmalloc((4 * n + 2 * (size_t)C * hs) * sizeof(double));
+    double *ta = buf + 4 * n, *tb = ta + (size_t)C * hs;
+    head_qk(buf, m, l1, h1, ta, tb);
+    head_ov(buf + n, m, l0, h0, NULL, ta, tb);
+    head_ov(buf + 2 * n, m, l1, h1, m->p.ln1w + (size_t)l1 * C, ta, tb);
+    *k_comp = comp_score(buf, buf + n, C, 0, buf + 3 * n);
+    *q_comp = comp_score(buf + n, buf, C, 1, buf + 3 * n);
+    *v_comp = comp_score(buf + 2 * n, buf + n, C, 0, buf + 3 * n);
+    free(buf);
+}
+
 /* ---- the whole measurement ---- */
 
 /* Accuracy of the model on the records (the scored targets' argmax), each

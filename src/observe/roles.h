@@ -98,4 +98,10 @@ void roles_free(Roles *r);
 double roles_lda_accuracy(const double *X, const int *y, const unsigned char *train, int n, int d,
                           int K, double *chance);
 
+/* The composition scores of head h0 of layer l0 into head h1 of a later
+ * layer l1 (the `composition` figures of docs/roles.md, for any two layers
+ * l0 < l1): K-, Q- and V-composition. */
+void roles_composition_pair(const Model *m, int l0, int h0, int l1, int h1, double *k_comp,
+                            double *q_comp, double *v_comp);
+
 #endif
