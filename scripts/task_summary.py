@@ -90,9 +90,9 @@ def lookup_head(out, name):
 def roles_tables(out, seeds):
     """Per variant: the lookup head's figures, mean and spread over seeds, and
     where the heads attend; plus the largest K- and Q-composition."""
-    lines = ["", "The lookup head of each run (roles' choice: of the layers above the first, "
-             "the head with the most attention on the target), mean ± sd over seeds; which "
-             "head it is per seed in the first column.", ""]
+    lines = ["", "The lookup head of each run (roles' choice: the head with the most attention "
+             "on the target), mean ± sd over seeds; which head it is per seed in the first "
+             "column.", ""]
     groups = [ROLE_FIELDS[:6], ROLE_FIELDS[6:14], ROLE_FIELDS[14:]]
     for fields in groups:
         lines += ["| variant | head (L H) | " + " | ".join(fields) + " |",

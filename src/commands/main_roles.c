@@ -144,8 +144,8 @@ static double k_comp(const Roles *r, int from, int to) {
  * without it. */
 static void print_circuit(const Roles *r) {
     const RolesHead *lk = &r->heads[r->lookup];
-    printf("\ncircuit: lookup head L%d H%d (of the layers above the first, the most attention "
-           "on the target: %.3f)", lk->layer, lk->head, lk->target_attn);
+    printf("\ncircuit: lookup head L%d H%d (the most attention on the target: %.3f)", lk->layer,
+           lk->head, lk->target_attn);
     printf("; lookup heads (target_attn >= %.2f):", ROLES_LOOKUP_MIN);
     for (int i = 0; i < r->L * r->NH; i++)
         if (r->heads[i].role == ROLE_LOOKUP) printf(" L%d H%d", r->heads[i].layer, r->heads[i].head);

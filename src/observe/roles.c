@@ -790,13 +790,13 @@ static void ablate_heads(void *ctx, int l, real *z, int B, int T) {
 
 /* The lookup heads, and the previous-token heads below the first. */
 static void label_roles(Roles *r) {
-    int NH = r->NH, from = r->L > 1 ? NH : 0;
-    r->lookup = from;
-    for (int i = from; i < r->L * NH; i++)
+    int NH = r->NH;
+    r->lookup = 0;
+    for (int i = 1; i < r->L * NH; i++)
         if (r->heads[i].target_attn > r->heads[r->lookup].target_attn) r->lookup = i;
     for (int i = 0; i < r->L * NH; i++) {
         RolesHead *h = &r->heads[i];
-        h->role = i == r->lookup || (i >= from && h->target_attn >= ROLES_LOOKUP_MIN) ? ROLE_LOOKUP
+        h->role = i == r->lookup || h->target_attn >= ROLES_LOOKUP_MIN ? ROLE_LOOKUP
                   : h->layer < r->lookup / NH && h->prev_attn_j >= ROLES_PREV_TOKEN_MIN
                       ? ROLE_PREV_TOKEN
                       : ROLE_OTHER;

@@ -16,15 +16,14 @@
  * least half its attention from the target goes to the position before:
  * the majority of its output there is the previous token's. */
 #define ROLES_PREV_TOKEN_MIN 0.5
-/* A head of the layers above the first is a lookup head, beside the one
- * with the most attention on the target, when the majority of its
- * attention from t is on the target. */
+/* A head is a lookup head, beside the one with the most attention on the
+ * target, when the majority of its attention from t is on the target. */
 #define ROLES_LOOKUP_MIN 0.5
 
-/* What a head does in the lookup: a lookup head (the one of the layers
- * above the first with the most attention on the target, layer 0's in a
- * one-layer model, and any other there with ROLES_LOOKUP_MIN), a
- * previous-token head below the first lookup head, or neither. */
+/* What a head does in the lookup: a lookup head (the one with the most
+ * attention on the target, and any other with ROLES_LOOKUP_MIN), a
+ * previous-token head in a layer below the first lookup head's, or
+ * neither. */
 typedef enum { ROLE_OTHER = 0, ROLE_LOOKUP, ROLE_PREV_TOKEN } RolesRole;
 const char *roles_role_name(RolesRole r);
 
