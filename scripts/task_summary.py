@@ -18,6 +18,7 @@ import statistics
 
 VARIANTS = [
     ("kv", "kv (configs/kv.ini: plain, init = torch)"),
+    ("kv_fine", "kv, an eval every 10 steps"),
     ("kv_cross", "kv_cross (configs/kv_cross.ini)"),
     ("repeat", "repeat (configs/repeat.ini)"),
     ("kv_gpt2", "kv, init = gpt2"),
@@ -159,6 +160,9 @@ def circuit_table(out, seeds):
 
 
 EVENTS = ["jump", "prev_attn_j", "target_attn", "cf_q_cur", "cf_k_prev"]
+# the two-layer runs that leave the plateau: on the others the halfway steps
+# mark the first rise to it
+EVENT_VARIANTS = ["kv", "kv_fine", "kv_cross", "repeat", "kv_sym"]
 
 
 def events_table(out, seeds):
@@ -169,6 +173,8 @@ def events_table(out, seeds):
              "jump is val_acc's. Per seed.", "",
              "| variant | seed | " + " | ".join(EVENTS) + " |", "|---|---|" + "---|" * len(EVENTS)]
     for key, label in VARIANTS:
+        if key not in EVENT_VARIANTS:
+            continue
         for s in seeds:
             path = os.path.join(out, "%s_s%s" % (key, s), "formation.csv")
             if not os.path.exists(path):
