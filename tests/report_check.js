@@ -9,11 +9,13 @@
 //     out and shows all again; the step slider (set, and moved with the
 //     keyboard) and the layer picker change the picture, its caption and the
 //     step label; the steps match the run's attn/ folder;
-//   - a task run's Formation panel: its series (heads picked as the caption
-//     says), the jump's line and label and a tick per other event, at the
-//     halfway steps computed here from the CSVs, the events table, and the
-//     run's formation.csv (when there is one) at the same eval steps; no
-//     panel on other runs;
+//   - a run's Formation panel: its series (heads picked as the caption
+//     says), the jump's (a corpus run: the in-context gain's) line and label
+//     and a tick per other event, at the halfway steps computed here from
+//     the CSVs, the events table, and the run's formation.csv (when there is
+//     one) at the same eval steps; no panel on other runs;
+//   - a corpus run's induction charts (roles_eval.csv): each series' halfway
+//     tick at the step computed here;
 //   - the probe text; the compare command follows its selects; checkpoint
 //     links are there and no link leads to a missing file;
 //   - a screenshot that is not blank.
@@ -117,11 +119,23 @@ function halfway(points) {
 
 const FORMATION_MIN_EVALS = 3; // in src/observe/report.c
 
+const rowsOf = (table, l, h) => table.filter((row) => num(row.layer) === l && num(row.head) === h);
+const series = (rows, col) => rows.map((row) => [num(row.step), num(row[col])]);
+// A corpus run's in-context gain over its evals: loss_first - loss_second of
+// head 0's rows (every row of an eval holds the same losses).
+const gainSeries = (roles) => rowsOf(roles, 0, 0).map((row) =>
+  [num(row.step), num(row.loss_first) - num(row.loss_second)]);
+// A corpus run's roles_eval.csv has the roles_lm columns.
+const isCorpusRoles = (roles) => roles.length > 0 && 'induction_attn' in roles[0];
+// Formation events from [event, head, points] triples: their halfway steps.
+const eventsOf = (list) => list.map(([event, head, points]) => ({ event, head, ...halfway(points) }));
+// A number as the C side writes it into a CSV ("%.9g").
+const csvNum = (x) => (Number.isFinite(x) ? Number(x.toPrecision(9)) : x);
+
 // What a run's Formation panel should show, from its CSVs; null when the run
 // has none (no roles_eval.csv, or fewer than FORMATION_MIN_EVALS evals).
 function formationExpect(dir, L, NH) {
   const roles = csvObjects(path.join(dir, 'roles_eval.csv'));
-  const rowsOf = (table, l, h) => table.filter((row) => num(row.layer) === l && num(row.head) === h);
   if (!roles.length || rowsOf(roles, 0, 0).length < FORMATION_MIN_EVALS) return null;
   const lastStep = num(roles[roles.length - 1].step);
   // the head of the layers with the largest col at the last eval, the first on a tie
@@ -138,22 +152,43 @@ function formationExpect(dir, L, NH) {
     }
     return pick;
   };
-  const prev = best([0], 'prev_attn_j');
-  const look = best(L > 1 ? Array.from({ length: L - 1 }, (_, i) => i + 1) : [0], 'target_attn');
-  const P = `L${prev[0]}H${prev[1]}`, K = `L${look[0]}H${look[1]}`;
+  const upper = L > 1 ? Array.from({ length: L - 1 }, (_, i) => i + 1) : [0];
   const evals = csvObjects(path.join(dir, 'eval.csv'));
+  if (isCorpusRoles(roles)) {
+    // the previous-token head of the layers below the last, the induction head above
+    const prev = best(L > 1 ? Array.from({ length: L - 1 }, (_, i) => i) : [0], 'prev_attn');
+    const ind = best(upper, 'induction_attn');
+    const P = `L${prev[0]}H${prev[1]}`, I = `L${ind[0]}H${ind[1]}`;
+    const prevRows = rowsOf(roles, ...prev), indRows = rowsOf(roles, ...ind);
+    return {
+      dir,
+      major: 'gain',
+      names: ['in-context gain (min..max scaled to 0..1)', `${P} prev_attn`, `${I} induction_attn`,
+        'val_loss (min..max scaled to 0..1)'],
+      counts: [rowsOf(roles, 0, 0).length, prevRows.length, indRows.length, evals.length],
+      events: eventsOf([
+        ['gain', '', gainSeries(roles)],
+        ['prev_attn', P, series(prevRows, 'prev_attn')],
+        ['induction_attn', I, series(indRows, 'induction_attn')],
+      ]),
+      evalSteps: evals.map((e) => num(e.step)),
+    };
+  }
+  const prev = best([0], 'prev_attn_j');
+  const look = best(upper, 'target_attn');
+  const P = `L${prev[0]}H${prev[1]}`, K = `L${look[0]}H${look[1]}`;
   const prevRows = rowsOf(roles, ...prev), lookRows = rowsOf(roles, ...look);
   const normRows = rowsOf(csvObjects(path.join(dir, 'qk.csv')), ...look);
-  const series = (rows, col) => rows.map((row) => [num(row.step), num(row[col])]);
-  const events = [
+  const events = eventsOf([
     ['jump', '', series(evals, 'val_acc')],
     ['prev_attn_j', P, series(prevRows, 'prev_attn_j')],
     ['target_attn', K, series(lookRows, 'target_attn')],
     ['cf_q_cur', K, series(lookRows, 'cf_q_cur')],
     ['cf_k_prev', K, series(lookRows, 'cf_k_prev')],
-  ].map(([event, head, points]) => ({ event, head, ...halfway(points) }));
+  ]);
   return {
     dir,
+    major: 'jump',
     names: ['val_acc', `${P} prev_attn_j`, `${K} target_attn`, `${K} cf_q_cur`, `${K} cf_k_prev`,
       `${K} gq_norm / its max`, `${K} gk_norm / its max`],
     counts: [evals.length, prevRows.length, lookRows.length, lookRows.length, lookRows.length,
@@ -193,7 +228,29 @@ function runCharts(dir, r) {
       charts[`r${r}-${key}-L${l}`] = Array.from({ length: NH }, (_, h) => heval(l, h));
     }
   }
-  if (csvRows(path.join(dir, 'roles_eval.csv')).length) {
+  const rolesTable = csvObjects(path.join(dir, 'roles_eval.csv'));
+  const lmMarks = {};
+  if (isCorpusRoles(rolesTable)) {
+    // val_loss and both copies' losses (a tick for val_loss), the gain (its tick)
+    const n0 = rowsOf(rolesTable, 0, 0).length;
+    const evals = csvObjects(path.join(dir, 'eval.csv'));
+    charts[`r${r}-lm-loss`] = [evals.length, n0, n0];
+    charts[`r${r}-lm-gain`] = [n0];
+    const tick = (event, points) => {
+      const e = halfway(points);
+      return e.step === null ? [] : [{ event, step: String(e.step) }];
+    };
+    lmMarks[`r${r}-lm-loss`] = tick('val_loss (eval)', series(evals, 'val_loss'));
+    lmMarks[`r${r}-lm-gain`] = tick('in-context gain', gainSeries(rolesTable));
+    for (let l = 0; l < L; l++) {
+      for (const key of ['prev_attn', 'induction_attn']) {
+        const id = `r${r}-lm-${key}-L${l}`;
+        charts[id] = Array.from({ length: NH }, (_, h) => rowsOf(rolesTable, l, h).length);
+        lmMarks[id] = Array.from({ length: NH }, (_, h) => tick(`H${h}`,
+          series(rowsOf(rolesTable, l, h), key))).flat();
+      }
+    }
+  } else if (rolesTable.length) {
     const roles = perHead('roles_eval.csv');
     for (let l = 0; l < L; l++) {
       for (const key of ['target_attn', 'cf_q_cur', 'cf_k_prev', 'k_prev']) {
@@ -203,17 +260,19 @@ function runCharts(dir, r) {
   }
   const formation = formationExpect(dir, L, NH);
   if (formation) charts[`r${r}-formation`] = formation.counts;
-  return { charts, formation };
+  return { charts, formation, lmMarks };
 }
 
 function expectations(args) {
   const pair = args.runs.length > 1;
   const pageDir = path.dirname(path.resolve(args.page));
-  const expect = { charts: {}, runs: [], probes: { ...args.probes }, ckptLinks: 0, formation: [] };
+  const expect = { charts: {}, runs: [], probes: { ...args.probes }, ckptLinks: 0, formation: [],
+    lmMarks: {} };
   const loss = [], lr = [], accuracy = [];
   args.runs.forEach((dir, r) => {
-    const { charts, formation } = runCharts(dir, r);
+    const { charts, formation, lmMarks } = runCharts(dir, r);
     Object.assign(expect.charts, charts);
+    Object.assign(expect.lmMarks, lmMarks);
     expect.formation.push(formation);
     const metrics = csvRows(path.join(dir, 'metrics.csv')).length;
     const evals = csvRows(path.join(dir, 'eval.csv')).length;
@@ -446,9 +505,10 @@ async function checkFormation(page, expect, c, info) {
         lines: g.querySelectorAll('line').length > 0, label: label ? label.textContent : null };
     }));
     const wantMarks = f.events.filter((e) => e.step !== null).map((e) => ({ event: e.event,
-      step: step(e), lines: true, label: e.event === 'jump' ? `jump: step ${e.step}` : null }));
+      step: step(e), lines: true, label: e.event === f.major ? `${f.major}: step ${e.step}` : null }));
     c.equal(marks, wantMarks, `run ${r}: Formation markers`);
-    c.ok(f.events[0].step === null || marks.some((m) => m.event === 'jump'), `run ${r}: no jump marker`);
+    c.ok(f.events[0].step === null || marks.some((m) => m.event === f.major),
+      `run ${r}: no ${f.major} marker`);
     const table = await page.locator(`#r${r}-formation-events tr[data-event]`).evaluateAll((trs) =>
       trs.map((t) => ({ event: t.dataset.event, step: t.dataset.step })));
     c.equal(table, f.events.map((e) => ({ event: e.event, step: step(e) })),
@@ -459,12 +519,23 @@ async function checkFormation(page, expect, c, info) {
       const rows = csvObjects(file);
       const got = rows.map((row) =>
         [row.event, row.step, num(row.value_first), num(row.value_last), row.head]);
-      c.equal(got, f.events.map((e) => [e.event, step(e), e.first, e.last, e.head]),
+      c.equal(got, f.events.map((e) => [e.event, step(e), csvNum(e.first), csvNum(e.last), e.head]),
         `run ${r}: formation.csv`);
       const offEval = rows.filter((row) => row.step !== '' && !f.evalSteps.includes(num(row.step)));
       c.equal(offEval.map((row) => row.step), [], `run ${r}: formation.csv steps that are no eval's`);
     }
     info.formation.push(Object.fromEntries(f.events.map((e) => [e.event, e.step])));
+  }
+}
+
+// A corpus run's induction charts: each series' halfway tick, in series order.
+async function checkLmMarks(page, expect, c, info) {
+  info.lmMarks = 0;
+  for (const [id, want] of Object.entries(expect.lmMarks)) {
+    const got = await page.locator(`#${id} g.mark`).evaluateAll((gs) => gs.map((g) =>
+      ({ event: g.dataset.event, step: g.dataset.step })));
+    c.equal(got, want, `#${id}: halfway ticks`);
+    info.lmMarks += got.length;
   }
 }
 
@@ -556,6 +627,7 @@ async function main() {
     await page.goto(pathToFileURL(path.resolve(args.page)).href, { waitUntil: 'load' });
     await checkCharts(page, expect, c, info);
     await checkFormation(page, expect, c, info);
+    await checkLmMarks(page, expect, c, info);
     await checkViewer(page, expect, c, info);
     await checkProbes(page, expect, c);
     await checkCompare(page, expect, c, info);

@@ -342,6 +342,125 @@ static void test_eval_windows(void) {
     corpus_free(&c);
 }
 
+/* Checks one row of batch_insert_repeats against the window it came from
+ * (token = position, so the window is orig[0..T]): unchanged when where is
+ * -1; else orig[0 .. o+len-1], the segment again, then orig[o+len ..],
+ * inputs and targets one window shifted by one. Read from the tokens alone
+ * too: consecutive but for one step back by len - 1 at o + len. */
+static void check_repeat_row(const int *in, const int *tg, int T, int start, int o, int len) {
+    int w[T + 1];
+    for (int t = 0; t < T; t++) w[t] = in[t];
+    w[T] = tg[T - 1];
+    for (int t = 0; t + 1 < T; t++) REQUIRE(tg[t] == in[t + 1]);
+    if (o < 0) {
+        for (int t = 0; t <= T; t++) REQUIRE(w[t] == start + t);
+        return;
+    }
+    int lo = T / 2 < REPEAT_LEN_MIN ? T / 2 : REPEAT_LEN_MIN;
+    REQUIRE(len >= lo && len <= T / 2 && o + 2 * len <= T + 1);
+    for (int t = 0; t <= T; t++) {
+        int want = t < o + len ? start + t : start + t - len; /* the copy and the rest */
+        REQUIRE(w[t] == want);
+    }
+    for (int k = 0; k < len; k++) REQUIRE(w[o + len + k] == w[o + k]); /* the copy is exact */
+    int jumps = 0;
+    for (int t = 1; t <= T; t++)
+        if (w[t] != w[t - 1] + 1) {
+            REQUIRE(t == o + len && w[t] == w[t - 1] - len + 1);
+            jumps++;
+        }
+    REQUIRE(jumps == 1);
+}
+
+static void test_repeats(void) {
+    enum { B = 8, T = 32, STEPS = 500 };
+    Corpus c;
+    load_positions(&c, 2000, 0.1, T);
+    int in[2 * B * T], tg[2 * B * T], in0[2 * B * T], tg0[2 * B * T], where[2 * B], len[2 * B];
+    Rng r;
+
+    /* fraction 0: the same bytes as before, and no row counted */
+    rng_seed(&r, 5);
+    batch_sample_train(&c, &r, B, T, in, tg);
+    memcpy(in0, in, sizeof in), memcpy(tg0, tg, sizeof tg);
+    REQUIRE(batch_insert_repeats(0, 9, 3, B, T, 0, 1, in, tg, where, len) == 0);
+    REQUIRE(memcmp(in, in0, sizeof in) == 0 && memcmp(tg, tg0, sizeof tg) == 0);
+    for (int b = 0; b < B; b++) REQUIRE(where[b] == -1 && len[b] == 0);
+
+    /* the fraction of windows repeated over many batches, each repeat exact,
+     * every length of the range drawn */
+    const double fraction = 0.25;
+    long changed = 0, rows = 0, lens[T / 2 + 1] = {0};
+    rng_seed(&r, 6);
+    for (int step = 0; step < STEPS; step++) {
+        batch_sample_train(&c, &r, B, T, in, tg);
+        memcpy(in0, in, sizeof in);
+        int n = batch_insert_repeats(fraction, 9, (uint64_t)step, B, T, 0, 1, in, tg, where, len);
+        int count = 0;
+        for (int b = 0; b < B; b++) {
+            check_repeat_row(in + b * T, tg + b * T, T, in0[b * T], where[b], len[b]);
+            count += where[b] >= 0;
+            if (where[b] >= 0) lens[len[b]]++;
+        }
+        REQUIRE(n == count);
+        changed += n;
+        rows += B;
+    }
+    /* 4000 windows: the binomial's sd is 0.007 */
+    double got = (double)changed / rows;
+    EXPECT(fabs(got - fraction) < 0.03, "%ld of %ld windows repeated (%.4f), expected about %.2f",
+           changed, rows, got, fraction);
+    for (int n = 0; n <= T / 2; n++)
+        EXPECT((lens[n] > 0) == (n >= REPEAT_LEN_MIN), "segment length %d drawn %ld times", n,
+               lens[n]);
+
+    /* the same (seed, step) draws the same; another step or seed other rows */
+    rng_seed(&r, 7);
+    batch_sample_train(&c, &r, B, T, in0, tg0);
+    int w1[B], w2[B], w3[B], w4[B];
+    memcpy(in, in0, sizeof in0), memcpy(tg, tg0, sizeof tg0);
+    batch_insert_repeats(0.5, 9, 11, B, T, 0, 1, in, tg, w1, NULL);
+    memcpy(in, in0, sizeof in0), memcpy(tg, tg0, sizeof tg0);
+    batch_insert_repeats(0.5, 9, 11, B, T, 0, 1, in, tg, w2, NULL);
+    REQUIRE(memcmp(w1, w2, sizeof w1) == 0);
+    memcpy(in, in0, sizeof in0), memcpy(tg, tg0, sizeof tg0);
+    batch_insert_repeats(0.5, 9, 12, B, T, 0, 1, in, tg, w3, NULL);
+    memcpy(in, in0, sizeof in0), memcpy(tg, tg0, sizeof tg0);
+    batch_insert_repeats(0.5, 10, 11, B, T, 0, 1, in, tg, w4, NULL);
+    EXPECT(memcmp(w1, w3, sizeof w1) != 0, "steps 11 and 12 repeat the same rows at the same places");
+    EXPECT(memcmp(w1, w4, sizeof w1) != 0, "seeds 9 and 10 repeat the same rows at the same places");
+
+    /* two shards change their rows of the global batch as one process does */
+    rng_seed(&r, 8);
+    batch_sample_train(&c, &r, 2 * B, T, in0, tg0);
+    memcpy(in, in0, sizeof in0), memcpy(tg, tg0, sizeof tg0);
+    batch_insert_repeats(0.5, 9, 4, 2 * B, T, 0, 1, in, tg, where, len);
+    for (int shard = 0; shard < 2; shard++) {
+        int sin[B * T], stg[B * T], sw[B], sl[B];
+        memcpy(sin, in0 + shard * B * T, sizeof sin), memcpy(stg, tg0 + shard * B * T, sizeof stg);
+        batch_insert_repeats(0.5, 9, 4, B, T, shard, 2, sin, stg, sw, sl);
+        REQUIRE(memcmp(sin, in + shard * B * T, sizeof sin) == 0);
+        REQUIRE(memcmp(stg, tg + shard * B * T, sizeof stg) == 0);
+        REQUIRE(memcmp(sw, where + shard * B, sizeof sw) == 0 && memcmp(sl, len + shard * B, sizeof sl) == 0);
+    }
+
+    /* fraction 1: every row; short windows: segments of T / 2 */
+    rng_seed(&r, 9);
+    batch_sample_train(&c, &r, B, T, in, tg);
+    REQUIRE(batch_insert_repeats(1, 9, 0, B, T, 0, 1, in, tg, where, len) == B);
+    for (int T2 = 2; T2 <= 6; T2++) {
+        int sin[B * 6], stg[B * 6], sin0[B * 6];
+        batch_sample_train(&c, &r, B, T2, sin, stg);
+        memcpy(sin0, sin, sizeof sin);
+        REQUIRE(batch_insert_repeats(1, 9, 0, B, T2, 0, 1, sin, stg, where, len) == B);
+        for (int b = 0; b < B; b++) {
+            REQUIRE(len[b] == T2 / 2);
+            check_repeat_row(sin + b * T2, stg + b * T2, T2, sin0[b * T2], where[b], len[b]);
+        }
+    }
+    corpus_free(&c);
+}
+
 static void test_rng_known_values(void) {
     /* rng_seed fills the state with the first four splitmix64 outputs from
      * state 0, the reference values published with splitmix64. */
@@ -430,8 +549,8 @@ int main(void) {
     test_splits();
     test_batches();
     test_eval_windows();
+    test_repeats();
     test_rng_known_values();
     test_rng_distributions();
-    printf("test_data: all checks passed\n");
-    return 0;
+    CHECK_DONE("test_data");
 }

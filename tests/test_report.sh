@@ -5,8 +5,9 @@
 # headless Chromium driven by playwright-core (tests/report_check.js: console
 # errors and failed loads, chart series and points against the CSVs, the
 # attention viewer's controls, the compare command, links, a screenshot that
-# is not blank), and a kv run's Formation panel with formation.svg and
-# formation.csv. Without chromium, node (20 or newer) or the node modules
+# is not blank), a corpus run's induction charts and Formation panel (its
+# roles_eval.csv: repeated validation segments) and a kv run's Formation
+# panel, each with formation.svg and formation.csv. Without chromium, node (20 or newer) or the node modules
 # (`npm ci`, run by scripts/test) the test is skipped (exit 77): it never
 # passes without a browser.
 set -euo pipefail
@@ -29,9 +30,33 @@ write_corpus corpus.txt 300 'row %d: the fox saw %d hens; the hens saw %d foxes.
 write_config r.ini run.seed=21 train.steps=40 train.log_every=40 \
     log.heatmap_every=10 log.checkpoint_every=20
 # run a: a probe longer than block_size (the page shows its first 16
-# characters); run b: tied qk and the default probe
+# characters), the roles log at its default; run b: tied qk, the default
+# probe and no roles log
 "$build/train" r.ini 'log.probe=the fox saw 3 hens' > /dev/null
-"$build/train" r.ini run.name=b model.qk=tied > /dev/null
+"$build/train" r.ini run.name=b model.qk=tied log.roles_records=0 > /dev/null
+
+# svg_check FILE SERIES: formation.svg well-formed, an svg root on a white
+# background with SERIES lines, nothing it would fetch (no stylesheet, image
+# or link)
+svg_check() {
+    if command -v xmllint > /dev/null; then
+        xmllint --noout "$1" || fail "$1 is not well-formed XML"
+    fi
+    python3 - "$1" "$2" << 'PY' || fail "$1: $(head -c 400 "$1")"
+import sys
+import xml.etree.ElementTree as ET
+
+ns = "{http://www.w3.org/2000/svg}"
+root = ET.parse(sys.argv[1]).getroot()
+assert root.tag == ns + "svg", root.tag
+assert float(root.get("width")) > 0 and float(root.get("height")) > 0, root.attrib
+assert root[0].tag == ns + "rect" and root[0].get("fill") == "#ffffff", root[0].attrib
+assert len(list(root.iter(ns + "polyline"))) == int(sys.argv[2]), "series"
+for e in root.iter():
+    assert e.tag not in (ns + "style", ns + "image", ns + "a"), e.tag
+    assert not any(k.endswith("href") for k in e.attrib), e.attrib
+PY
+}
 
 # -- one run
 report runs/a > out.txt
@@ -41,8 +66,21 @@ grep -q 'src="attn/step_000040/layer_0.png"' runs/a/index.html || fail "index.ht
 grep -q 'href="ckpt/step_000020.safetensors"' runs/a/index.html || fail "index.html lacks the checkpoint links"
 grep -q 'href="attn/filmstrip_L1.png"' runs/a/index.html || fail "index.html lacks the filmstrip link"
 grep -q "$tmp" runs/a/index.html && fail "index.html holds an absolute path"
-grep -q 'id="formation"' runs/a/index.html && fail "a corpus run's page has a Formation panel"
-for f in formation.svg formation.csv; do [ ! -e "runs/a/$f" ] || fail "a corpus run got $f"; done
+# run b logs no roles: no Formation panel, no files
+grep -q 'id="formation"' runs/b/index.html && fail "a corpus run without roles_eval.csv has a Formation panel"
+for f in formation.svg formation.csv; do [ ! -e "runs/b/$f" ] || fail "run b (no roles log) got $f"; done
+# run a: the corpus Formation panel (5 evals) and its files, the events
+# gain, prev_attn, induction_attn
+grep -q 'id="formation"' runs/a/index.html || fail "a corpus run with roles_eval.csv lacks Formation"
+[ "$(head -1 runs/a/roles_eval.csv)" = \
+    '"step","layer","head","prev_attn","induction_attn","duplicate_attn","sink_attn","loss_first","loss_second"' ] ||
+    fail "corpus roles_eval.csv header: $(head -1 runs/a/roles_eval.csv)"
+svg_check runs/a/formation.svg 4
+[ "$(tail -n +2 runs/a/formation.csv | cut -d, -f1 | tr '\n' ' ')" = '"gain" "prev_attn" "induction_attn" ' ] ||
+    fail "corpus formation.csv events: $(cat runs/a/formation.csv)"
+if [ -n "$(awk -F, 'NR == 2 { print $2 }' runs/a/formation.csv)" ]; then
+    grep -q '>gain: step [0-9]' runs/a/formation.svg || fail "formation.svg without the gain's label"
+fi
 ls runs/a | grep -q tmp && fail "a temp file was left: $(ls runs/a)"
 # elsewhere: links lead back to the run folder
 mkdir pages
@@ -60,6 +98,7 @@ cp -r runs/a partial
 rm -r partial/qk_eval.csv partial/attn partial/ckpt
 head -c -7 runs/a/qk.csv > partial/qk.csv
 printf '"step","train_loss","val_loss","train_acc","val_acc"\n0,3.2,3.3,0.1,0.1\n10,3.1' > partial/eval.csv
+head -c -5 runs/a/roles_eval.csv > partial/roles_eval.csv
 report partial > /dev/null || fail "report of a run in progress"
 grep -q "No heatmaps yet" partial/index.html || fail "partial: no note on the missing heatmaps"
 head -c 9 runs/a/metrics.csv > partial/metrics.csv # half a header
@@ -106,25 +145,7 @@ write_kv_config k.ini run.name=k train.steps=300 train.eval_every=25 log.heatmap
     log.roles_records=16
 "$build/train" k.ini > /dev/null
 for f in formation.svg formation.csv; do [ -s "runs/k/$f" ] || fail "no runs/k/$f"; done
-# formation.svg: well-formed, an svg root on a white background, nothing it
-# would fetch (no stylesheet, image or link)
-if command -v xmllint > /dev/null; then
-    xmllint --noout runs/k/formation.svg || fail "formation.svg is not well-formed XML"
-fi
-python3 - runs/k/formation.svg << 'PY' || fail "formation.svg: $(head -c 400 runs/k/formation.svg)"
-import sys
-import xml.etree.ElementTree as ET
-
-ns = "{http://www.w3.org/2000/svg}"
-root = ET.parse(sys.argv[1]).getroot()
-assert root.tag == ns + "svg", root.tag
-assert float(root.get("width")) > 0 and float(root.get("height")) > 0, root.attrib
-assert root[0].tag == ns + "rect" and root[0].get("fill") == "#ffffff", root[0].attrib
-assert len(list(root.iter(ns + "polyline"))) == 7, "series"
-for e in root.iter():
-    assert e.tag not in (ns + "style", ns + "image", ns + "a"), e.tag
-    assert not any(k.endswith("href") for k in e.attrib), e.attrib
-PY
+svg_check runs/k/formation.svg 7
 grep -q '>jump: step [0-9]' runs/k/formation.svg || fail "formation.svg without the jump's label"
 # formation.csv: the five events in order, each at an eval step (or none)
 [ "$(head -1 runs/k/formation.csv)" = '"event","step","value_first","value_last","head"' ] ||
@@ -142,13 +163,18 @@ node "$check" --chromium "$chromium" --shot k.png runs/k/index.html runs/k > k.j
 report runs/t runs/k > /dev/null
 node "$check" --chromium "$chromium" --shot tk.png runs/t/compare_k.html runs/t runs/k > tk.json ||
     fail "two task runs' Formation panels side by side in the browser"
-# too few evals (two: a run just started): no panel, no files, no error
-cp -r runs/k few
-rm few/formation.svg few/formation.csv
-for f in eval.csv roles_eval.csv; do awk -F, 'NR == 1 || $1 <= 25' "runs/k/$f" > "few/$f"; done
-report few > /dev/null || fail "report of a task run with two evals"
-grep -q 'id="formation"' few/index.html && fail "a Formation panel from two evals"
-for f in formation.svg formation.csv; do [ ! -e "few/$f" ] || fail "$f from two evals"; done
+# too few evals (two: a run just started): no panel, no files, no error.
+# few RUN COPY STEP: RUN's evals up to STEP (its second eval) in COPY.
+few() {
+    cp -r "$1" "$2"
+    rm "$2/formation.svg" "$2/formation.csv"
+    for f in eval.csv roles_eval.csv; do awk -F, -v s="$3" 'NR == 1 || $1 <= s' "$1/$f" > "$2/$f"; done
+    report "$2" > /dev/null || fail "report of $1 cut to two evals"
+    grep -q 'id="formation"' "$2/index.html" && fail "a Formation panel from two evals of $1"
+    for f in formation.svg formation.csv; do [ ! -e "$2/$f" ] || fail "$f from two evals of $1"; done
+}
+few runs/k few 25
+few runs/a few_lm 10
 echo "run a: $(cat a.json)"
 echo "pair: $(cat ab.json)"
 echo "kv run: $(cat k.json)"

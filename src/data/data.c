@@ -341,6 +341,42 @@ void batch_sample_train(const Corpus *c, Rng *r, int B, int T, int *inputs, int 
     batch_sample_train_shard(c, r, B, T, 0, 1, inputs, targets);
 }
 
+/* The repeats' streams: "repeat" in the seed's top bits apart from batches
+ * and initialisation, step and window below. */
+#define REPEAT_STREAM 0x726570656174ULL
+
+int batch_insert_repeats(double fraction, uint64_t seed, uint64_t step, int B, int T, int shard,
+                         int n_shards, int *inputs, int *targets, int *where, int *len) {
+    CHECK(fraction >= 0 && fraction <= 1 && T >= 2 && shard >= 0 && shard < n_shards,
+          "batch_insert_repeats: fraction %g, T %d, shard %d of %d", fraction, T, shard, n_shards);
+    int hi = T / 2, lo = hi < REPEAT_LEN_MIN ? hi : REPEAT_LEN_MIN, changed = 0;
+    int *w = fraction > 0 ? xmalloc((size_t)(T + 1) * sizeof(int)) : NULL;
+    for (int b = 0; b < B; b++) {
+        if (where) where[b] = -1;
+        if (len) len[b] = 0;
+        if (fraction <= 0) continue;
+        Rng r;
+        uint64_t global = (uint64_t)shard * (uint64_t)B + (uint64_t)b;
+        rng_seed(&r, rng_mix(rng_mix(seed ^ REPEAT_STREAM) ^ rng_mix(step) ^ global));
+        if (!(rng_uniform(&r) < fraction)) continue;
+        int n = lo + (int)rng_below(&r, (uint64_t)(hi - lo + 1));
+        int o = (int)rng_below(&r, (uint64_t)(T + 2 - 2 * n));
+        int *in = inputs + (size_t)b * T, *tg = targets + (size_t)b * T;
+        memcpy(w, in, (size_t)T * sizeof(int));
+        w[T] = tg[T - 1];
+        /* from the copy on, the window is the text from the segment's start */
+        memmove(w + o + 2 * n, w + o + n, (size_t)(T + 1 - o - 2 * n) * sizeof(int));
+        memcpy(w + o + n, w + o, (size_t)n * sizeof(int));
+        memcpy(in, w, (size_t)T * sizeof(int));
+        memcpy(tg, w + 1, (size_t)T * sizeof(int));
+        if (where) where[b] = o;
+        if (len) len[b] = n;
+        changed++;
+    }
+    free(w);
+    return changed;
+}
+
 int batch_trim(int *inputs, int *targets, int B, int T) {
     int keep = 0;
     for (int b = 0; b < B; b++)

@@ -77,6 +77,26 @@ void batch_sample_train(const Corpus *c, Rng *r, int B, int T, int *inputs, int 
 size_t batch_sample_train_shard(const Corpus *c, Rng *r, int B, int T, int shard, int n_shards,
                                 int *inputs, int *targets);
 
+/* data.repeat_fraction (Zucchet et al. 2025: repeated segments in the data
+ * speed up the emergence of induction heads). Each training window is T + 1
+ * characters w[0..T] (inputs w[0..T-1], targets w[1..T]). With probability
+ * `fraction` a window becomes w[0 .. o+len-1], w[o .. o+len-1], w[o+len ..
+ * T-len]: its own segment of len characters at offset o followed at once by
+ * a copy, the text after the copy continuing where the segment ended, so
+ * the copy's start is the window's one unnatural junction. len is uniform
+ * in [min(REPEAT_LEN_MIN, T/2), T/2] and o uniform in [0, T+1-2 len], so the
+ * copy always ends inside the window. Window b (of the global batch of
+ * B * n_shards) of training step `step` draws from a stream of its own,
+ * seeded from (seed, step, b): no other stream moves, the draws do not
+ * depend on the number of shards, and a resumed run draws the same.
+ * fraction 0 leaves the rows untouched. Changes rows shard*B .. shard*B+B-1
+ * of the global batch, laid out as batch_sample_train_shard writes them;
+ * where (NULL or [B]) gets each row's o, or -1 for a row left as it was,
+ * and len (NULL or [B]) its segment length. Returns the rows changed. */
+#define REPEAT_LEN_MIN 8
+int batch_insert_repeats(double fraction, uint64_t seed, uint64_t step, int B, int T, int shard,
+                         int n_shards, int *inputs, int *targets, int *where, int *len);
+
 /* Cuts the B rows of T positions after the last position whose target is
  * scored in any row, moving them into rows of that length in place, and
  * returns the length (T when nothing is scored). The model is causal: what

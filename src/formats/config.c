@@ -67,6 +67,9 @@ static const KeyDesc keys[] = {
     {KEY("data", "val_fraction", KEY_DOUBLE, val_fraction), .min = 0, .max = 1,
      .flags = MIN_OPEN | MAX_OPEN, .def = "0.1",
      .doc = "last fraction of the characters held out for validation"},
+    {KEY("data", "repeat_fraction", KEY_DOUBLE, repeat_fraction), .min = 0, .max = 1, .def = "0",
+     .doc = "corpus runs: fraction of the training windows in which a segment of their text is "
+     "followed by its copy (an experiment's knob: repetition speeds up induction heads), 0 = off"},
     {KEY("data", "task", KEY_ENUM, task.kind), .names = task_names, .flags = EMPTY_FIRST,
      .def = "none", .doc = "kv or repeat: generated records instead of the corpus; none (or "
      "empty): the corpus at path"},
@@ -159,7 +162,8 @@ static const KeyDesc keys[] = {
     {KEY("log", "swap_batches", KEY_INT, swap_batches), .min = 0, .max = 1e6, .def = "2",
      .doc = "validation batches for the Q/K analysis at each eval (qk_eval.csv), 0 = off"},
     {KEY("log", "roles_records", KEY_INT, roles_records), .min = 0, .max = 1e6, .def = "32",
-     .doc = "task runs: records of the roles measures at each eval (roles_eval.csv), 0 = off"},
+     .doc = "records (task runs) or repeated validation segments (corpus runs) of the roles "
+     "measures at each eval (roles_eval.csv), 0 = off"},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -661,6 +665,14 @@ static int validate_data(const Config *c, const Origin *origins, const char *whe
                            "[data] path = '%s' given together with [data] task = %s: a task "
                            "generates its records; remove one of the two",
                            c->data_path, task_name(t->kind));
+    /* a task's records are generated whole: there is no text to repeat */
+    if (t->kind != TASK_NONE && c->repeat_fraction > 0) {
+        char f[32];
+        format_double(c->repeat_fraction, f, sizeof f);
+        return cross_error(origins, where, err, KEY_OF(repeat_fraction), kind,
+                           "[data] repeat_fraction = %s applies to corpus runs only, and [data] "
+                           "task is %s; set it to 0 or remove it", f, task_name(t->kind));
+    }
     for (size_t i = 0; origins && i < N_KEYS; i++)
         if (keys[i].owner != TASK_NONE && origins[i].order && keys[i].owner != t->kind) {
             char at[512];

@@ -29,6 +29,7 @@ typedef struct {
     /* [data] */
     char data_path[CONFIG_STR]; /* UTF-8 text corpus, "" with a task */
     double val_fraction;        /* last fraction of characters held out, (0,1) */
+    double repeat_fraction;     /* corpus runs: training windows given a repeated segment, [0,1] */
     /* [data] task and the [task] section: a generated task instead of a corpus */
     TaskSpec task;
     /* [model] */
@@ -52,7 +53,8 @@ typedef struct {
     char probe[CONFIG_STR];  /* probe text, "" = a fixed validation window */
     int heatmap_every, checkpoint_every, keep_checkpoints;
     int swap_batches;        /* validation batches for qk_eval.csv, 0 = off */
-    int roles_records;       /* task runs: records for roles_eval.csv, 0 = off */
+    int roles_records;       /* records (task) or validation segments (corpus) for
+                              * roles_eval.csv, 0 = off */
 } Config;
 
 /* Fills every field with its default. */

@@ -174,16 +174,31 @@ static const char *const heval_cols[QE_N] = {"step",       "layer",     "head", 
 enum { RO_TARGET = 3, RO_CF_Q_CUR, RO_CF_K_PREV, RO_K_PREV, RO_PREV, RO_N };
 static const char *const roles_cols[RO_N] = {"step",     "layer",     "head",   "target_attn",
                                              "cf_q_cur", "cf_k_prev", "k_prev", "prev_attn_j"};
-static const struct {
+/* A chart per layer of one column of roles_eval.csv, a series per head. */
+typedef struct {
     int col;
     const char *key, *title;
-} roles_panels[] = {
+} HeadPanel;
+static const HeadPanel roles_panels[] = {
     {RO_TARGET, "target_attn", "on the target"},
     {RO_CF_Q_CUR, "cf_q_cur", "query's token changed"},
     {RO_CF_K_PREV, "cf_k_prev", "key's prev. changed"},
     {RO_K_PREV, "k_prev", "prev. token in key"},
 };
 #define N_ROLES_PANELS (sizeof roles_panels / sizeof roles_panels[0])
+
+/* A corpus run's roles_eval.csv (roles_lm's figures on repeated validation
+ * segments, the losses repeated on every head's row) and its panels per
+ * layer. */
+enum { LR_PREV = 3, LR_IND, LR_FIRST, LR_SECOND, LR_N };
+static const char *const lm_roles_cols[LR_N] = {"step",           "layer",      "head",
+                                                "prev_attn",      "induction_attn",
+                                                "loss_first",     "loss_second"};
+static const HeadPanel lm_roles_panels[] = {
+    {LR_PREV, "prev_attn", "on the previous token"},
+    {LR_IND, "induction_attn", "on the induction target"},
+};
+#define N_LM_ROLES_PANELS (sizeof lm_roles_panels / sizeof lm_roles_panels[0])
 
 /* The qk_eval.csv panels of a layer; ref: a dashed line at this value. */
 static const struct {
@@ -233,12 +248,26 @@ static void groups_build(Groups *g, const CsvTable *t, int L, int NH) {
 /* The Formation panel's series, in legend order; the first FE_N have an
  * event (formation.csv's rows), the gradient norms, per step, have none. */
 enum { FS_ACC, FS_PREV, FS_TARGET, FS_CF_Q, FS_CF_K, FE_N, FS_GQ = FE_N, FS_GK, FS_N };
+/* A corpus run's: the in-context gain, the previous-token head's prev_attn
+ * and the induction head's induction_attn have an event; the val loss,
+ * whose halfway step is the early fall of any run, has none. */
+enum { FL_GAIN, FL_PREV, FL_IND, FL_EVENTS, FL_LOSS = FL_EVENTS, FL_N };
+
+/* A series' event name (formation.csv's `event`), colour and style. */
+typedef struct {
+    const char *event, *colour;
+    int style;
+} FormationLook;
 
 /* Fewer evals than this in roles_eval.csv: no panel, no files. */
 #define FORMATION_MIN_EVALS 3
 
 typedef struct {
-    int prev_l, prev_h, look_l, look_h; /* the previous-token head, the lookup head */
+    int corpus;                         /* the corpus run's panel (FL_*), else the task's (FS_*) */
+    int ns, ne;                         /* series, of which the first ne have an event */
+    const FormationLook *look;          /* [ns] */
+    int prev_l, prev_h, look_l, look_h; /* the previous-token head, the lookup (corpus:
+                                         * induction) head */
     char head[FE_N][16];                /* the head of each event's series ("" for the jump) */
     Series s[FS_N];
     FormationEvent ev[FE_N];
@@ -254,14 +283,15 @@ typedef struct {
     char *href;            /* URL prefix from the page's folder to the run folder */
     Config cfg;
     char *config_text;
-    CsvTable metrics, evals, norms, heval, roles;
-    Groups norm_rows, heval_rows, roles_rows;
+    CsvTable metrics, evals, norms, heval, roles, lm_roles; /* roles: a task run's, lm_roles: a
+                                                            * corpus run's roles_eval.csv */
+    Groups norm_rows, heval_rows, roles_rows, lm_roles_rows;
     int *maps, n_maps;     /* heatmap steps whose every layer_L.png exists */
     int *ckpts, n_ckpts;   /* ckpt/step_NNNNNN.safetensors steps */
     char *probe;           /* the heatmaps' probe text (UTF-8), NULL when unknown */
     int T;                 /* probe length of the heatmaps (their layout) */
     long long n_params;    /* -1 before the first checkpoint */
-    Formation form;        /* when formed: a task run with enough evals of roles_eval.csv */
+    Formation form;        /* when formed: a run with enough evals of roles_eval.csv */
     int formed;
 } Run;
 
@@ -333,8 +363,12 @@ static int run_load(Run *r, const char *dir, const char *page_dir, Error *err) {
                 {&r->norms, "qk.csv", norm_cols, QN_N, 0},
                 {&r->heval, "qk_eval.csv", heval_cols, QE_N, 0},
                 /* prev_attn_j came later: an older run's page still draws */
-                {&r->roles, "roles_eval.csv", roles_cols, RO_N, CSVTABLE_ABSENT_NAN}};
+                {&r->roles, "roles_eval.csv", roles_cols, RO_N, CSVTABLE_ABSENT_NAN},
+                {&r->lm_roles, "roles_eval.csv", lm_roles_cols, LR_N, 0}};
+    /* the file's columns are the task's or the corpus's, as the run is */
+    int skip = r->cfg.task.kind == TASK_NONE ? 4 : 5;
     for (size_t i = 0; i < sizeof logs / sizeof logs[0] && !rc; i++) {
+        if ((int)i == skip) continue;
         path = path_join(dir, logs[i].file);
         rc = csvtable_read(logs[i].t, path, logs[i].cols, logs[i].n,
                            CSVTABLE_OPTIONAL | logs[i].flags, err);
@@ -345,6 +379,7 @@ static int run_load(Run *r, const char *dir, const char *page_dir, Error *err) {
     groups_build(&r->norm_rows, &r->norms, L, NH);
     groups_build(&r->heval_rows, &r->heval, L, NH);
     groups_build(&r->roles_rows, &r->roles, L, NH);
+    groups_build(&r->lm_roles_rows, &r->lm_roles, L, NH);
 
     path = path_join(dir, "attn");
     int n = step_entries(path, "", &r->maps);
@@ -380,7 +415,7 @@ static void run_free(Run *r) {
     free(r->label);
     free(r->href);
     free(r->config_text);
-    CsvTable *tables[] = {&r->metrics, &r->evals, &r->norms, &r->heval, &r->roles};
+    CsvTable *tables[] = {&r->metrics, &r->evals, &r->norms, &r->heval, &r->roles, &r->lm_roles};
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) csvtable_free(tables[i]);
     free(r->norm_rows.start);
     free(r->norm_rows.idx);
@@ -388,11 +423,13 @@ static void run_free(Run *r) {
     free(r->heval_rows.idx);
     free(r->roles_rows.start);
     free(r->roles_rows.idx);
+    free(r->lm_roles_rows.start);
+    free(r->lm_roles_rows.idx);
     free(r->maps);
     free(r->ckpts);
     free(r->probe);
     if (r->formed)
-        for (int i = 0; i < FS_N; i++) series_free(&r->form.s[i]);
+        for (int i = 0; i < r->form.ns; i++) series_free(&r->form.s[i]);
 }
 
 /* ---- the page ------------------------------------------------------------ */
@@ -440,11 +477,7 @@ FormationEvent formation_event(const double *step, const double *value, size_t n
     return e;
 }
 
-/* Each series' event name (formation.csv's `event`), colour and style. */
-static const struct {
-    const char *event, *colour;
-    int style;
-} formation_looks[FS_N] = {
+static const FormationLook formation_looks[FS_N] = {
     {"jump", "#222222", SERIES_DOTS},
     {"prev_attn_j", "#2ca02c", SERIES_DOTS},
     {"target_attn", "#d9730d", SERIES_DOTS},
@@ -453,16 +486,20 @@ static const struct {
     {"gq_norm", GQ_COLOUR, SERIES_FAINT},
     {"gk_norm", GK_COLOUR, SERIES_FAINT},
 };
+static const FormationLook formation_lm_looks[FL_N] = {
+    {"gain", "#222222", SERIES_DOTS},
+    {"prev_attn", "#2ca02c", SERIES_DOTS},
+    {"induction_attn", "#d9730d", SERIES_DOTS},
+    {"val_loss", "#2e6fba", SERIES_DASH | SERIES_DOTS},
+};
 static const char *const formation_cols[] = {"event", "step", "value_first", "value_last", "head"};
 #define FORMATION_NCOLS (int)(sizeof formation_cols / sizeof formation_cols[0])
 
 /* The head of layers lo..hi with the largest value of column col at the last
- * eval of roles_eval.csv; the first of them on a tie, the first head of
- * layer lo when none has a value there. */
-static int formation_head(const Run *u, int lo, int hi, int col) {
-    const CsvTable *t = &u->roles;
-    const Groups *g = &u->roles_rows;
-    int NH = u->cfg.n_head, best = lo * NH;
+ * eval of roles_eval.csv (read as t, its rows per head g); the first of them
+ * on a tie, the first head of layer lo when none has a value there. */
+static int formation_head(const CsvTable *t, const Groups *g, int NH, int lo, int hi, int col) {
+    int best = lo * NH;
     double last = csvtable_at(t, t->rows - 1, HD_STEP), top = -INFINITY;
     for (int i = lo * NH; i < (hi + 1) * NH; i++) {
         if (g->start[i + 1] == g->start[i]) continue;
@@ -476,17 +513,106 @@ static int formation_head(const Run *u, int lo, int hi, int col) {
     return best;
 }
 
+/* The events of the first f->ne series and their markers: the first a
+ * dashed line labelled `major` ("jump", "gain"), the others ticks. */
+static void formation_marks(Formation *f, const char *major) {
+    for (int i = 0; i < f->ne; i++) {
+        f->ev[i] = formation_event(f->s[i].x, f->s[i].y, f->s[i].n);
+        if (isnan(f->ev[i].step)) continue;
+        Marker *m = &f->marks[f->nmarks++];
+        m->x = f->ev[i].step;
+        m->colour = f->look[i].colour;
+        m->event = f->look[i].event;
+        m->major = i == 0;
+        if (i == 0)
+            snprintf(m->label, sizeof m->label, "%s: step %.0f", major, m->x);
+        else
+            snprintf(m->label, sizeof m->label, "%s %s: step %.0f", f->head[i], f->look[i].event,
+                     m->x);
+    }
+}
+
+/* A series mapped from its smallest..largest value onto 0..1 (a flat one
+ * onto 0), to share the fractions' axis. */
+static void series_unit(Series *s) {
+    Range r = RANGE_EMPTY;
+    range_add_series(&r, s, 0);
+    for (size_t k = 0; k < s->n && r.lo <= r.hi; k++)
+        s->y[k] = r.hi > r.lo ? (s->y[k] - r.lo) / (r.hi - r.lo) : 0;
+}
+
+/* The in-context gain, loss_first - loss_second, of a corpus run's
+ * roles_eval.csv over its evals (from head 0's rows: every row of an eval
+ * holds the same losses). */
+static Series lm_gain_series(const Run *u, const char *name, const char *colour, int style) {
+    const Groups *g = &u->lm_roles_rows;
+    size_t n = g->start[1] - g->start[0];
+    Series s = series_take(name, colour, style, &u->lm_roles, g->idx, n, HD_STEP, LR_FIRST, -1);
+    Series second = series_take("", colour, style, &u->lm_roles, g->idx, n, HD_STEP, LR_SECOND, -1);
+    for (size_t k = 0; k < n; k++) s.y[k] -= second.y[k];
+    series_free(&second);
+    return s;
+}
+
+/* A corpus run's Formation panel: the in-context gain and the val loss
+ * (both scaled onto 0..1 after their events are taken, so that the table
+ * keeps nats), the previous-token head's prev_attn (of the layers below the
+ * last: an induction head reads a previous-token head of a lower layer) and
+ * the induction head's induction_attn (of layers >= 1; one layer: layer 0). */
+static void formation_lm_build(Run *u) {
+    const Groups *g = &u->lm_roles_rows;
+    int L = u->cfg.n_layer, NH = u->cfg.n_head;
+    Formation *f = &u->form;
+    memset(f, 0, sizeof *f);
+    f->corpus = 1;
+    f->look = formation_lm_looks;
+    f->ns = FL_N;
+    f->ne = FL_EVENTS;
+    int prev = formation_head(&u->lm_roles, g, NH, 0, L > 1 ? L - 2 : 0, LR_PREV);
+    int ind = formation_head(&u->lm_roles, g, NH, L > 1 ? 1 : 0, L - 1, LR_IND);
+    f->prev_l = prev / NH;
+    f->prev_h = prev % NH;
+    f->look_l = ind / NH;
+    f->look_h = ind % NH;
+    f->s[FL_GAIN] = lm_gain_series(u, "in-context gain (min..max scaled to 0..1)",
+                                   f->look[FL_GAIN].colour, f->look[FL_GAIN].style);
+    for (int i = FL_PREV; i <= FL_IND; i++) {
+        int head = i == FL_PREV ? prev : ind;
+        char name[64];
+        snprintf(f->head[i], sizeof f->head[i], "L%dH%d", head / NH, head % NH);
+        snprintf(name, sizeof name, "%s %s", f->head[i], f->look[i].event);
+        f->s[i] = series_take(name, f->look[i].colour, f->look[i].style, &u->lm_roles,
+                              g->idx + g->start[head], g->start[head + 1] - g->start[head],
+                              HD_STEP, i == FL_PREV ? LR_PREV : LR_IND, -1);
+    }
+    f->s[FL_LOSS] = series_take("val_loss (min..max scaled to 0..1)", f->look[FL_LOSS].colour,
+                                f->look[FL_LOSS].style, &u->evals, NULL, u->evals.rows, EV_STEP,
+                                EV_VAL, -1);
+    formation_marks(f, "gain");
+    series_unit(&f->s[FL_GAIN]);
+    series_unit(&f->s[FL_LOSS]);
+    u->formed = 1;
+}
+
 /* The Formation panel's heads, series and events (u->formed), when the run
- * is a task run with FORMATION_MIN_EVALS evals of roles_eval.csv or more. */
+ * has FORMATION_MIN_EVALS evals of roles_eval.csv or more. */
 static void formation_build(Run *u) {
-    const Groups *g = &u->roles_rows;
+    const Groups *g = &u->roles_rows, *lg = &u->lm_roles_rows;
     int L = u->cfg.n_layer, NH = u->cfg.n_head;
     u->formed = 0;
+    if (u->cfg.task.kind == TASK_NONE) {
+        if (u->lm_roles.rows && lg->start[1] - lg->start[0] >= FORMATION_MIN_EVALS)
+            formation_lm_build(u);
+        return;
+    }
     if (!u->roles.rows || g->start[1] - g->start[0] < FORMATION_MIN_EVALS) return;
     Formation *f = &u->form;
     memset(f, 0, sizeof *f);
-    int prev = formation_head(u, 0, 0, RO_PREV);
-    int look = formation_head(u, L > 1 ? 1 : 0, L - 1, RO_TARGET);
+    f->look = formation_looks;
+    f->ns = FS_N;
+    f->ne = FE_N;
+    int prev = formation_head(&u->roles, g, NH, 0, 0, RO_PREV);
+    int look = formation_head(&u->roles, g, NH, L > 1 ? 1 : 0, L - 1, RO_TARGET);
     f->prev_l = prev / NH;
     f->prev_h = prev % NH;
     f->look_l = look / NH;
@@ -515,20 +641,7 @@ static void formation_build(Run *u) {
             if (isfinite(s->y[k]) && s->y[k] > top) top = s->y[k];
         for (size_t k = 0; top > 0 && k < s->n; k++) s->y[k] /= top;
     }
-    for (int i = 0; i < FE_N; i++) {
-        f->ev[i] = formation_event(f->s[i].x, f->s[i].y, f->s[i].n);
-        if (isnan(f->ev[i].step)) continue;
-        Marker *m = &f->marks[f->nmarks++];
-        m->x = f->ev[i].step;
-        m->colour = formation_looks[i].colour;
-        m->event = formation_looks[i].event;
-        m->major = i == FS_ACC;
-        if (i == FS_ACC)
-            snprintf(m->label, sizeof m->label, "jump: step %.0f", m->x);
-        else
-            snprintf(m->label, sizeof m->label, "%s %s: step %.0f", f->head[i],
-                     formation_looks[i].event, m->x);
-    }
+    formation_marks(f, "jump");
     u->formed = 1;
 }
 
@@ -536,10 +649,12 @@ static void formation_build(Run *u) {
 static Chart formation_chart(const Run *u, int r, Range steps, int standalone, char *title,
                              size_t title_n) {
     const Formation *f = &u->form;
-    snprintf(title, title_n, "%s%sprevious-token head L%dH%d, lookup head L%dH%d",
+    snprintf(title, title_n, "%s%sprevious-token head L%dH%d, %s head L%dH%d",
              standalone ? u->cfg.name : "", standalone ? ": " : "", f->prev_l, f->prev_h,
-             f->look_l, f->look_h);
-    Chart c = {.title = title, .ylabel = "fraction (norms: / max)", .w = standalone ? 760 : BIG_W,
+             f->corpus ? "induction" : "lookup", f->look_l, f->look_h);
+    Chart c = {.title = title,
+               .ylabel = f->corpus ? "fraction (losses: scaled)" : "fraction (norms: / max)",
+               .w = standalone ? 760 : BIG_W,
                .h = standalone ? 340 : 300, .ref = NAN, .x = steps,
                .y = range_finish((Range){0, 1}, 0), .marks = f->marks, .nmarks = f->nmarks,
                .standalone = standalone};
@@ -559,13 +674,14 @@ static void formation_table(Buf *b, const Formation *f, int r) {
     buf_printf(b, "<table class=\"summary formation\" id=\"r%d-formation-events\"><thead><tr>"
                   "<th>event</th><th>head</th><th>step</th><th>first value</th><th>last value</th>"
                   "</tr></thead>", r);
-    for (int i = 0; i < FE_N; i++) {
+    for (int i = 0; i < f->ne; i++) {
         FormationEvent e = f->ev[i];
-        buf_printf(b, "<tr data-event=\"%s\" data-step=\"", formation_looks[i].event);
+        buf_printf(b, "<tr data-event=\"%s\" data-step=\"", f->look[i].event);
         if (!isnan(e.step)) buf_printf(b, "%.0f", e.step);
         buf_printf(b, "\"><th><span style=\"color:%s\">&#9646;</span> %s</th><td>%s</td><td>",
-                   formation_looks[i].colour,
-                   i == FS_ACC ? "jump (val_acc)" : formation_looks[i].event,
+                   f->look[i].colour,
+                   i > 0 ? f->look[i].event
+                   : f->corpus ? "gain (loss_first &minus; loss_second, nats)" : "jump (val_acc)",
                    f->head[i][0] ? f->head[i] : "&mdash;");
         if (isnan(e.step))
             buf_puts(b, "&mdash; (first value = last value)");
@@ -585,10 +701,15 @@ static void formation_table(Buf *b, const Formation *f, int r) {
 }
 
 static void section_formation(Buf *b, const Run *runs, int n, Range steps) {
-    int any = 0;
-    for (int r = 0; r < n; r++) any |= runs[r].formed;
-    if (!any) return;
-    buf_puts(b, "<section id=\"formation\"><h2>Formation</h2><p class=\"note\">On one step axis: "
+    int task = 0, corpus = 0;
+    for (int r = 0; r < n; r++) {
+        task |= runs[r].formed && !runs[r].form.corpus;
+        corpus |= runs[r].formed && runs[r].form.corpus;
+    }
+    if (!task && !corpus) return;
+    buf_puts(b, "<section id=\"formation\"><h2>Formation</h2>");
+    if (task)
+        buf_puts(b, "<p class=\"note\">On one step axis: "
                 "val_acc (eval.csv); the previous-token head's <code>prev_attn_j</code>, its attention "
                 "from the lookup's target on the position before (the head of layer 0 with the "
                 "largest <code>prev_attn_j</code> at the last eval); the lookup "
@@ -602,8 +723,27 @@ static void section_formation(Buf *b, const Run *runs, int n, Range steps) {
                 "first eval at which it has covered half its way from its first value to its last, "
                 "rising or falling (a series whose first and last values are equal has no such "
                 "step). <code>formation.csv</code> in the run folder lists these steps and "
-                "<code>formation.svg</code> is this chart as a picture of its own.</p>"
-                "<div class=\"cols\">");
+                "<code>formation.svg</code> is this chart as a picture of its own.</p>");
+    if (corpus)
+        buf_puts(b, "<p class=\"note\">On one step axis, for a corpus run (roles_eval.csv: "
+                "validation segments each followed by its copy): the <b>in-context gain</b>, "
+                "<code>loss_first</code> &minus; <code>loss_second</code>, what the earlier "
+                "occurrence adds to the prediction of the copy, and val_loss (eval.csv), each "
+                "scaled from its smallest to its largest value over the run onto 0..1 (the table "
+                "gives their values in nats); the previous-token head's <code>prev_attn</code> "
+                "(the head of the layers below the last, of layer 0 in a one-layer model, with the "
+                "largest <code>prev_attn</code> at the last eval) and the induction head's "
+                "<code>induction_attn</code>, its attention from the copy on the token after the "
+                "earlier occurrence (the head of layers &ge; 1, of layer 0 in a one-layer model, "
+                "with the largest <code>induction_attn</code> at the last eval). The dashed line "
+                "is the gain's halfway step: the first eval at which the gain has come at least "
+                "halfway from its first value to its last; the coloured ticks at the foot mark the "
+                "same for <code>prev_attn</code> and <code>induction_attn</code>. Induction heads "
+                "forming show as the gain and <code>induction_attn</code> rising together, often "
+                "with a bump or a plateau in val_loss (Olsson et al. 2022). "
+                "<code>formation.csv</code> lists the steps and <code>formation.svg</code> is the "
+                "chart as a picture of its own.</p>");
+    buf_puts(b, "<div class=\"cols\">");
     for (int r = 0; r < n; r++) {
         const Run *u = &runs[r];
         if (!u->formed) continue;
@@ -615,9 +755,9 @@ static void section_formation(Buf *b, const Run *runs, int n, Range steps) {
         }
         char title[CONFIG_STR + 128];
         Chart c = formation_chart(u, r, steps, 0, title, sizeof title);
-        legend_html(b, u->form.s, FS_N);
+        legend_html(b, u->form.s, u->form.ns);
         buf_puts(b, "<div class=\"row\">");
-        chart_svg(b, &c, u->form.s, FS_N);
+        chart_svg(b, &c, u->form.s, u->form.ns);
         formation_table(b, &u->form, r);
         buf_puts(b, "</div></div>");
     }
@@ -639,7 +779,22 @@ static void formation_svg(Buf *out, const Run *u) {
         "lookup head's W_Q and W_K",
         "gradient norms at every step (qk.csv), each divided by its largest value.",
     };
+    static const char *const lm_notes[] = {
+        "Gain (dashed): the first eval at which the in-context gain, loss_first - loss_second on "
+        "validation",
+        "segments each followed by its copy (roles_eval.csv), has come at least halfway from its "
+        "first value to its",
+        "last; ticks at the foot: the same for prev_attn and induction_attn; formation.csv lists "
+        "the steps.",
+        "The gain and val_loss are scaled from their smallest to their largest value onto 0..1.",
+        "Previous-token head: the head of the layers below the last with the largest prev_attn at "
+        "the last eval;",
+        "induction head: the head of layers \xe2\x89\xa5 1 (layer 0 in a one-layer model) with "
+        "the largest induction_attn there.",
+    };
     const Formation *f = &u->form;
+    const char *const *text = f->corpus ? lm_notes : notes;
+    size_t ntext = f->corpus ? sizeof lm_notes / sizeof lm_notes[0] : sizeof notes / sizeof notes[0];
     char title[CONFIG_STR + 128];
     /* the file shows what happened: up to the last eval (a run that met
      * stop_at_acc ends before its planned steps) */
@@ -647,24 +802,25 @@ static void formation_svg(Buf *out, const Run *u) {
     Range steps = {0, last > 0 ? last : 1};
     Chart c = formation_chart(u, 0, steps, 1, title, sizeof title);
     Buf body = {0};
-    chart_svg(&body, &c, f->s, FS_N);
+    chart_svg(&body, &c, f->s, f->ns);
     int y = c.h + 6;
-    y += legend_svg(&body, f->s, FS_N, 58, y, c.w - 70, 2) + 8;
+    y += legend_svg(&body, f->s, f->ns, 58, y, c.w - 70, 2) + 8;
     Series ev[FE_N];
-    for (int i = 0; i < FE_N; i++) {
+    for (int i = 0; i < f->ne; i++) {
         char step[32];
         formation_step_text(step, sizeof step, f->ev[i]);
-        ev[i] = (Series){.colour = f->s[i].colour, .style = i == FS_ACC ? SERIES_DASH : 0};
-        if (i == FS_ACC)
-            snprintf(ev[i].name, sizeof ev[i].name, "jump (val_acc): %s", step);
+        ev[i] = (Series){.colour = f->s[i].colour, .style = i == 0 ? SERIES_DASH : 0};
+        if (i == 0)
+            snprintf(ev[i].name, sizeof ev[i].name, "%s: %s",
+                     f->corpus ? "gain (in-context)" : "jump (val_acc)", step);
         else
-            snprintf(ev[i].name, sizeof ev[i].name, "%s %s: %s", f->head[i],
-                     formation_looks[i].event, step);
+            snprintf(ev[i].name, sizeof ev[i].name, "%s %s: %s", f->head[i], f->look[i].event,
+                     step);
     }
-    y += legend_svg(&body, ev, FE_N, 58, y, c.w - 70, 3) + 10;
-    for (size_t i = 0; i < sizeof notes / sizeof notes[0]; i++, y += 15) {
+    y += legend_svg(&body, ev, f->ne, 58, y, c.w - 70, 3) + 10;
+    for (size_t i = 0; i < ntext; i++, y += 15) {
         buf_printf(&body, "<text x=\"58\" y=\"%d\" fill=\"#555\">", y + 11);
-        buf_html(&body, notes[i]);
+        buf_html(&body, text[i]);
         buf_puts(&body, "</text>\n");
     }
     y += 8;
@@ -688,9 +844,9 @@ static int formation_csv(const Formation *f, const char *path, Error *err) {
     snprintf(w.path, sizeof w.path, "%s", path);
     for (int k = 0; k < FORMATION_NCOLS; k++) csvlog_str(&w, formation_cols[k]);
     csvlog_end_row(&w);
-    for (int i = 0; i < FE_N; i++) {
+    for (int i = 0; i < f->ne; i++) {
         const FormationEvent *e = &f->ev[i];
-        csvlog_str(&w, formation_looks[i].event);
+        csvlog_str(&w, f->look[i].event);
         if (isnan(e->step))
             csvlog_str(&w, "");
         else
@@ -770,7 +926,11 @@ static void summary_cell(const Run *r, int row, char *out, size_t n) {
         if (r->n_params >= 0) snprintf(out, n, "%lld", r->n_params);
         break;
     case SUM_DATA:
-        if (c->task.kind == TASK_NONE)
+        if (c->task.kind == TASK_NONE && c->repeat_fraction > 0) /* an experiment on the data */
+            snprintf(out, n, "%s, val_fraction %g, repeated segments in %g of the training "
+                     "windows (data.repeat_fraction)", c->data_path, c->val_fraction,
+                     c->repeat_fraction);
+        else if (c->task.kind == TASK_NONE)
             snprintf(out, n, "%s, val_fraction %g", c->data_path, c->val_fraction);
         else if (c->task.kind == TASK_KV)
             snprintf(out, n, "task kv: keys %d, pairs %d to %d, queries %d%s", c->task.keys,
@@ -882,44 +1042,126 @@ static void section_summary(Buf *b, const Run *runs, int n) {
 
 /* ---- loss and learning-rate curves ---- */
 
-/* A task run's roles_eval.csv beside its accuracy: per layer, each head's
- * attention on the target and what it reads, over the evals. */
-static void roles_rows_html(Buf *b, const Run *u, int r, int pair, Range steps) {
-    if (!u->roles.rows) return;
-    int L = u->cfg.n_layer, NH = u->cfg.n_head;
-    buf_puts(b, "<h5>Roles per head over evals (roles_eval.csv");
-    if (pair) {
-        buf_puts(b, ", ");
-        buf_html(b, u->label);
+/* Halfway ticks (formation_event) of the series s[0..ns) in their colours,
+ * events named by the series; marks holds ns. */
+static int halfway_marks(const Series *s, int ns, Marker *marks) {
+    int nm = 0;
+    for (int i = 0; i < ns; i++) {
+        FormationEvent e = formation_event(s[i].x, s[i].y, s[i].n);
+        if (isnan(e.step)) continue;
+        marks[nm] = (Marker){.x = e.step, .colour = s[i].colour, .event = s[i].name};
+        snprintf(marks[nm++].label, sizeof marks->label, "%.40s halfway: step %.0f", s[i].name,
+                 e.step);
     }
-    buf_puts(b, "): attention from the scored positions on the lookup's target, the same "
-                "with the query's own token or the key's previous token changed (a collapse "
-                "there is what the score reads), and how well a linear probe decodes the "
-                "previous token from the key</h5>");
+    return nm;
+}
+
+/* Per layer a row of charts, one per panel, of roles_eval.csv (read as t,
+ * its rows per head g), a series per head; with ticks, each series' halfway
+ * step at the foot. Chart ids r<r>-<prefix>-<key>-L<l>. */
+static void head_panels_html(Buf *b, const Run *u, int r, Range steps, const CsvTable *t,
+                             const Groups *g, const HeadPanel *panels, size_t np,
+                             const char *prefix, int ticks) {
+    int L = u->cfg.n_layer, NH = u->cfg.n_head;
     Series *s = xmalloc((size_t)NH * sizeof(Series));
+    Marker *marks = xmalloc((size_t)NH * sizeof(Marker));
+    for (int h = 0; h < NH; h++) { /* the legend, above the rows */
+        s[h] = (Series){.colour = head_colours[h % 10], .style = SERIES_DOTS};
+        snprintf(s[h].name, sizeof s[h].name, "H%d", h);
+    }
+    legend_html(b, s, NH);
     for (int l = 0; l < L; l++) {
         buf_puts(b, "<div class=\"row\">");
-        for (size_t p = 0; p < N_ROLES_PANELS; p++) {
+        for (size_t p = 0; p < np; p++) {
             for (int h = 0; h < NH; h++) {
                 size_t i = (size_t)l * NH + h;
-                const Groups *g = &u->roles_rows;
                 char name[16];
                 snprintf(name, sizeof name, "H%d", h);
-                s[h] = series_take(name, head_colours[h % 10], SERIES_DOTS, &u->roles, g->idx + g->start[i],
-                                   g->start[i + 1] - g->start[i], HD_STEP, roles_panels[p].col, -1);
+                s[h] = series_take(name, head_colours[h % 10], SERIES_DOTS, t, g->idx + g->start[i],
+                                   g->start[i + 1] - g->start[i], HD_STEP, panels[p].col, -1);
             }
             char title[64];
             Chart c = {.w = SMALL_W, .h = SMALL_H, .x = steps, .ref = NAN, .y = {0, 1},
-                       .ylabel = roles_panels[p].key, .title = title};
-            snprintf(c.id, sizeof c.id, "r%d-roles-%s-L%d", r, roles_panels[p].key, l);
-            snprintf(title, sizeof title, "L%d %s", l, roles_panels[p].title);
-            if (p == 0 && l == 0) legend_html(b, s, NH);
+                       .ylabel = panels[p].key, .title = title, .marks = marks,
+                       .nmarks = ticks ? halfway_marks(s, NH, marks) : 0};
+            snprintf(c.id, sizeof c.id, "r%d-%s-%s-L%d", r, prefix, panels[p].key, l);
+            snprintf(title, sizeof title, "L%d %s", l, panels[p].title);
             chart_svg(b, &c, s, NH);
             for (int h = 0; h < NH; h++) series_free(&s[h]);
         }
         buf_puts(b, "</div>");
     }
+    free(marks);
     free(s);
+}
+
+/* The heading of a run's roles_eval.csv panels: "TITLE (roles_eval.csv,
+ * the run's label beside another run): TEXT". */
+static void panels_heading(Buf *b, const Run *u, int pair, const char *title, const char *text) {
+    buf_printf(b, "<h5>%s (roles_eval.csv", title);
+    if (pair) {
+        buf_puts(b, ", ");
+        buf_html(b, u->label);
+    }
+    buf_printf(b, "): %s</h5>", text);
+}
+
+/* A task run's roles_eval.csv beside its accuracy: per layer, each head's
+ * attention on the target and what it reads, over the evals. */
+static void roles_rows_html(Buf *b, const Run *u, int r, int pair, Range steps) {
+    if (!u->roles.rows) return;
+    panels_heading(b, u, pair, "Roles per head over evals", "attention from the scored positions on the lookup's target, the same "
+                "with the query's own token or the key's previous token changed (a collapse "
+                "there is what the score reads), and how well a linear probe decodes the "
+                "previous token from the key");
+    head_panels_html(b, u, r, steps, &u->roles, &u->roles_rows, roles_panels, N_ROLES_PANELS,
+                     "roles", 0);
+}
+
+/* A corpus run's roles_eval.csv beside its loss: the val loss and both
+ * copies' losses, the in-context gain on a chart of its own, in nats, then
+ * per layer each head's prev_attn and induction_attn; every series with its
+ * halfway tick (but the copies' losses, which the gain sums up). */
+static void lm_rows_html(Buf *b, const Run *u, int r, int pair, Range steps) {
+    if (!u->lm_roles.rows) return;
+    const Groups *g = &u->lm_roles_rows;
+    panels_heading(b, u, pair, "Induction over evals", "validation segments each followed by its copy; the loss on the first copy "
+                "and on the second, and the in-context gain (first minus second), beside val_loss; "
+                "per head, the attention on the previous token and from the copy on the token "
+                "after the earlier occurrence (induction). Ticks at the foot: the step at which "
+                "each series has come halfway from its first value to its last");
+    size_t n0 = g->start[1] - g->start[0];
+    /* the gain on an axis of its own: beside the losses it would be a flat
+     * line near 0 */
+    Series s[4];
+    s[0] = series_take("val_loss (eval)", run_colours[0], SERIES_DOTS, &u->evals, NULL,
+                       u->evals.rows, EV_STEP, EV_VAL, -1);
+    s[1] = series_take("loss_first", "#888888", SERIES_DASH | SERIES_DOTS, &u->lm_roles, g->idx,
+                       n0, HD_STEP, LR_FIRST, -1);
+    s[2] = series_take("loss_second", "#2ca02c", SERIES_DASH | SERIES_DOTS, &u->lm_roles, g->idx,
+                       n0, HD_STEP, LR_SECOND, -1);
+    s[3] = lm_gain_series(u, "in-context gain", "#222222", SERIES_DOTS);
+    Range ly = RANGE_EMPTY, gy = RANGE_EMPTY;
+    for (int i = 0; i < 3; i++) range_add_series(&ly, &s[i], 0);
+    range_add(&gy, 0);
+    range_add_series(&gy, &s[3], 0);
+    Marker lm[2];
+    Chart lc = {.w = BIG_W, .h = BIG_H, .x = steps, .ref = NAN, .y = range_finish(ly, 0),
+                .ylabel = "nats", .title = "losses: val_loss, and both copies of the segments",
+                .marks = lm, .nmarks = halfway_marks(s, 1, lm)};
+    Chart gc = {.w = BIG_W, .h = BIG_H, .x = steps, .ref = 0, .y = range_finish(gy, 0),
+                .ylabel = "nats", .title = "in-context gain: loss_first \xe2\x88\x92 loss_second",
+                .marks = lm + 1, .nmarks = halfway_marks(s + 3, 1, lm + 1)};
+    snprintf(lc.id, sizeof lc.id, "r%d-lm-loss", r);
+    snprintf(gc.id, sizeof gc.id, "r%d-lm-gain", r);
+    legend_html(b, s, 4);
+    buf_puts(b, "<div class=\"row\">");
+    chart_svg(b, &lc, s, 3);
+    chart_svg(b, &gc, s + 3, 1);
+    buf_puts(b, "</div>");
+    for (int i = 0; i < 4; i++) series_free(&s[i]);
+    head_panels_html(b, u, r, steps, &u->lm_roles, g, lm_roles_panels, N_LM_ROLES_PANELS, "lm",
+                     1);
 }
 
 static void section_curves(Buf *b, const Run *runs, int n, Range steps) {
@@ -971,6 +1213,7 @@ static void section_curves(Buf *b, const Run *runs, int n, Range steps) {
     chart_svg(b, &ac, acc, na);
     buf_puts(b, "</div>");
     for (int r = 0; r < n; r++) roles_rows_html(b, &runs[r], r, n > 1, steps);
+    for (int r = 0; r < n; r++) lm_rows_html(b, &runs[r], r, n > 1, steps);
     buf_puts(b, "</section>\n");
     for (int i = 0; i < na; i++) series_free(&acc[i]);
     for (int i = 0; i < nl; i++) series_free(&loss[i]);

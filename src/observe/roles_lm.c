@@ -470,7 +470,7 @@ static void compose(RolesLm *r, const Model *m) {
     for (size_t a = 0; a < LH; a++)
         for (size_t b = 0; b < LH; b++) {
             int prev = 0, ind = 0;
-            for (int s = 0; s < ROLES_LM_SETS; s++) {
+            for (int s = 0; s < ROLES_LM_SETS && r->set[s].heads; s++) {
                 prev |= r->set[s].heads[a].role == LM_ROLE_PREV_TOKEN;
                 ind |= r->set[s].heads[b].role == LM_ROLE_INDUCTION;
             }
@@ -503,13 +503,13 @@ int roles_lm_measure(RolesLm *r, Model *m, const Corpus *c, const RolesLmSpec *s
     x.kept = x.rows < x.K ? x.rows : x.K;
     int space = vocab_lookup(c, ' ');
     x.neutral = space >= 0 ? space : 0;
-    int *seqs[ROLES_LM_SETS];
-    for (int k = 0; k < ROLES_LM_SETS; k++) {
+    int *seqs[ROLES_LM_SETS] = {NULL, NULL}, sets = spec->val_only ? 1 : ROLES_LM_SETS;
+    for (int k = 0; k < sets; k++) {
         seqs[k] = xmalloc((size_t)n * T * sizeof(int));
         roles_lm_sequences(c, spec, k, seqs[k], err); /* checked above */
     }
     /* the counterfactuals replace a token by one absent from its sequence */
-    for (int k = 0; full && k < ROLES_LM_SETS; k++)
+    for (int k = 0; full && k < sets; k++)
         for (int i = 0; i < x.K; i++) {
             int distinct = 0;
             unsigned char *seen = xcalloc((size_t)x.V, 1);
@@ -530,7 +530,7 @@ int roles_lm_measure(RolesLm *r, Model *m, const Corpus *c, const RolesLmSpec *s
     x.tg = xmalloc((size_t)x.cells * sizeof(int));
     x.w = xmalloc((size_t)(T + 1) * sizeof(double));
     if (full) x.qk = xmalloc((size_t)2 * x.L * x.kept * T * x.C * sizeof(real));
-    for (int k = 0; k < ROLES_LM_SETS; k++) {
+    for (int k = 0; k < sets; k++) {
         RolesLmSetResult *res = &r->set[k];
         res->heads = xcalloc(x.LH, sizeof(RolesLmHead));
         res->layer_swap_dloss = xcalloc((size_t)x.L, sizeof(double));

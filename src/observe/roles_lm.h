@@ -49,6 +49,8 @@ const char *roles_lm_role_name(RolesLmRole r);
 typedef struct {
     int records; /* n: sequences per set */
     int segment; /* S: each sequence is S tokens followed by the same S */
+    int val_only; /* the val set alone (training's log, at half the cost): the
+                   * random set's result stays empty (heads NULL) */
 } RolesLmSpec;
 
 typedef struct {

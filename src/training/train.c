@@ -14,6 +14,7 @@
 
 #include "report.h"
 #include "roles.h"
+#include "roles_lm.h"
 
 
 /* An entry of a run folder that belongs to the run: not ".", "..", nor the
@@ -113,6 +114,13 @@ static const char *const roles_cols[] = {"step", "layer", "head", "target_attn",
                                          "cf_q_cur", "cf_q_prev", "cf_k_cur", "cf_k_prev",
                                          "q_cur", "q_prev", "k_cur", "k_prev", "prev_attn_j"};
 #define N_ROLES_COLS 14
+/* A corpus run's roles_eval.csv: roles_lm's figures on the repeated
+ * validation segments, the run-level losses repeated on every head's row
+ * so that each row reads alone. */
+static const char *const roles_lm_cols[] = {"step", "layer", "head", "prev_attn",
+                                            "induction_attn", "duplicate_attn", "sink_attn",
+                                            "loss_first", "loss_second"};
+#define N_ROLES_LM_COLS 9
 #define N_BASE_METRIC_COLS 7
 #define N_EVAL_COLS 5
 
@@ -165,6 +173,34 @@ static int probe_prepare(Trainer *t, Error *err) {
     return 0;
 }
 
+/* A corpus run's roles sequences: log.roles_records validation segments of
+ * block_size / 2 characters, each followed by its copy (roles_lm.h), the
+ * val set alone: the random set would double the cost. */
+static RolesLmSpec train_roles_lm_spec(const Config *c) {
+    return (RolesLmSpec){.records = c->roles_records, .segment = c->block_size / 2,
+                         .val_only = 1};
+}
+
+/* A corpus run's roles log needs segments of 2 characters or more, and
+ * distinct ones: the segments start at evenly spaced offsets of the
+ * validation split, n_val - S of them distinct. */
+static int train_roles_lm_check(const Trainer *t, Error *err) {
+    const Config *c = &t->cfg;
+    if (c->task.kind != TASK_NONE || c->roles_records <= 0) return 0;
+    RolesLmSpec spec = train_roles_lm_spec(c);
+    if (spec.segment < 2)
+        return error_set(err, "[log] roles_records = %d: a corpus run's roles measures repeat "
+                              "a segment of block_size / 2 characters, at least 2, so they need "
+                              "block_size >= 4 (it is %d); set log.roles_records=0",
+                         c->roles_records, c->block_size);
+    size_t n_val = t->corpus.n - t->corpus.n_train, limit = n_val - (size_t)spec.segment;
+    if ((size_t)c->roles_records > limit)
+        return error_set(err, "[log] roles_records = %d: the validation split (%zu characters) "
+                              "holds %zu distinct segments of block_size / 2 = %d characters; at "
+                              "most %zu", c->roles_records, n_val, limit, spec.segment, limit);
+    return 0;
+}
+
 /* The checks of train_setup, before any collective: corpus, memory, probe,
  * and on rank 0 the checkpoint to start from and the run folder. */
 static int setup_inputs(Trainer *t, Checkpoint *ck, int *have_ck, Error *err) {
@@ -173,6 +209,7 @@ static int setup_inputs(Trainer *t, Checkpoint *ck, int *have_ck, Error *err) {
     ModelShape s = config_model_shape(c, t->corpus.V);
     if (model_check_memory(&s, c->batch_size, err) != 0) return -1;
     if (probe_prepare(t, err) != 0) return -1;
+    if (train_roles_lm_check(t, err) != 0) return -1;
     snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", c->out_dir, c->name);
     if (t->rank != 0) return 0;
 
@@ -212,14 +249,42 @@ static int setup_inputs(Trainer *t, Checkpoint *ck, int *have_ck, Error *err) {
     return c->resume ? 0 : run_dir_prepare(t, err);
 }
 
-/* A task run with log.roles_records keeps roles_eval.csv. */
+/* A run with log.roles_records keeps roles_eval.csv. */
 static int train_roles_logged(const Trainer *t) {
-    return t->cfg.task.kind != TASK_NONE && t->cfg.roles_records > 0;
+    return t->cfg.roles_records > 0;
+}
+
+/* One row of roles_eval.csv: the step, the head, its n figures. */
+static void roles_row(Trainer *t, int layer, int head, const double *v, size_t n) {
+    csvlog_int(&t->roleseval, t->step);
+    csvlog_int(&t->roleseval, layer);
+    csvlog_int(&t->roleseval, head);
+    for (size_t k = 0; k < n; k++) csvlog_num(&t->roleseval, v[k]);
+    csvlog_end_row(&t->roleseval);
+}
+
+/* A corpus run's roles_eval.csv rows: the cheap figures of roles_lm_measure
+ * (full = 0), the same segments at every eval. */
+static int train_roles_lm_eval(Trainer *t, Error *err) {
+    RolesLm r;
+    RolesLmSpec spec = train_roles_lm_spec(&t->cfg);
+    if (roles_lm_measure(&r, &t->model, &t->corpus, &spec, 0, err)) return -1;
+    const RolesLmSetResult *set = &r.set[ROLES_LM_VAL];
+    for (int i = 0; i < r.L * r.NH; i++) {
+        const RolesLmHead *h = &set->heads[i];
+        const double v[] = {h->prev_attn,  h->induction_attn, h->duplicate_attn,
+                            h->sink_attn,  set->loss_first,   set->loss_second};
+        roles_row(t, h->layer, h->head, v, sizeof v / sizeof v[0]);
+    }
+    roles_lm_free(&r);
+    csvlog_flush(&t->roleseval);
+    return 0;
 }
 
 /* The roles measures of the eval (without the interventions) as roles_eval.csv
  * rows, on the same records at every eval. */
 static int train_roles_eval(Trainer *t, Error *err) {
+    if (t->cfg.task.kind == TASK_NONE) return train_roles_lm_eval(t, err);
     Roles r;
     if (roles_measure(&r, &t->model, &t->corpus, t->cfg.roles_records, 0, 0, err)) return -1;
     for (int i = 0; i < r.L * r.NH; i++) {
@@ -227,11 +292,7 @@ static int train_roles_eval(Trainer *t, Error *err) {
         const double v[] = {h->target_attn, h->prev_attn, h->cf_q_cur, h->cf_q_prev, h->cf_k_cur,
                             h->cf_k_prev, h->q_cur, h->q_prev, h->k_cur, h->k_prev,
                             h->prev_attn_j};
-        csvlog_int(&t->roleseval, t->step);
-        csvlog_int(&t->roleseval, h->layer);
-        csvlog_int(&t->roleseval, h->head);
-        for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) csvlog_num(&t->roleseval, v[k]);
-        csvlog_end_row(&t->roleseval);
+        roles_row(t, h->layer, h->head, v, sizeof v / sizeof v[0]);
     }
     roles_free(&r);
     csvlog_flush(&t->roleseval);
@@ -254,7 +315,17 @@ static int setup_outputs(Trainer *t, Error *err) {
                 {&t->qklog, "qk.csv", qk_csv_columns, QK_CSV_NCOLS},
                 {&t->qkeval, "qk_eval.csv", qk_eval_columns, QK_EVAL_NCOLS},
                 {&t->roleseval, "roles_eval.csv", roles_cols, N_ROLES_COLS}};
+    if (c->task.kind == TASK_NONE) { /* roles_eval.csv, the last log */
+        logs[4].cols = roles_lm_cols;
+        logs[4].ncols = N_ROLES_LM_COLS;
+    }
     size_t nlogs = sizeof logs / sizeof logs[0] - (train_roles_logged(t) ? 0 : 1);
+    /* a run started without the roles log (log.roles_records=0, or a corpus
+     * run of a qkscope that logged none) has no rows to continue from */
+    run_path(path, sizeof path, t, "roles_eval.csv");
+    if (c->resume && train_roles_logged(t) && access(path, F_OK) != 0)
+        return error_set(err, "%s: no such log: the run was started without the roles log; "
+                              "resume it with log.roles_records=0", path);
     for (size_t i = 0; i < nlogs; i++) {
         run_path(path, sizeof path, t, logs[i].file);
         if (!c->resume) {
@@ -437,6 +508,9 @@ int train_step(Trainer *t, Error *err) {
     double lr = optim_lr(&t->opt, t->step);
     size_t scored = batch_sample_train_shard(&t->corpus, &t->batch_rng, B, T, t->rank, t->ranks,
                                              t->inputs, t->targets);
+    if (c->repeat_fraction > 0)
+        batch_insert_repeats(c->repeat_fraction, c->seed, (uint64_t)t->step, B, T, t->rank,
+                             t->ranks, t->inputs, t->targets, NULL, NULL);
     /* a task's trailing pads: nothing to compute there (the logs count the
      * block's positions, as MFU does) */
     int kept = batch_trim(t->inputs, t->targets, B, T);
