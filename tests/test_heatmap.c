@@ -3,6 +3,7 @@
  * layout documented at the top of heatmap.c (the formulas are restated here
  * on purpose, so that a layout change has to change both). */
 #include "heatmap.h"
+#include "png.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -420,46 +421,67 @@ static int write_kind(int kind, const char *path, Span mem, Error *err) {
                 : heatmap_write_layer(path, att, NH, T, chars, 0, mem, err);
 }
 
+/* Whether p holds the picture's rows as stb_image_write filters them, Up:
+ * each row a filter byte 2 and its bytes less those of the row above. */
+static int holds_filtered_rows(const unsigned char *p, const Png *png) {
+    size_t row = 3 * (size_t)png->w;
+    for (size_t y = 0; y < (size_t)png->h; y++) {
+        const unsigned char *f = p + y * (row + 1), *now = png->px + y * row;
+        if (f[0] != 2) return 0;
+        for (size_t i = 0; i < row; i++)
+            if (f[1 + i] != (unsigned char)(now[i] - (y ? now[i - row] : 0))) return 0;
+    }
+    return 1;
+}
+
 /* The pictures the trainer draws (a layer, a filmstrip, a Q/K balance) drawn
- * in lent memory are the files drawn on the heap, byte for byte: in a span
- * that holds the picture's rows exactly, the rows are drawn there (each
- * row's filter byte 0 at its start) and the guard bytes after it stay as
- * they were; a span one byte short is not touched, and the picture goes to
- * the heap. */
+ * in lent memory are the files drawn on the heap, byte for byte, whatever the
+ * span, and nothing is written past its end. In a span that holds the
+ * picture png_lead bytes in exactly, the picture is drawn there and filtered
+ * in place: the span then starts with the filtered rows and ends with the
+ * picture's last row. In a span one byte short the picture goes to the heap
+ * and the span holds the encoder's filtered copy only. In a span of three
+ * pictures the picture is drawn in place and the encoder's other buffers
+ * (zlib's state) go after it. */
 static void test_lent_memory(void) {
     enum { GUARD = 64 };
     Error err = {{0}};
     char heap_path[512];
     static const char *const kinds[3] = {"layer", "filmstrip", "Q/K balance"};
+    static const char *const spans[3] = {"exact", "one byte short", "of three pictures"};
     for (int k = 0; k < 3; k++) {
         const char *kind = kinds[k];
         snprintf(heap_path, sizeof heap_path, "%s", at("heap.png"));
         EXPECT(write_kind(k, heap_path, on_heap, &err) == 0, "%s", err.msg);
         Png p = png_load(heap_path);
-        size_t stride = 1 + 3 * (size_t)p.w, need = (size_t)p.h * stride, na;
-        stbi_image_free(p.px);
-        unsigned char *heap = file_bytes(heap_path, &na), *lent = malloc(need + GUARD);
+        REQUIRE(p.px);
+        size_t row = 3 * (size_t)p.w, size = (size_t)p.h * row;
+        size_t need = png_lead((size_t)p.w, (size_t)p.h) + size, na;
+        unsigned char *heap = file_bytes(heap_path, &na), *lent = malloc(3 * need + GUARD);
         REQUIRE(lent);
-        for (int short_span = 0; short_span < 2; short_span++) {
-            memset(lent, 0xA5, need + GUARD);
-            Span mem = {lent, need - (size_t)short_span};
+        for (int sp = 0; sp < 3; sp++) {
+            size_t n = sp == 0 ? need : sp == 1 ? need - 1 : 3 * need;
+            memset(lent, 0xA5, n + GUARD);
+            Span mem = {lent, n};
             EXPECT(write_kind(k, at("lent.png"), mem, &err) == 0, "%s", err.msg);
             size_t nb;
             unsigned char *b = file_bytes(at("lent.png"), &nb);
             EXPECT(na == nb && memcmp(heap, b, na) == 0, "%s, span %s: the file differs", kind,
-                   short_span ? "short" : "exact");
+                   spans[sp]);
             free(b);
             unlink(at("lent.png"));
-            if (short_span) {
-                size_t touched = need + GUARD - count_byte(lent, need + GUARD, 0xA5);
-                EXPECT(touched == 0, "%s: a span too short was written (%zu bytes)", kind, touched);
-            } else {
-                EXPECT(lent[0] == 0 && lent[stride] == 0 && lent[need - stride] == 0,
-                       "%s: the rows were not drawn in the span", kind);
-                EXPECT(count_byte(lent + need, GUARD, 0xA5) == GUARD,
-                       "%s: the guard after the picture was written", kind);
-            }
+            EXPECT(count_byte(lent + n, GUARD, 0xA5) == GUARD,
+                   "%s, span %s: the bytes after the span were written", kind, spans[sp]);
+            EXPECT(holds_filtered_rows(lent, &p), "%s, span %s: no filtered rows at its start",
+                   kind, spans[sp]);
+            int drawn = memcmp(lent + need - row, p.px + size - row, row) == 0;
+            EXPECT(drawn == (sp != 1), "%s, span %s: the picture %s drawn in the span", kind,
+                   spans[sp], drawn ? "was" : "was not");
+            if (sp == 2)
+                EXPECT(count_byte(lent + need, n - need, 0xA5) < n - need,
+                       "%s: the encoder left the span after the picture unused", kind);
         }
+        stbi_image_free(p.px);
         free(lent);
         free(heap);
         unlink(heap_path);

@@ -117,21 +117,22 @@ static void diverging(float t, uint8_t rgb[3]) {
 /* ---- raster ------------------------------------------------------------- */
 
 /* Drawing coordinates are signed so that text centred near an edge can start
- * left of it; every pixel is clipped to the image. The pixels are laid out as
- * PNG's image data before compression: each row is its filter-type byte (0,
- * none) and then its RGB triples, so the encoder deflates the buffer itself
- * instead of a filtered copy as large as the picture. */
+ * left of it; every pixel is clipped to the image. Rows are 3 w bytes of RGB
+ * triples, as png_write takes them. */
 typedef struct {
     uint8_t *px;
     size_t w, h;
-    int owned; /* px is the image's own, not lent memory */
+    int owned;  /* px is the image's own, not lent memory */
+    Span spare; /* lent memory for the encoder, the pixels in it or not */
 } Image;
 
 static size_t image_stride(const Image *im) {
-    return 1 + 3 * im->w;
+    return 3 * im->w;
 }
 
-/* The pixels go in mem when they fit, else on the heap. */
+/* The pixels go in mem when they fit there, png_lead bytes in, so that the
+ * encoder filters them in place and has the rest of mem; else on the heap,
+ * and all of mem is the encoder's. */
 static int image_init(Image *im, size_t w, size_t h, Span mem, const char *path, Error *err) {
     if (w > MAX_SIDE || h > MAX_SIDE || h * (1 + 3 * w) > INT_MAX)
         return error_set(err,
@@ -140,11 +141,11 @@ static int image_init(Image *im, size_t w, size_t h, Span mem, const char *path,
                          path, w, h, MAX_SIDE, INT_MAX);
     im->w = w;
     im->h = h;
-    size_t stride = image_stride(im);
-    im->owned = h * stride > mem.n;
-    im->px = im->owned ? xmalloc(h * stride) : mem.p;
-    memset(im->px, 255, h * stride); /* white background */
-    for (size_t y = 0; y < h; y++) im->px[y * stride] = 0;
+    size_t size = h * image_stride(im), lead = png_lead(w, h);
+    im->owned = !mem.p || lead > mem.n || size > mem.n - lead;
+    im->px = im->owned ? xmalloc(size) : (uint8_t *)mem.p + lead;
+    im->spare = mem;
+    memset(im->px, 255, size); /* white background */
     return 0;
 }
 
@@ -158,7 +159,7 @@ static void image_fill(Image *im, ptrdiff_t x, ptrdiff_t y, size_t w, size_t h,
     size_t stride = image_stride(im);
     for (ptrdiff_t yy = y; yy < y1; yy++)
         for (ptrdiff_t xx = x; xx < x1; xx++)
-            memcpy(im->px + (size_t)yy * stride + 1 + (size_t)xx * 3, c, 3);
+            memcpy(im->px + (size_t)yy * stride + (size_t)xx * 3, c, 3);
 }
 
 static void image_glyph(Image *im, ptrdiff_t x, ptrdiff_t y, const uint8_t *glyph) {
@@ -190,7 +191,7 @@ static int image_write(Image *im, const char *path, Error *err) {
     FILE *f = fopen(tmp, "wb");
     int ok = f != NULL, saved = errno;
     if (ok) {
-        ok = png_write(f, im->px, im->w, im->h) == 0;
+        ok = png_write(f, im->px, im->w, im->h, im->spare) == 0;
         saved = errno;
         if (fclose(f) != 0 && ok) {
             ok = 0;

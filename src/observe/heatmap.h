@@ -16,9 +16,12 @@
  * masked future above the diagonal in a neutral colour), at least 8 px per
  * cell, titled "L{layer} H{h}", rows and columns labelled with the probe's
  * characters chars[0..T-1] (code points; space, newline, tab and non-ASCII
- * characters drawn as readable glyphs), and a colour bar 0..1. The picture is
- * drawn in mem when it fits ({NULL, 0}: on the heap); it is as large as
- * 1 + 3 width bytes a row, HeatmapGrid's size. */
+ * characters drawn as readable glyphs), and a colour bar 0..1. The picture,
+ * 3 width bytes a row of HeatmapGrid's size, is drawn in mem when it fits
+ * there png_lead bytes in (png.h), and the encoder filters it in place; else
+ * on the heap ({NULL, 0}: always). The encoder's other buffers go in what mem
+ * has left after the picture (all of it when the picture is on the heap)
+ * while they fit. */
 int heatmap_write_layer(const char *path, const float *att, int NH, int T,
                         const uint32_t *chars, int layer, Span mem, Error *err);
 

@@ -1,6 +1,6 @@
-/* PNG files of 8-bit RGB pictures, with a deflate of the project's own made
- * for flat-coloured pictures: it looks for repeats only one pixel back and
- * one row up, which is where a heatmap's repeats are. */
+/* PNG files of 8-bit RGB pictures, written by stb_image_write (Debian's
+ * libstb-dev) with zlib's deflate in place of stb's own, through stb's
+ * STBIW_ZLIB_COMPRESS hook. */
 #ifndef QK_PNG_H
 #define QK_PNG_H
 
@@ -8,16 +8,21 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* The compressed stream's chunk size: the stream goes to the file as it is
- * made, so the encoder needs this much memory beside the rows, on its stack;
- * a chunk's 12 bytes of length, type and CRC are under 0.1 % of it. */
-#define PNG_IDAT_BYTES 16384
+#include "common.h"
 
-/* Writes the w x h picture (w, h >= 1) as a PNG to f: signature, IHDR, the
- * IDAT chunks (each PNG_IDAT_BYTES but the last), IEND.
- * rows holds h rows of 1 + 3 w bytes laid out as PNG's image data, each a
- * filter-type byte and then the row's RGB triples, so no filtered copy is
- * made. Returns 0, or -1 when a write failed (errno tells why). */
-int png_write(FILE *f, const uint8_t *rows, size_t w, size_t h);
+/* Writes the w x h picture (w, h >= 1) as a PNG to f. rgb holds h rows of
+ * 3 w bytes, each the row's RGB triples. The encoder's buffers come from
+ * scratch while they fit in it ({NULL, 0}: all from the heap). A picture may
+ * lie in scratch itself, png_lead(w, h) bytes from its start: it is then
+ * filtered in place, overwritten by its filtered rows as they are made, and
+ * the other buffers follow it. Returns 0, or -1 when the picture could not be
+ * encoded or written (errno tells why). */
+int png_write(FILE *f, const uint8_t *rgb, size_t w, size_t h, Span scratch);
+
+/* Where in its scratch memory a w x h picture is drawn to be filtered in
+ * place: the filtered rows, one byte longer each, start at scratch's start
+ * and overtake row j only once stb has filtered row j + 1, which reads it
+ * (3 w + h bytes ahead, rounded up to a cache line). */
+size_t png_lead(size_t w, size_t h);
 
 #endif
